@@ -1,0 +1,75 @@
+// Command lkbuild builds LinuxKit kernel images without a daemon, without root
+// and without network access inside the build.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at link time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run executes the CLI and returns the process exit code. It never calls
+// os.Exit itself so that tests can drive it.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	app := newApp(stdout, stderr)
+	if err := app.RunContext(ctx, args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(stderr, "lkbuild:", msg)
+			}
+			return ec.ExitCode()
+		}
+		fmt.Fprintln(stderr, "lkbuild:", err)
+		return 1
+	}
+	return 0
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "lkbuild",
+		Usage:   "build LinuxKit kernel images without a daemon, root or network",
+		Version: version,
+		Description: `lkbuild pulls a builder image straight from a registry, runs the kernel
+build in a rootless, network-less sandbox and writes the kernel, modules and
+headers as a reproducible OCI image, to a local OCI layout or a registry.`,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "cache-dir",
+				Usage:   "where pulled blobs, rootfs trees and sources are cached",
+				EnvVars: []string{"LKBUILD_CACHE_DIR"},
+				Value:   defaultCacheDir(),
+			},
+		},
+		Commands: []*cli.Command{},
+	}
+}
+
+// defaultCacheDir is $XDG_CACHE_HOME/lkbuild, falling back to ~/.cache/lkbuild.
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return d + "/lkbuild"
+	}
+	return ".lkbuild-cache"
+}
