@@ -1,0 +1,118 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// retryTransport retries requests that a registry answers with 429 or a 5xx
+// status, or that fail with a dropped connection, as long as the request can
+// be sent again (it has no body, or its body can be re-created with GetBody).
+// A Retry-After header, in seconds or as an HTTP date, sets the wait.
+//
+// Blob uploads stream their bodies and cannot be replayed here; for those,
+// go-containerregistry restarts the whole upload (see Registry's backoff).
+type retryTransport struct {
+	base     http.RoundTripper
+	attempts int           // total tries, at least 1
+	backoff  time.Duration // first wait, doubled each time
+	maxWait  time.Duration // cap for any single wait, Retry-After included
+	now      func() time.Time
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	for attempt := 1; ; attempt++ {
+		r := req
+		if attempt > 1 && req.Body != nil && req.Body != http.NoBody {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			r = req.Clone(req.Context())
+			r.Body = body
+		}
+		resp, err := t.base.RoundTrip(r)
+		wait, retry := t.shouldRetry(req, resp, err, attempt)
+		if !retry {
+			return resp, err
+		}
+		if resp != nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		if err := sleepCtx(req.Context(), wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err error, attempt int) (time.Duration, bool) {
+	if attempt >= t.attempts || req.Context().Err() != nil {
+		return 0, false
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return 0, false
+	}
+	wait := t.backoff << (attempt - 1)
+	// Full jitter on the exponential part spreads concurrent clients.
+	wait = wait/2 + rand.N(wait/2+1)
+	switch {
+	case err != nil:
+		if !isConnectionDrop(err) {
+			return 0, false
+		}
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.now()); ok {
+			wait = d
+		}
+	case resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented:
+	default:
+		return 0, false
+	}
+	return min(wait, t.maxWait), true
+}
+
+// isConnectionDrop reports errors that mean the connection went away under
+// the request, as a proxy or an overloaded registry does.
+func isConnectionDrop(err error) bool {
+	var ne net.Error
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
