@@ -251,6 +251,7 @@ type flaky struct {
 	kind    func(*http.Request) string
 	fault   string // "429", "503" or "drop"
 	injects atomic.Int32
+	off     atomic.Bool
 }
 
 func (f *flaky) wrap(h http.Handler) http.Handler {
@@ -258,7 +259,7 @@ func (f *flaky) wrap(h http.Handler) http.Handler {
 		k := f.kind(req)
 		f.mu.Lock()
 		f.seen[k]++
-		fail := k != "" && f.seen[k] <= f.n
+		fail := k != "" && f.seen[k] <= f.n && !f.off.Load()
 		f.mu.Unlock()
 		if !fail {
 			h.ServeHTTP(w, req)
@@ -305,6 +306,7 @@ func TestPushSurvivesFaults(t *testing.T) {
 			if f.injects.Load() == 0 {
 				t.Fatal("no fault was injected")
 			}
+			f.off.Store(true)
 			got, err := remote.Image(mustParse(t, ref))
 			if err != nil {
 				t.Fatal(err)
