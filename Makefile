@@ -1,0 +1,42 @@
+# lkbuild's developer entry points. `make test` is what CI runs (.ci/run).
+
+GO ?= go
+export PATH := $(shell $(GO) env GOPATH)/bin:/usr/local/go/bin:$(PATH)
+FUZZTIME ?= 10s
+
+.PHONY: build lint test fuzz bench
+
+# build makes the one static binary.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o lkbuild ./cmd/lkbuild
+
+# lint fails on unformatted files, go vet findings and staticcheck findings.
+lint:
+	@unformatted=$$(gofmt -l $$($(GO) list -e -f '{{.Dir}}' ./...)); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l reports:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+
+# test runs every package's tests as root and as an unprivileged user, against
+# a real registry (scripts/test.sh; needs root).
+test: lint
+	bash scripts/test.sh
+
+# fuzz runs every Fuzz target for FUZZTIME each (make fuzz FUZZTIME=1m).
+fuzz:
+	@set -e; \
+	targets=$$(grep -rEo --include='*_test.go' --exclude-dir=testdata --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*' . | sed 's/:func /:/'); \
+	[ -n "$$targets" ] || echo "no fuzz targets"; \
+	for t in $$targets; do \
+		dir=$$(dirname $${t%%:*}); fn=$${t##*:}; \
+		echo "== $$fn in $$dir"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$dir; \
+	done
+
+# bench runs every benchmark script in bench/.
+bench:
+	@set -e; \
+	for s in bench/*.sh; do \
+		[ -e "$$s" ] || { echo "no benchmark scripts in bench/"; break; }; \
+		echo "== $$s"; bash "$$s"; \
+	done

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# deps.sh installs what lkbuild's tests, fixtures and benchmarks need on a
+# Debian 12 machine: Debian packages through apt (only when one is missing, so
+# a prepared machine skips apt entirely) and staticcheck through go install.
+# It is idempotent and exits non-zero if anything is still missing afterwards.
+# Needs root for apt-get.
+set -euo pipefail
+
+packages=(
+	docker-registry # Distribution registry for the end-to-end suite
+	skopeo          # independent registry client for checks
+	umoci           # independent OCI layout tool for checks
+	apache2-utils   # htpasswd (bcrypt) for the registry's basic auth
+	debootstrap debian-archive-keyring # builder rootfs fixtures
+	pigz xz-utils       # compression baselines
+	uidmap              # newuidmap/newgidmap for rootless id ranges
+	qemu-user-static    # foreign-arch emulation
+	linux-source-6.12   # kernel source fixture
+	git make time hyperfine curl ca-certificates
+)
+staticcheck_version=0.8.2
+
+missing_packages() {
+	local p status
+	for p in "${packages[@]}"; do
+		status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+		[[ $status == "install ok installed" ]] || echo "$p"
+	done
+}
+
+mapfile -t missing < <(missing_packages)
+if ((${#missing[@]} > 0)); then
+	echo "deps.sh: installing ${missing[*]}" >&2
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "deps.sh: apt-get needs root" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq </dev/null
+	# No recommends: qemu-user-static would pull in systemd.
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+fi
+
+export PATH="/usr/local/go/bin:$PATH"
+command -v go >/dev/null || { echo "deps.sh: go is not installed (expected /usr/local/go/bin/go)" >&2; exit 1; }
+gobin=$(go env GOBIN)
+gobin=${gobin:-$(go env GOPATH)/bin}
+has_staticcheck() {
+	local s
+	for s in "$gobin/staticcheck" "$(command -v staticcheck || true)"; do
+		[[ -x $s ]] && "$s" -version 2>/dev/null | grep -q "($staticcheck_version)" && return 0
+	done
+	return 1
+}
+if ! has_staticcheck; then
+	echo "deps.sh: installing staticcheck $staticcheck_version into $gobin" >&2
+	go install "honnef.co/go/tools/cmd/staticcheck@v$staticcheck_version"
+fi
+
+mapfile -t missing < <(missing_packages)
+if ((${#missing[@]} > 0)); then
+	echo "deps.sh: still missing after install: ${missing[*]}" >&2
+	exit 1
+fi
+if ! has_staticcheck; then
+	echo "deps.sh: staticcheck $staticcheck_version is still missing from $gobin" >&2
+	exit 1
+fi
+echo "deps.sh: all dependencies present" >&2
