@@ -184,11 +184,22 @@ func (r *Registry) remoteOptions(ctx context.Context) []remote.Option {
 	}
 }
 
+// blobRetry is how a blob download that breaks off is tried again.
+func (r *Registry) blobRetry() retryPolicy {
+	return retryPolicy{attempts: r.o.attempts, backoff: r.o.backoff, maxWait: r.o.maxWait, retryable: retryable}
+}
+
 // retryable decides which errors from go-containerregistry restart a
 // whole operation (such as a blob upload).
 func retryable(err error) bool {
 	var te *transport.Error
 	if errors.As(err, &te) {
+		for _, d := range te.Errors {
+			// An upload session lost with a dropped connection: start over.
+			if d.Code == transport.BlobUploadUnknownErrorCode {
+				return true
+			}
+		}
 		return te.StatusCode == http.StatusTooManyRequests || te.StatusCode == http.StatusRequestTimeout ||
 			(te.StatusCode >= 500 && te.StatusCode != http.StatusNotImplemented) || te.Temporary()
 	}
@@ -289,7 +300,7 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 	if _, err := checkPlatform(ref, rimg, platform); err != nil {
 		return nil, err
 	}
-	if err := store.WriteImage(ctx, rimg, progress); err != nil {
+	if err := store.writeImage(ctx, rimg, progress, r.blobRetry()); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	img, ok := store.Image(desc.Digest)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -57,7 +58,7 @@ func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err
 	if attempt >= t.attempts || req.Context().Err() != nil {
 		return 0, false
 	}
-	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+	if !idempotent(req) || (req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
 		return 0, false
 	}
 	wait := t.backoff << (attempt - 1)
@@ -77,6 +78,20 @@ func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err
 		return 0, false
 	}
 	return min(wait, t.maxWait), true
+}
+
+// idempotent reports whether sending req twice is harmless. Blob upload
+// sessions (POST, PATCH, PUT under /blobs/uploads/) are state machines: a
+// repeated PUT after a lost answer finds the session closed. Those are
+// retried as a whole upload by go-containerregistry instead.
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodDelete:
+		return true
+	case http.MethodPut:
+		return strings.Contains(req.URL.Path, "/manifests/")
+	}
+	return false
 }
 
 // isConnectionDrop reports errors that mean the connection went away under

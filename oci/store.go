@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -175,9 +176,36 @@ func (w *blobWriter) abort() {
 }
 
 // WriteImage stores every blob of img (layers, config, manifest) that is not
-// present yet, fetching up to jobs layers at a time. Layers are taken in
-// their compressed form, as a registry serves them.
+// present yet, up to four layers at a time. Layers are taken in their
+// compressed form, as a registry serves them.
 func (s *Store) WriteImage(ctx context.Context, img v1.Image, progress func(Progress)) error {
+	return s.writeImage(ctx, img, progress, retryPolicy{attempts: 1})
+}
+
+// retryPolicy says how often to try a blob copy that fails part way.
+type retryPolicy struct {
+	attempts  int
+	backoff   time.Duration
+	maxWait   time.Duration
+	retryable func(error) bool
+}
+
+func (p retryPolicy) do(ctx context.Context, f func() error) error {
+	var err error
+	for i := 0; i < max(p.attempts, 1); i++ {
+		if i > 0 {
+			if serr := sleepCtx(ctx, min(p.backoff<<(i-1), p.maxWait)); serr != nil {
+				return serr
+			}
+		}
+		if err = f(); err == nil || p.retryable == nil || !p.retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Store) writeImage(ctx context.Context, img v1.Image, progress func(Progress), retry retryPolicy) error {
 	layers, err := img.Layers()
 	if err != nil {
 		return fmt.Errorf("list layers: %w", err)
@@ -212,7 +240,8 @@ func (s *Store) WriteImage(ctx context.Context, img v1.Image, progress func(Prog
 				mu.Unlock()
 				return
 			}
-			if err := s.writeLayer(ctx, l, d, size, progress); err != nil {
+			err := retry.do(ctx, func() error { return s.writeLayer(ctx, l, d, size, progress) })
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
