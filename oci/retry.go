@@ -58,7 +58,7 @@ func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err
 	if attempt >= t.attempts || req.Context().Err() != nil {
 		return 0, false
 	}
-	if !idempotent(req) || (req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return 0, false
 	}
 	wait := t.backoff << (attempt - 1)
@@ -66,14 +66,20 @@ func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err
 	wait = wait/2 + rand.N(wait/2+1)
 	switch {
 	case err != nil:
-		if !isConnectionDrop(err) {
+		// The request may or may not have been acted on.
+		if !isConnectionDrop(err) || !idempotent(req) {
 			return 0, false
 		}
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+		// Refused, not acted on: safe to send again, whatever the method.
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.now()); ok {
 			wait = d
 		}
+	case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout:
 	case resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented:
+		if !idempotent(req) {
+			return 0, false
+		}
 	default:
 		return 0, false
 	}
@@ -81,15 +87,18 @@ func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err
 }
 
 // idempotent reports whether sending req twice is harmless. Blob upload
-// sessions (POST, PATCH, PUT under /blobs/uploads/) are state machines: a
-// repeated PUT after a lost answer finds the session closed. Those are
-// retried as a whole upload by go-containerregistry instead.
+// sessions are state machines: a PATCH or PUT repeated after a lost answer
+// finds the session moved on or closed, so those are retried as a whole
+// upload by go-containerregistry instead. Starting a session (POST) twice
+// only leaves an unused session behind.
 func idempotent(req *http.Request) bool {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodDelete:
 		return true
 	case http.MethodPut:
 		return strings.Contains(req.URL.Path, "/manifests/")
+	case http.MethodPost:
+		return strings.HasSuffix(req.URL.Path, "/blobs/uploads/")
 	}
 	return false
 }
