@@ -12,12 +12,16 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/lkbuild/lkbuild/builder"
 )
 
 // version is set at link time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	// The sandbox re-executes this binary as its init; catch that first.
+	builder.MaybeInit(os.Args)
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
@@ -62,7 +66,9 @@ headers as a reproducible OCI image, to a local OCI layout or a registry.`,
 				Value:   defaultCacheDir(),
 			},
 		},
-		Commands: []*cli.Command{},
+		Commands: []*cli.Command{
+			listCommand(), showTagCommand(), tagsCommand(), runCommand(),
+		},
 	}
 }
 

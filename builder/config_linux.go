@@ -1,0 +1,29 @@
+package builder
+
+// initConfig is what the parent sends the sandbox init over fd 3.
+type initConfig struct {
+	Lower       string    `json:"lower"`
+	Writable    bool      `json:"writable"`
+	Upper       string    `json:"upper"`
+	Work        string    `json:"work"`
+	Root        string    `json:"root"`
+	Args        []string  `json:"args"`
+	Env         []string  `json:"env"`
+	Dir         string    `json:"dir"`
+	Hostname    string    `json:"hostname"`
+	Mounts      []Mount   `json:"mounts"`
+	HostNetwork bool      `json:"hostNetwork"`
+	Emulator    *Emulator `json:"emulator,omitempty"`
+}
+
+// initReport is one line the init writes back over fd 4.
+type initReport struct {
+	Note  string `json:"note,omitempty"`
+	Step  string `json:"step,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+const (
+	configFD = 3
+	reportFD = 4
+)

@@ -1,0 +1,14 @@
+package builder
+
+import "github.com/lkbuild/lkbuild/toolchain"
+
+// UseEmulation makes the sandbox run a foreign architecture as e says:
+// register QEMU in the sandbox's own binfmt_misc when e.Register, else
+// rely on the host's registration; either way add e's environment.
+func (s *Spec) UseEmulation(e toolchain.Emulation) {
+	if e.Register {
+		s.Emulator = &Emulator{Name: e.Name, Interpreter: e.Interpreter, Magic: e.Magic, Mask: e.Mask, Env: e.Env}
+		return
+	}
+	s.Env = append(s.Env, e.Env...)
+}

@@ -1,0 +1,360 @@
+package builder
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// initMain is the sandbox init: it runs in the new namespaces as pid 1,
+// sets up the root filesystem, runs the command, reaps every process and
+// exits with the command's status.
+func initMain() int {
+	unix.CloseOnExec(configFD)
+	unix.CloseOnExec(reportFD)
+	report := os.NewFile(reportFD, "report")
+	enc := json.NewEncoder(report)
+	fail := func(step string, err error) int {
+		enc.Encode(initReport{Step: step, Error: err.Error()})
+		return ExitSetupFailed
+	}
+	var cfg initConfig
+	if err := json.NewDecoder(os.NewFile(configFD, "config")).Decode(&cfg); err != nil {
+		return fail("read config", err)
+	}
+	note := func(s string) { enc.Encode(initReport{Note: s}) }
+	if step, err := setupRoot(&cfg, note); err != nil {
+		return fail(step, err)
+	}
+	path, err := lookPath(cfg.Args[0], cfg.Env)
+	if err != nil {
+		return fail("find command", err)
+	}
+	// Catch signals before starting the child so none is lost.
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs)
+	env := cfg.Env
+	if cfg.Emulator != nil {
+		env = append(append([]string{}, env...), cfg.Emulator.Env...)
+	}
+	proc, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+	})
+	if err != nil {
+		code := 126
+		if errors.Is(err, fs.ErrNotExist) {
+			code = 127
+		}
+		enc.Encode(initReport{Step: "start command", Error: err.Error()})
+		return code
+	}
+	report.Close()
+	return superviseChild(proc.Pid, sigs)
+}
+
+// superviseChild forwards signals to the command and reaps every process
+// that ends up as our child (orphans are reparented to pid 1). When the
+// command exits, whatever is left in the namespace is killed, and its
+// status becomes ours.
+func superviseChild(pid int, sigs chan os.Signal) int {
+	for sig := range sigs {
+		if sig != unix.SIGCHLD {
+			unix.Kill(pid, sig.(unix.Signal))
+			continue
+		}
+		for {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if err != nil || got <= 0 {
+				break
+			}
+			if got != pid {
+				continue
+			}
+			code := ws.ExitStatus()
+			if ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+			// kill(-1) from pid 1 reaches every other process in the
+			// namespace; then reap them.
+			unix.Kill(-1, unix.SIGKILL)
+			for {
+				if _, err := unix.Wait4(-1, nil, 0, nil); err != nil {
+					break
+				}
+			}
+			return code
+		}
+	}
+	return 1
+}
+
+// lookPath finds a command the way a shell would, in the PATH of env.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in PATH=%s", name, path)
+}
+
+// setupRoot builds the sandbox's root filesystem and pivots into it. It
+// returns the name of the step that failed.
+func setupRoot(cfg *initConfig, note func(string)) (string, error) {
+	// Nothing we mount may propagate back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return "make mounts private", &os.PathError{Op: "mount", Path: "/", Err: err}
+	}
+	if err := mountRootfs(cfg, note); err != nil {
+		return "mount root filesystem", err
+	}
+	root := cfg.Root
+	for _, d := range []string{"proc", "dev", "tmp", "sys"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return "create " + d, err
+		}
+	}
+	if err := mountAt("proc", root, "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return "mount /proc", err
+	}
+	if !cfg.HostNetwork {
+		// sysfs can only be mounted with a network namespace of our own;
+		// builds read little from it, so do without where refused.
+		mountAt("sysfs", root, "/sys", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}
+	if err := mountDev(root); err != nil {
+		return "set up /dev", err
+	}
+	if err := mountAt("tmpfs", root, "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+		return "mount /tmp", err
+	}
+	for _, m := range cfg.Mounts {
+		if err := bindMount(root, m); err != nil {
+			return "bind " + m.Source + " to " + m.Target, err
+		}
+	}
+	if cfg.HostNetwork {
+		// Name resolution for setup commands that fetch packages.
+		if _, err := os.Stat("/etc/resolv.conf"); err == nil {
+			bindMount(root, Mount{Source: "/etc/resolv.conf", Target: "/etc/resolv.conf", ReadOnly: true})
+		}
+	}
+	if cfg.Emulator != nil {
+		if err := registerEmulator(root, cfg.Emulator); err != nil {
+			return "register " + cfg.Emulator.Name + " with binfmt_misc", err
+		}
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return "set hostname", err
+	}
+	if !cfg.HostNetwork {
+		if err := loopbackUp(); err != nil {
+			return "bring up loopback", err
+		}
+	}
+	if err := pivotRoot(root); err != nil {
+		return "pivot_root", err
+	}
+	if err := os.Chdir(cfg.Dir); err != nil {
+		return "change to working directory", err
+	}
+	return "", nil
+}
+
+// mountRootfs mounts the overlay of the pristine rootfs and the upper dir
+// on cfg.Root; where overlayfs is refused it copies the rootfs into the
+// upper dir and binds that instead.
+func mountRootfs(cfg *initConfig, note func(string)) error {
+	if cfg.Writable {
+		if err := unix.Mount(cfg.Lower, cfg.Root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return &os.PathError{Op: "bind mount", Path: cfg.Lower, Err: err}
+		}
+		return nil
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", cfg.Lower, cfg.Upper, cfg.Work)
+	// In a user namespace overlayfs keeps its metadata in user.* xattrs
+	// (userxattr, Linux 5.11+); older kernels only know the trusted.* form.
+	err := unix.Mount("overlay", cfg.Root, "overlay", 0, opts+",userxattr")
+	if err == nil {
+		return nil
+	}
+	if err2 := unix.Mount("overlay", cfg.Root, "overlay", 0, opts); err2 == nil {
+		return nil
+	}
+	note(fmt.Sprintf("overlayfs refused (%v); copying the rootfs instead, which is slower", err))
+	if err := copyTree(cfg.Lower, cfg.Upper); err != nil {
+		return fmt.Errorf("copy rootfs: %w", err)
+	}
+	if err := unix.Mount(cfg.Upper, cfg.Root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return &os.PathError{Op: "bind mount", Path: cfg.Root, Err: err}
+	}
+	return nil
+}
+
+func mountAt(source, root, target, fstype string, flags uintptr, data string) error {
+	p := filepath.Join(root, target)
+	if err := unix.Mount(source, p, fstype, flags, data); err != nil {
+		return &os.PathError{Op: "mount " + fstype, Path: target, Err: err}
+	}
+	return nil
+}
+
+// mountDev builds a minimal /dev: a tmpfs holding the host's harmless
+// character devices bound in, a private devpts instance, and /dev/shm.
+func mountDev(root string) error {
+	if err := mountAt("tmpfs", root, "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=65536k"); err != nil {
+		return err
+	}
+	dev := filepath.Join(root, "dev")
+	for _, name := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		p := filepath.Join(dev, name)
+		if err := os.WriteFile(p, nil, 0o666); err != nil {
+			return err
+		}
+		if err := unix.Mount("/dev/"+name, p, "", unix.MS_BIND, ""); err != nil {
+			return &os.PathError{Op: "bind mount", Path: "/dev/" + name, Err: err}
+		}
+	}
+	for _, d := range []string{"pts", "shm"} {
+		if err := os.Mkdir(filepath.Join(dev, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := mountAt("devpts", root, "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
+		return err
+	}
+	if err := mountAt("shm", root, "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=65536k"); err != nil {
+		return err
+	}
+	links := map[string]string{"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindMount binds m.Source onto m.Target inside root, creating the target
+// (a directory, or an empty file for a file source).
+func bindMount(root string, m Mount) error {
+	target := filepath.Join(root, filepath.Clean("/"+m.Target))
+	fi, err := os.Stat(m.Source)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		err = os.MkdirAll(target, 0o755)
+	} else if err = os.MkdirAll(filepath.Dir(target), 0o755); err == nil {
+		var f *os.File
+		if f, err = os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o644); err == nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return &os.PathError{Op: "bind mount", Path: m.Source, Err: err}
+	}
+	if !m.ReadOnly {
+		return nil
+	}
+	// A read-only remount must keep the flags the kernel locked on the
+	// source mount (nosuid, nodev, noexec) or a user namespace gets EPERM.
+	var st unix.Statfs_t
+	if err := unix.Statfs(target, &st); err != nil {
+		return &os.PathError{Op: "statfs", Path: target, Err: err}
+	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	for _, f := range []struct{ st, ms uintptr }{
+		{unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME}, {unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(st.Flags)&f.st != 0 {
+			flags |= f.ms
+		}
+	}
+	if err := unix.Mount("", target, "", flags, ""); err != nil {
+		return &os.PathError{Op: "remount read-only", Path: m.Target, Err: err}
+	}
+	return nil
+}
+
+// registerEmulator mounts a binfmt_misc instance of the sandbox's own
+// (Linux 6.7+ gives each user namespace one) and registers the emulator
+// with the F flag, so the kernel opens the interpreter now, from the host's
+// filesystem, and every later exec of a matching binary in the sandbox
+// runs through it. The host's binfmt_misc is unaffected.
+func registerEmulator(root string, e *Emulator) error {
+	dir := filepath.Join(root, "proc/sys/fs/binfmt_misc")
+	if err := unix.Mount("binfmt_misc", dir, "binfmt_misc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return &os.PathError{Op: "mount binfmt_misc", Path: dir, Err: err}
+	}
+	line := fmt.Sprintf(":%s:M::%s:%s:%s:F", e.Name, e.Magic, e.Mask, e.Interpreter)
+	f, err := os.OpenFile(filepath.Join(dir, "register"), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(f, line); err != nil {
+		f.Close()
+		return fmt.Errorf("write %q: %w", line, err)
+	}
+	return f.Close()
+}
+
+// loopbackUp sets the IFF_UP flag on lo, the only interface a fresh
+// network namespace has.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// pivotRoot makes root the root of our mount namespace. pivot_root(".", ".")
+// stacks the old root on top of the new one at "/"; unmounting "." then
+// detaches the old root, so no put_old directory is needed.
+func pivotRoot(root string) error {
+	if err := unix.Chdir(root); err != nil {
+		return &os.PathError{Op: "chdir", Path: root, Err: err}
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return &os.PathError{Op: "pivot_root", Path: ".", Err: err}
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &os.PathError{Op: "umount old root", Path: ".", Err: err}
+	}
+	return unix.Chdir("/")
+}

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package builder
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+func initMain() int {
+	fmt.Fprintln(os.Stderr, ErrUnsupported)
+	return ExitSetupFailed
+}
+
+// Run is only supported on Linux.
+func Run(ctx context.Context, spec Spec) error { return ErrUnsupported }

@@ -1,0 +1,237 @@
+package builder
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lkbuild/lkbuild/toolchain"
+)
+
+// killGrace is how long a cancelled sandbox gets between SIGTERM and
+// SIGKILL.
+const killGrace = 3 * time.Second
+
+// Run runs spec.Args in a new sandbox and waits for it. It returns nil when
+// the command exits 0, an *ExitError with the command's status otherwise,
+// a *SetupError when the sandbox could not be set up, and ctx.Err() (wrapped)
+// when ctx was cancelled; then every process of the sandbox is gone by the
+// time Run returns.
+func Run(ctx context.Context, spec Spec) error {
+	if len(spec.Args) == 0 {
+		return errors.New("sandbox: no command")
+	}
+	if spec.Rootfs == "" {
+		return errors.New("sandbox: no rootfs")
+	}
+	lower, err := filepath.Abs(spec.Rootfs)
+	if err != nil {
+		return fmt.Errorf("sandbox: rootfs: %w", err)
+	}
+	if fi, err := os.Stat(lower); err != nil || !fi.IsDir() {
+		return fmt.Errorf("sandbox: rootfs %s is not a directory", lower)
+	}
+	state, err := os.MkdirTemp(spec.StateDir, "lkbuild-run-")
+	if err != nil {
+		return fmt.Errorf("sandbox: state dir: %w", err)
+	}
+	defer removeTree(state)
+	upper := filepath.Join(state, "upper")
+	if spec.UpperDir != "" {
+		if upper, err = filepath.Abs(spec.UpperDir); err != nil {
+			return fmt.Errorf("sandbox: upper dir: %w", err)
+		}
+	}
+	cfg := initConfig{
+		Lower:       lower,
+		Writable:    spec.Writable,
+		Upper:       upper,
+		Work:        filepath.Join(state, "work"),
+		Root:        filepath.Join(state, "root"),
+		Args:        spec.Args,
+		Env:         spec.Env,
+		Dir:         spec.Dir,
+		Hostname:    spec.Hostname,
+		HostNetwork: spec.HostNetwork,
+		Emulator:    spec.Emulator,
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = "/"
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "lkbuild"
+	}
+	for _, m := range spec.Mounts {
+		src, err := filepath.Abs(m.Source)
+		if err != nil {
+			return fmt.Errorf("sandbox: bind %s: %w", m.Source, err)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return fmt.Errorf("sandbox: bind source: %w", err)
+		}
+		cfg.Mounts = append(cfg.Mounts, Mount{Source: src, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	for _, p := range []string{cfg.Lower, cfg.Upper, cfg.Work} {
+		// overlayfs takes these in a comma- and colon-separated option
+		// string and has no escaping for them.
+		if strings.ContainsAny(p, ",:") {
+			return fmt.Errorf("sandbox: path %q contains ',' or ':', which overlayfs cannot take", p)
+		}
+	}
+	for _, d := range []string{cfg.Upper, cfg.Work, cfg.Root} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+	}
+
+	cmd, err := initCommand(os.Getuid(), os.Getgid(), spec.HostNetwork)
+	if err != nil {
+		return err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer repR.Close()
+	defer repW.Close()
+	cmd.ExtraFiles = []*os.File{cfgR, repW} // fds 3 and 4
+
+	if err := cmd.Start(); err != nil {
+		return startError(err)
+	}
+	cfgR.Close()
+	repW.Close()
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("sandbox: send config: %w", err)
+	}
+	cfgW.Close()
+
+	reports := make(chan *SetupError, 1)
+	go func() {
+		var setupErr *SetupError
+		sc := bufio.NewScanner(repR)
+		for sc.Scan() {
+			var r initReport
+			if json.Unmarshal(sc.Bytes(), &r) != nil {
+				continue
+			}
+			if r.Error != "" {
+				setupErr = &SetupError{Step: r.Step, Err: errors.New(r.Error)}
+			} else if r.Note != "" && spec.Notify != nil {
+				spec.Notify(r.Note)
+			}
+		}
+		reports <- setupErr
+	}()
+
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-waited:
+	case <-ctx.Done():
+		// Ask nicely first, then kill the init: when a pid namespace's
+		// init dies, the kernel kills every other process in it.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case werr = <-waited:
+		case <-time.After(killGrace):
+			cmd.Process.Kill()
+			werr = <-waited
+		}
+		<-reports
+		return fmt.Errorf("sandbox: %w", ctx.Err())
+	}
+	if setupErr := <-reports; setupErr != nil {
+		return setupErr
+	}
+	if werr == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return &ExitError{Code: 128 + int(ws.Signal())}
+		}
+		return &ExitError{Code: ee.ExitCode()}
+	}
+	return fmt.Errorf("sandbox: %w", werr)
+}
+
+// initCommand builds the command that re-executes lkbuild as the sandbox
+// init in new namespaces. It is a pure function of its inputs so that
+// tests can check the flags without running anything.
+func initCommand(uid, gid int, hostNetwork bool) (*exec.Cmd, error) {
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if !hostNetwork {
+		flags |= unix.CLONE_NEWNET
+	}
+	uids, gids := idMaps(uid, gid)
+	return &exec.Cmd{
+		Path: "/proc/self/exe",
+		Args: []string{InitName},
+		Env:  []string{},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:                 flags,
+			UidMappings:                uids,
+			GidMappings:                gids,
+			GidMappingsEnableSetgroups: false,
+			Pdeathsig:                  syscall.SIGKILL,
+		},
+	}, nil
+}
+
+// idMaps maps the caller to root inside. Real root maps the first 65536
+// ids onto themselves, so a rootfs extracted with its owners shows them
+// unchanged; an unprivileged user maps only itself.
+func idMaps(uid, gid int) (uids, gids []syscall.SysProcIDMap) {
+	if uid == 0 {
+		return []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}},
+			[]syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}}
+	}
+	return []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
+		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+}
+
+// startError explains why the namespaces could not be created.
+func startError(err error) error {
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EINVAL) {
+		return &SetupError{Step: "create user namespace", Err: fmt.Errorf("%w (%s)", err, toolchain.UsernsHint(os.ReadFile))}
+	}
+	return &SetupError{Step: "start init", Err: err}
+}
+
+// removeTree removes a per-run tree, first making directories writable:
+// a build may leave read-only directories behind.
+func removeTree(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/toolchain"
+)
+
+// defaultPath is the PATH commands get in the sandbox unless --env sets one.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func registryFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "insecure-registry", Usage: "allow plain-HTTP and self-signed registries"},
+	}
+}
+
+func newRegistry(c *cli.Context) (*oci.Registry, error) {
+	return oci.NewRegistry(oci.WithInsecure(c.Bool("insecure-registry")))
+}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run a command in the build sandbox",
+		ArgsUsage: "-- CMD [ARGS...]",
+		Description: `Runs CMD in the sandbox builds use: a rootless container with its own user,
+mount, pid, uts, ipc and network namespaces (only loopback: no network), on
+an overlay of the builder rootfs, so the rootfs itself never changes.
+The command's exit status becomes lkbuild's.
+
+The rootfs is an OCI image (--builder-image, pulled for --arch and cached
+by digest) or a directory (--rootfs). For a foreign --arch, binaries run
+under QEMU user-mode, registered inside the sandbox's own user namespace.
+
+The environment holds only PATH, HOME=/root and what --env adds.
+
+Examples:
+   lkbuild run --builder-image registry.example/builder:1 -- make --version
+   lkbuild run --rootfs ./rootfs --bind ./linux:/src --workdir /src -- make -j2
+   lkbuild run --arch arm64 --rootfs ./rootfs-arm64 -- uname -m`,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "arch", Usage: "architecture of the rootfs (x86_64/amd64, aarch64/arm64, riscv64); default: the host's"},
+			&cli.StringFlag{Name: "builder-image", Usage: "OCI image to use as the rootfs"},
+			&cli.StringFlag{Name: "rootfs", Usage: "directory to use as the rootfs"},
+			&cli.StringSliceFlag{Name: "bind", Usage: "bind mount SRC:DST[:ro] (repeatable)"},
+			&cli.StringSliceFlag{Name: "env", Usage: "set K=V in the command's environment (repeatable)"},
+			&cli.StringFlag{Name: "workdir", Usage: "working directory inside the sandbox", Value: "/"},
+			&cli.BoolFlag{Name: "rw", Usage: "with --rootfs: change the directory in place instead of through an overlay (to bootstrap a rootfs, e.g. debootstrap --second-stage)"},
+		}, registryFlags()...),
+		Before: func(c *cli.Context) error {
+			if (c.String("builder-image") == "") == (c.String("rootfs") == "") {
+				return errors.New("run: give exactly one of --builder-image and --rootfs")
+			}
+			if c.NArg() == 0 {
+				return errors.New("run: no command; put it after --")
+			}
+			return nil
+		},
+		Action: func(c *cli.Context) error {
+			spec, err := runSpec(c)
+			if err != nil {
+				return err
+			}
+			return exitStatus(builder.Run(c.Context, spec))
+		},
+	}
+}
+
+// runSpec turns lkbuild run's flags into a sandbox spec, preparing the
+// rootfs and emulation.
+func runSpec(c *cli.Context) (builder.Spec, error) {
+	arch, err := archOrHost(c.String("arch"))
+	if err != nil {
+		return builder.Spec{}, err
+	}
+	spec := builder.Spec{
+		Rootfs:   c.String("rootfs"),
+		Writable: c.Bool("rw") && c.String("rootfs") != "",
+		Args:     c.Args().Slice(),
+		Env:      append([]string{defaultPath, "HOME=/root"}, c.StringSlice("env")...),
+		Dir:      c.String("workdir"),
+		Stdin:    os.Stdin, Stdout: c.App.Writer, Stderr: c.App.ErrWriter,
+		Notify: func(s string) { fmt.Fprintln(c.App.ErrWriter, "lkbuild:", s) },
+	}
+	for _, b := range c.StringSlice("bind") {
+		m, err := builder.ParseMount(b)
+		if err != nil {
+			return builder.Spec{}, err
+		}
+		spec.Mounts = append(spec.Mounts, m)
+	}
+	if ref := c.String("builder-image"); ref != "" {
+		rfs, err := prepareRootfs(c.Context, c, ref, arch)
+		if err != nil {
+			return builder.Spec{}, err
+		}
+		spec.Rootfs = rfs.Dir
+	}
+	if host, err := toolchain.HostArch(); err != nil || host.Uname != arch.Uname {
+		e, err := toolchain.FindEmulator(arch, toolchain.Host())
+		if err != nil {
+			return builder.Spec{}, err
+		}
+		spec.UseEmulation(e)
+	}
+	return spec, nil
+}
+
+func archOrHost(s string) (toolchain.Arch, error) {
+	if s == "" {
+		return toolchain.HostArch()
+	}
+	return toolchain.ParseArch(s)
+}
+
+func prepareRootfs(ctx context.Context, c *cli.Context, ref string, arch toolchain.Arch) (toolchain.Rootfs, error) {
+	reg, err := newRegistry(c)
+	if err != nil {
+		return toolchain.Rootfs{}, err
+	}
+	cache := c.String("cache-dir")
+	store, err := oci.OpenStore(filepath.Join(cache, "blobs"))
+	if err != nil {
+		return toolchain.Rootfs{}, err
+	}
+	return toolchain.PrepareRootfs(ctx, ref, arch, toolchain.RootfsOptions{
+		Registry: reg, Store: store, Dir: filepath.Join(cache, "rootfs"),
+	})
+}
+
+// exitStatus passes a sandboxed command's exit status through as ours.
+func exitStatus(err error) error {
+	var ee *builder.ExitError
+	if errors.As(err, &ee) {
+		return cli.Exit("", ee.Code)
+	}
+	return err
+}
