@@ -227,7 +227,7 @@ func Load(fsys fs.FS, name string) (*Dir, error) {
 		return nil, fmt.Errorf("%s: %w (want folders like 6.6.x/ with build-args, or files like config-6.6.x-x86_64)", d.file("."), err)
 	}
 	d.Layout = layout
-	if err := d.readMakefile(); err != nil {
+	if err := d.loadMakefile(); err != nil {
 		return nil, err
 	}
 	if d.makefile != nil {
@@ -248,7 +248,7 @@ func Load(fsys fs.FS, name string) (*Dir, error) {
 	return d, nil
 }
 
-func (d *Dir) readMakefile() error {
+func (d *Dir) loadMakefile() error {
 	f, err := d.FS.Open("Makefile")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

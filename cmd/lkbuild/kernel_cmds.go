@@ -41,8 +41,12 @@ func queryFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "debug", Usage: "name the debug kernel (-dbg after the version)"},
 		&cli.StringFlag{Name: "org", Usage: "registry org (LinuxKit's ORG)", Value: kernel.DefaultOrg},
 		&cli.StringFlag{Name: "image", Usage: "image name (LinuxKit's IMAGE)", Value: kernel.DefaultImage},
-		&cli.StringFlag{Name: "hash-commit", Usage: "commit whose tree is hashed (LinuxKit's HASH_COMMIT)", Value: "HEAD"},
+		hashCommitFlag(),
 	}
+}
+
+func hashCommitFlag() cli.Flag {
+	return &cli.StringFlag{Name: "hash-commit", Usage: "commit whose tree is hashed (LinuxKit's HASH_COMMIT)", Value: "HEAD"}
 }
 
 // needSeriesOrVersion checks a query command's arguments before it runs.
@@ -83,7 +87,7 @@ Examples:
    # in a LinuxKit checkout (or its kernel folder)
    lkbuild list
    lkbuild list --arch arm64 --kernel-dir ~/src/linuxkit/kernel`,
-		Flags: []cli.Flag{kernelDirFlag(), archFlag("arch to list for")},
+		Flags: []cli.Flag{kernelDirFlag(), archFlag("arch to list for"), hashCommitFlag()},
 		Before: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return fmt.Errorf("unexpected argument %q", c.Args().First())
@@ -95,7 +99,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			co, err := kernelgit.Open(kernelgit.Options{KernelDir: c.String("kernel-dir")})
+			co, err := kernelgit.Open(openOptions(c))
 			if err != nil {
 				return err
 			}

@@ -260,6 +260,10 @@ func TestShowTagAndListMatchMake(t *testing.T) {
 						t.Errorf("lkbuild list --arch %s =\n%s\nmake list =\n%s", arch[1], got, want)
 					}
 				}
+				want := command(t, k, "make", "-s", "--no-print-directory", "list", "ARCH=x86_64", "HASH_COMMIT=HEAD~1")
+				if got := lkbuildOK(t, "list", "--kernel-dir", k, "--arch", "x86_64", "--hash-commit", "HEAD~1"); got != want {
+					t.Errorf("lkbuild list --hash-commit HEAD~1 =\n%s\nmake list HASH_COMMIT=HEAD~1 =\n%s", got, want)
+				}
 			})
 		}
 	}
