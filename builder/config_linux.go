@@ -4,6 +4,7 @@ package builder
 type initConfig struct {
 	Lower       string    `json:"lower"`
 	Writable    bool      `json:"writable"`
+	NoOverlay   bool      `json:"noOverlay,omitempty"`
 	Upper       string    `json:"upper"`
 	Work        string    `json:"work"`
 	Root        string    `json:"root"`

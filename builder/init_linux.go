@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -131,8 +132,8 @@ func setupRoot(cfg *initConfig, note func(string)) (string, error) {
 	}
 	root := cfg.Root
 	for _, d := range []string{"proc", "dev", "tmp", "sys"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return "create " + d, err
+		if err := ensureDir(filepath.Join(root, d)); err != nil {
+			return "create /" + d, err
 		}
 	}
 	if err := mountAt("proc", root, "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
@@ -193,14 +194,17 @@ func mountRootfs(cfg *initConfig, note func(string)) error {
 		return nil
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", cfg.Lower, cfg.Upper, cfg.Work)
-	// In a user namespace overlayfs keeps its metadata in user.* xattrs
-	// (userxattr, Linux 5.11+); older kernels only know the trusted.* form.
-	err := unix.Mount("overlay", cfg.Root, "overlay", 0, opts+",userxattr")
-	if err == nil {
-		return nil
-	}
-	if err2 := unix.Mount("overlay", cfg.Root, "overlay", 0, opts); err2 == nil {
-		return nil
+	err := errors.New("disabled for this run")
+	if !cfg.NoOverlay {
+		// In a user namespace overlayfs keeps its metadata in user.*
+		// xattrs (userxattr, Linux 5.11+); older kernels only know the
+		// trusted.* form.
+		if err = unix.Mount("overlay", cfg.Root, "overlay", 0, opts+",userxattr"); err == nil {
+			return nil
+		}
+		if unix.Mount("overlay", cfg.Root, "overlay", 0, opts) == nil {
+			return nil
+		}
 	}
 	note(fmt.Sprintf("overlayfs refused (%v); copying the rootfs instead, which is slower", err))
 	if err := copyTree(cfg.Lower, cfg.Upper); err != nil {
@@ -256,10 +260,30 @@ func mountDev(root string) error {
 	return nil
 }
 
+// ensureDir makes p a real directory. A rootfs may hold a symlink where a
+// mount point belongs (debootstrap --foreign leaves /proc -> /proc), and a
+// mount must never follow a link out of the root: replace it.
+func ensureDir(p string) error {
+	fi, err := os.Lstat(p)
+	if err == nil && fi.IsDir() {
+		return nil
+	}
+	if err == nil {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	}
+	return os.Mkdir(p, 0o755)
+}
+
 // bindMount binds m.Source onto m.Target inside root, creating the target
-// (a directory, or an empty file for a file source).
+// (a directory, or an empty file for a file source). The target is resolved
+// inside root, so symlinks in the rootfs cannot redirect the mount.
 func bindMount(root string, m Mount) error {
-	target := filepath.Join(root, filepath.Clean("/"+m.Target))
+	target, err := securejoin.SecureJoin(root, m.Target)
+	if err != nil {
+		return err
+	}
 	fi, err := os.Stat(m.Source)
 	if err != nil {
 		return err

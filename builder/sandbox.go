@@ -106,6 +106,9 @@ type Spec struct {
 	// discarded).
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// noOverlay makes the init skip overlayfs and take the copy fallback;
+	// tests use it to exercise that path.
+	noOverlay bool
 	// Notify receives notes about how the sandbox was set up that a user
 	// may want to know (such as falling back from overlay to a copy).
 	Notify func(string)

@@ -56,6 +56,7 @@ func Run(ctx context.Context, spec Spec) error {
 	cfg := initConfig{
 		Lower:       lower,
 		Writable:    spec.Writable,
+		NoOverlay:   spec.noOverlay,
 		Upper:       upper,
 		Work:        filepath.Join(state, "work"),
 		Root:        filepath.Join(state, "root"),
@@ -154,10 +155,10 @@ func Run(ctx context.Context, spec Spec) error {
 		// init dies, the kernel kills every other process in it.
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case werr = <-waited:
+		case <-waited:
 		case <-time.After(killGrace):
 			cmd.Process.Kill()
-			werr = <-waited
+			<-waited
 		}
 		<-reports
 		return fmt.Errorf("sandbox: %w", ctx.Err())

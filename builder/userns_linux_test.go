@@ -1,0 +1,65 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/lkbuild/lkbuild/internal/testenv"
+)
+
+const childTestVar = "LKBUILD_BUILDER_CHILD_TEST"
+
+// runChildTest runs a scenario that must happen in a process of its own,
+// started by a test: it reports through its exit status and stderr.
+func runChildTest(name string) int {
+	switch name {
+	case "userns-refused":
+		// We are root in a user namespace of our own: forbid nested ones,
+		// as a host with user.max_user_namespaces=0 does.
+		if err := os.WriteFile("/proc/sys/user/max_user_namespaces", []byte("0"), 0); err != nil {
+			fmt.Fprintln(os.Stderr, "cannot set max_user_namespaces:", err)
+			return 3
+		}
+		err := Run(context.Background(), Spec{Rootfs: "/", Args: []string{"/bin/true"}})
+		var se *SetupError
+		if !errors.As(err, &se) || se.Step != "create user namespace" {
+			fmt.Fprintf(os.Stderr, "Run: got %v, want a SetupError at create user namespace\n", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, err)
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "unknown child test", name)
+	return 2
+}
+
+// TestUsernsRefusedIsExplained runs Run where creating a user namespace is
+// refused, in a child user namespace whose max_user_namespaces is 0, and
+// checks that the error says so and how to fix it.
+func TestUsernsRefusedIsExplained(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childTestVar+"=userns-refused")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	testenv.Need(t, !errors.Is(err, syscall.EPERM), "user namespaces are not available to the tests")
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "user.max_user_namespaces=0") || !strings.Contains(string(out), "sysctl -w user.max_user_namespaces") {
+		t.Errorf("error does not name the setting and the fix:\n%s", out)
+	}
+}
