@@ -5,6 +5,7 @@ type initConfig struct {
 	Lower       string    `json:"lower"`
 	Writable    bool      `json:"writable"`
 	NoOverlay   bool      `json:"noOverlay,omitempty"`
+	Probe       string    `json:"probe,omitempty"`
 	Upper       string    `json:"upper"`
 	Work        string    `json:"work"`
 	Root        string    `json:"root"`

@@ -31,6 +31,12 @@ func initMain() int {
 	if err := json.NewDecoder(os.NewFile(configFD, "config")).Decode(&cfg); err != nil {
 		return fail("read config", err)
 	}
+	if cfg.Probe != "" {
+		if err := runProbe(&cfg); err != nil {
+			return fail("probe "+cfg.Probe, err)
+		}
+		return 0
+	}
 	note := func(s string) { enc.Encode(initReport{Note: s}) }
 	if step, err := setupRoot(&cfg, note); err != nil {
 		return fail(step, err)

@@ -15,3 +15,5 @@ func initMain() int {
 
 // Run is only supported on Linux.
 func Run(ctx context.Context, spec Spec) error { return ErrUnsupported }
+
+func probe(ctx context.Context, kind string) error { return ErrUnsupported }

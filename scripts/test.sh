@@ -42,6 +42,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Fixtures: debootstrap rootfs trees for the sandbox tests, built once and
+# cached outside the clone (scripts/fixtures). The first run takes minutes.
+fixture_began=$SECONDS
+LKBUILD_TEST_ROOTFS_TGZ=$(bash scripts/fixtures/rootfs.sh)/rootfs.tar.gz
+LKBUILD_TEST_ROOTFS_ARM64_TGZ=$(bash scripts/fixtures/rootfs-arm64.sh)/rootfs.tar.gz
+export LKBUILD_TEST_ROOTFS_TGZ LKBUILD_TEST_ROOTFS_ARM64_TGZ
+echo "== fixtures ready after $((SECONDS - fixture_began)) s"
+
 passed=0
 failed=0
 

@@ -1,6 +1,9 @@
 package toolchain
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // ReadFileFunc reads a whole file; os.ReadFile in production, a map in
 // tests.
@@ -45,4 +48,20 @@ func UsernsHint(read ReadFileFunc) string {
 		return b
 	}
 	return "user namespaces are refused; check sysctls user.max_user_namespaces and kernel.unprivileged_userns_clone, AppArmor and seccomp (run lkbuild doctor)"
+}
+
+// SubIDCount adds up the subordinate id ranges of a user in an
+// /etc/subuid-style file, whose lines are name-or-uid:start:count.
+func SubIDCount(subuid, name, uid string) int {
+	n := 0
+	for _, line := range strings.Split(subuid, "\n") {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) != 3 || (f[0] != name && f[0] != uid) {
+			continue
+		}
+		if c, err := strconv.Atoi(f[2]); err == nil && c > 0 {
+			n += c
+		}
+	}
+	return n
 }

@@ -1,0 +1,101 @@
+package builder
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// probe starts an init in new namespaces that tries one capability
+// ("userns", "overlay" or "binfmt") and reports whether it worked.
+func probe(ctx context.Context, kind string) error {
+	dir, err := os.MkdirTemp("", "lkbuild-probe-")
+	if err != nil {
+		return err
+	}
+	defer removeTree(dir)
+	cfg := initConfig{Probe: kind}
+	for _, p := range []*string{&cfg.Lower, &cfg.Upper, &cfg.Work, &cfg.Root} {
+		d, err := os.MkdirTemp(dir, "")
+		if err != nil {
+			return err
+		}
+		*p = d
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Lower, "file"), []byte("lower"), 0o644); err != nil {
+		return err
+	}
+	cmd, err := initCommand(os.Getuid(), os.Getgid(), false)
+	if err != nil {
+		return err
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer repR.Close()
+	defer repW.Close()
+	cmd.ExtraFiles = []*os.File{cfgR, repW}
+	if err := cmd.Start(); err != nil {
+		return startError(err)
+	}
+	cfgR.Close()
+	repW.Close()
+	json.NewEncoder(cfgW).Encode(cfg)
+	cfgW.Close()
+	var report initReport
+	sc := bufio.NewScanner(repR)
+	for sc.Scan() {
+		json.Unmarshal(sc.Bytes(), &report)
+	}
+	werr := cmd.Wait()
+	if report.Error != "" {
+		return errors.New(report.Error)
+	}
+	if werr != nil {
+		return fmt.Errorf("probe %s: %w", kind, werr)
+	}
+	return ctx.Err()
+}
+
+// runProbe is the init's side of probe.
+func runProbe(cfg *initConfig) error {
+	switch cfg.Probe {
+	case "userns":
+		return nil
+	case "overlay":
+		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr", cfg.Lower, cfg.Upper, cfg.Work)
+		if err := unix.Mount("overlay", cfg.Root, "overlay", 0, opts); err != nil {
+			return &os.PathError{Op: "mount overlay", Path: cfg.Root, Err: err}
+		}
+		// Copy-up of a lower file and a whiteout are what builds need.
+		if err := os.WriteFile(filepath.Join(cfg.Root, "file"), []byte("upper"), 0o644); err != nil {
+			return fmt.Errorf("copy-up: %w", err)
+		}
+		if err := os.Remove(filepath.Join(cfg.Root, "file")); err != nil {
+			return fmt.Errorf("whiteout: %w", err)
+		}
+		return nil
+	case "binfmt":
+		if err := unix.Mount("binfmt_misc", cfg.Root, "binfmt_misc", 0, ""); err != nil {
+			return &os.PathError{Op: "mount binfmt_misc", Path: cfg.Root, Err: err}
+		}
+		if _, err := os.Stat(filepath.Join(cfg.Root, "register")); err != nil {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown probe %q", cfg.Probe)
+}

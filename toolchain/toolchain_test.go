@@ -1,0 +1,146 @@
+package toolchain
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+// mapFiles is a ReadFileFunc over a map.
+func mapFiles(m map[string]string) ReadFileFunc {
+	return func(name string) ([]byte, error) {
+		if v, ok := m[name]; ok {
+			return []byte(v), nil
+		}
+		return nil, fs.ErrNotExist
+	}
+}
+
+func TestParseArch(t *testing.T) {
+	for _, tt := range []struct{ in, uname, goarch string }{
+		{"x86_64", "x86_64", "amd64"}, {"amd64", "x86_64", "amd64"},
+		{"aarch64", "aarch64", "arm64"}, {"arm64", "aarch64", "arm64"},
+		{"riscv64", "riscv64", "riscv64"},
+	} {
+		a, err := ParseArch(tt.in)
+		if err != nil || a.Uname != tt.uname || a.GoArch != tt.goarch {
+			t.Errorf("ParseArch(%q) = %+v, %v", tt.in, a, err)
+		}
+	}
+	if _, err := ParseArch("s390x"); err == nil || !strings.Contains(err.Error(), "aarch64/arm64") {
+		t.Errorf("unknown arch error should list the known ones: %v", err)
+	}
+}
+
+func TestFindEmulator(t *testing.T) {
+	arm64, _ := ParseArch("arm64")
+	riscv, _ := ParseArch("riscv64")
+	onPath := func(names ...string) func(string) (string, error) {
+		return func(n string) (string, error) {
+			for _, m := range names {
+				if m == n {
+					return "/usr/bin/" + n, nil
+				}
+			}
+			return "", errors.New("not found")
+		}
+	}
+	hostEntry := "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\nmagic 7f454c46\n"
+	tests := []struct {
+		name     string
+		arch     Arch
+		host     EmulatorHost
+		wantErr  string
+		register bool
+		interp   string
+	}{
+		{"userns registration", arm64, EmulatorHost{LookPath: onPath("qemu-aarch64-static"), KernelRelease: "6.18.44-fc", ReadFile: mapFiles(nil)}, "", true, "/usr/bin/qemu-aarch64-static"},
+		{"plain qemu name", riscv, EmulatorHost{LookPath: onPath("qemu-riscv64"), KernelRelease: "6.7.0", ReadFile: mapFiles(nil)}, "", true, "/usr/bin/qemu-riscv64"},
+		{"missing qemu", arm64, EmulatorHost{LookPath: onPath(), KernelRelease: "6.18.0", ReadFile: mapFiles(nil)}, "apt-get install qemu-user-static", false, ""},
+		{"old kernel, host entry with F", arm64, EmulatorHost{LookPath: onPath("qemu-aarch64-static"), KernelRelease: "6.1.0-18-amd64",
+			ReadFile: mapFiles(map[string]string{"/proc/sys/fs/binfmt_misc/qemu-aarch64": hostEntry})}, "", false, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P"},
+		{"old kernel, host entry without F", arm64, EmulatorHost{LookPath: onPath(), KernelRelease: "5.15.0",
+			ReadFile: mapFiles(map[string]string{"/proc/sys/fs/binfmt_misc/qemu-aarch64": strings.Replace(hostEntry, "PF", "P", 1)})}, "lacks the F flag", false, ""},
+		{"old kernel, nothing", arm64, EmulatorHost{LookPath: onPath("qemu-aarch64-static"), KernelRelease: "6.6.71", ReadFile: mapFiles(nil)}, "needs 6.7+", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := FindEmulator(tt.arch, tt.host)
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrNoEmulator) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want ErrNoEmulator saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Register != tt.register || e.Interpreter != tt.interp || e.Name != tt.arch.QEMUName() {
+				t.Errorf("got %+v", e)
+			}
+		})
+	}
+	e, _ := FindEmulator(arm64, tests[0].host)
+	if len(e.Env) != 1 || e.Env[0] != "QEMU_CPU=max,pauth-impdef=on" {
+		t.Errorf("arm64 env %q", e.Env)
+	}
+}
+
+func TestKernelAtLeast(t *testing.T) {
+	for _, tt := range []struct {
+		rel  string
+		want bool
+	}{{"6.7.0", true}, {"6.18.44-fc-v769", true}, {"6.6.71-linuxkit", false}, {"7.0", true}, {"5.19.1", false}, {"junk", false}, {"6.7-rc1", true}} {
+		if got := kernelAtLeast(tt.rel, 6, 7); got != tt.want {
+			t.Errorf("kernelAtLeast(%q) = %v", tt.rel, got)
+		}
+	}
+}
+
+func TestCPULimits(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		aff   int
+		quota float64
+		jobs  int
+	}{
+		{"no cgroup", nil, 8, 0, 8},
+		{"unlimited", map[string]string{"/proc/self/cgroup": "0::/user.slice\n", "/sys/fs/cgroup/user.slice/cpu.max": "max 100000\n"}, 4, 0, 4},
+		{"quota 1.5", map[string]string{"/proc/self/cgroup": "0::/ci/job\n", "/sys/fs/cgroup/ci/job/cpu.max": "150000 100000\n"}, 8, 1.5, 2},
+		{"parent tighter", map[string]string{"/proc/self/cgroup": "0::/ci/job\n", "/sys/fs/cgroup/ci/job/cpu.max": "400000 100000", "/sys/fs/cgroup/ci/cpu.max": "100000 100000"}, 8, 1, 1},
+		{"affinity tighter", map[string]string{"/proc/self/cgroup": "0::/x\n", "/sys/fs/cgroup/x/cpu.max": "800000 100000"}, 2, 8, 2},
+		{"v1 only", map[string]string{"/proc/self/cgroup": "12:cpu,cpuacct:/docker/abc\n"}, 3, 0, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q, _ := CgroupQuota(mapFiles(tt.files))
+			if q != tt.quota {
+				t.Errorf("quota %v, want %v", q, tt.quota)
+			}
+			if j := (CPULimit{Affinity: tt.aff, Quota: q}).Jobs(); j != tt.jobs {
+				t.Errorf("jobs %d, want %d", j, tt.jobs)
+			}
+		})
+	}
+}
+
+func TestUsernsBlocker(t *testing.T) {
+	tests := []struct {
+		files map[string]string
+		want  string
+	}{
+		{map[string]string{"/proc/sys/user/max_user_namespaces": "63000\n"}, ""},
+		{map[string]string{"/proc/sys/kernel/unprivileged_userns_clone": "0\n"}, "kernel.unprivileged_userns_clone=0"},
+		{map[string]string{"/proc/sys/user/max_user_namespaces": "0\n"}, "sysctl -w user.max_user_namespaces"},
+		{map[string]string{"/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1\n"}, "AppArmor"},
+		{map[string]string{"/proc/self/status": "Name:\tx\nSeccomp:\t2\n"}, "seccomp"},
+	}
+	for _, tt := range tests {
+		got := UsernsBlocker(mapFiles(tt.files))
+		if (tt.want == "" && got != "") || !strings.Contains(got, tt.want) {
+			t.Errorf("UsernsBlocker(%v) = %q, want %q", tt.files, got, tt.want)
+		}
+	}
+}
