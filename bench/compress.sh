@@ -87,6 +87,7 @@ pct() { awk -v a="$1" -v b="$input_size" 'BEGIN { printf "%.2f %%", 100 * a / b 
 bench_result "lkbuild WriteLayer, median s (min-max)" "$ours ($(bench_spread ours))" "" ""
 bench_result "gzip -6, median s (min-max)" "$gz ($(bench_spread gzip))" "" ""
 bench_result "pigz -6 ($(nproc) threads), median s (min-max)" "$pz ($(bench_spread pigz))" "" ""
+bench_result "CPU s, median: lkbuild / gzip / pigz" "$(bench_cpu ours) / $(bench_cpu gzip) / $(bench_cpu pigz)" "" "info"
 bench_result "speed-up vs gzip -6 (gzip / lkbuild)" "$speedup" ">= 1.8" "$(bench_check "$speedup" ">=" 1.8)"
 bench_result "speed-up vs pigz -6 (pigz / lkbuild)" "$(bench_ratio "$pz" "$ours")" "" "info"
 bench_result "lkbuild blob, bytes (of input)" "$size ($(pct "$size"))" "" ""

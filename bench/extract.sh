@@ -95,6 +95,7 @@ ratio=$(bench_ratio "$ours" "$tar")
 rss=$(bench_maxrss ours)
 bench_result "lkbuild extract, median s (min-max)" "$ours ($(bench_spread ours))" "" ""
 bench_result "tar -xzf, median s (min-max)" "$tar ($(bench_spread tar))" "" ""
+bench_result "CPU s, median: lkbuild / tar (+gzip -d)" "$(bench_cpu ours) / $(bench_cpu tar)" "" "info"
 bench_result "time ratio lkbuild / tar" "$ratio" "<= 1.00" "$(bench_check "$ratio" "<=" 1.00)"
 bench_result "lkbuild peak RSS, MB (max of runs)" "$rss" "< 200" "$(bench_check "$rss" "<" 200)"
 bench_result "tar peak RSS, MB (max of runs)" "$(bench_maxrss tar)" "" ""

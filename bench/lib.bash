@@ -54,20 +54,32 @@ bench_cleanup() {
 }
 
 # bench_time SIDE CMD... runs CMD under GNU time and appends
-# "SIDE SECONDS MAXRSS_KIB" to $BENCH_WORK/times. CMD's stdout goes to the
+# "SIDE WALL_S MAXRSS_KIB USER_S SYS_S" to $BENCH_WORK/times. The figures
+# include the children CMD waited for (tar's gzip). CMD's stdout goes to the
 # caller's stdout; a failing CMD fails the script.
 bench_time() {
 	local side=$1
 	shift
-	/usr/bin/time -f '%e %M' -o "$BENCH_WORK/time.out" -- "$@"
+	/usr/bin/time -f '%e %M %U %S' -o "$BENCH_WORK/time.out" -- "$@"
 	echo "$side $(tail -n 1 "$BENCH_WORK/time.out")" >>"$BENCH_WORK/times"
-	bench_log "$side: $(tail -n 1 "$BENCH_WORK/time.out" | awk '{ printf "%s s, peak RSS %.1f MB", $1, $2 * 1024 / 1e6 }')"
+	bench_log "$side: $(tail -n 1 "$BENCH_WORK/time.out" |
+		awk '{ printf "%s s (CPU %.2f s), peak RSS %.1f MB", $1, $3 + $4, $2 * 1024 / 1e6 }')"
 }
 
-# bench_median SIDE prints the median seconds of SIDE's timed runs.
+# bench_median SIDE prints the median wall seconds of SIDE's timed runs.
 bench_median() {
-	awk -v s="$1" '$1 == s { print $2 }' "$BENCH_WORK/times" | sort -g |
-		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+	awk -v s="$1" '$1 == s { print $2 }' "$BENCH_WORK/times" | bench_median_of
+}
+
+# bench_cpu SIDE prints the median CPU seconds (user + system) of SIDE's
+# timed runs. Unlike wall time it hardly depends on other load, so it tells a
+# slow run on a busy machine from a slow program.
+bench_cpu() {
+	awk -v s="$1" '$1 == s { printf "%.2f\n", $4 + $5 }' "$BENCH_WORK/times" | bench_median_of
+}
+
+bench_median_of() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # bench_spread SIDE prints "min-max" seconds of SIDE's timed runs.
