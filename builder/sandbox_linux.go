@@ -42,6 +42,10 @@ func Run(ctx context.Context, spec Spec) error {
 	if fi, err := os.Stat(lower); err != nil || !fi.IsDir() {
 		return fmt.Errorf("sandbox: rootfs %s is not a directory", lower)
 	}
+	if spec.StateDir == "" && spec.UpperDir != "" {
+		// overlayfs needs its work dir on the upper dir's filesystem.
+		spec.StateDir = filepath.Dir(spec.UpperDir)
+	}
 	state, err := os.MkdirTemp(spec.StateDir, "lkbuild-run-")
 	if err != nil {
 		return fmt.Errorf("sandbox: state dir: %w", err)

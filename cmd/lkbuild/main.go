@@ -67,7 +67,7 @@ headers as a reproducible OCI image, to a local OCI layout or a registry.`,
 			},
 		},
 		Commands: []*cli.Command{
-			listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(),
+			listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(),
 		},
 	}
 }

@@ -1,0 +1,114 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/toolchain"
+)
+
+// BuilderImageOptions describes a provisioned builder image: a base image
+// plus the changes some setup commands make to it.
+type BuilderImageOptions struct {
+	// From is the base image reference.
+	From string
+	Arch toolchain.Arch
+	// Run holds shell commands, run in order with /bin/sh -c in one
+	// sandbox filesystem, with the host's network (they usually install
+	// packages).
+	Run []string
+	// Env is the commands' environment.
+	Env []string
+	// Epoch is the time recorded in the new layer and config.
+	Epoch time.Time
+	// Rootfs says where the base image comes from and is unpacked.
+	Rootfs toolchain.RootfsOptions
+	// Emulation runs a foreign arch's commands (nil for the host's arch).
+	Emulation *toolchain.Emulation
+	// WorkDir holds the overlay upper dir while the commands run.
+	WorkDir        string
+	Stdout, Stderr io.Writer
+	Notify         func(string)
+}
+
+// BuildBuilderImage runs the setup commands over the base image's rootfs
+// and returns the base image with one more layer: what the commands
+// changed, deletions as whiteouts. This is LinuxKit's `apk add` step, done
+// once into an image instead of at every (hermetic) build.
+func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, error) {
+	if len(o.Run) == 0 {
+		return nil, errors.New("builder image: no setup commands")
+	}
+	rfs, err := toolchain.PrepareRootfs(ctx, o.From, o.Arch, o.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	base, ok := o.Rootfs.Store.Image(rfs.Digest)
+	if !ok {
+		return nil, fmt.Errorf("builder image: base %s@%s missing from the blob store", o.From, rfs.Digest)
+	}
+	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("builder image: %w", err)
+	}
+	work, err := os.MkdirTemp(o.WorkDir, "builder-image-")
+	if err != nil {
+		return nil, fmt.Errorf("builder image: %w", err)
+	}
+	defer removeTree(work)
+	upper := filepath.Join(work, "upper")
+	for _, cmd := range o.Run {
+		spec := Spec{
+			Rootfs: rfs.Dir, UpperDir: upper, HostNetwork: true,
+			Args: []string{"/bin/sh", "-c", cmd}, Env: o.Env,
+			Stdout: o.Stdout, Stderr: o.Stderr, Notify: o.Notify,
+		}
+		if o.Emulation != nil {
+			spec.UseEmulation(*o.Emulation)
+		}
+		if err := Run(ctx, spec); err != nil {
+			return nil, fmt.Errorf("builder image: %q: %w", cmd, err)
+		}
+	}
+	layer, err := o.Rootfs.Store.WriteLayer(func(w io.Writer) error {
+		return oci.WriteDiffTar(w, upper, oci.DiffOptions{Epoch: o.Epoch, MapOwner: ownerMap(os.Getuid())})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("builder image: %w", err)
+	}
+	img, err := mutate.Append(base, mutate.Addendum{
+		Layer: layer,
+		History: v1.History{
+			Created:   v1.Time{Time: o.Epoch.UTC()},
+			CreatedBy: "lkbuild builder-image --run " + strings.Join(o.Run, " --run "),
+		},
+		MediaType: layerMediaType(base),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("builder image: %w", err)
+	}
+	img, err = mutate.CreatedAt(img, v1.Time{Time: o.Epoch.UTC()})
+	if err != nil {
+		return nil, fmt.Errorf("builder image: %w", err)
+	}
+	return img, nil
+}
+
+// ownerMap says how upper-dir owners become layer owners. As real root
+// the sandbox maps ids 0-65535 onto themselves, so they are kept; a
+// rootless sandbox maps only the caller, to root.
+func ownerMap(uid int) func(int, int) (int, int) {
+	if uid == 0 {
+		return func(u, g int) (int, int) { return u, g }
+	}
+	return func(int, int) (int, int) { return 0, 0 }
+}
