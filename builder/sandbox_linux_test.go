@@ -454,3 +454,38 @@ func TestSandboxRootfsSymlinksStayInside(t *testing.T) {
 		t.Errorf("a mount point was created outside the root, in %s: %v", host, ents)
 	}
 }
+
+// TestSandboxQEMUFromImage takes qemu-aarch64-static from an OCI image
+// instead of PATH, as --qemu-image does, and runs the arm64 rootfs with it.
+func TestSandboxQEMUFromImage(t *testing.T) {
+	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_ARM64_TGZ")
+	qemu := testenv.LookPath(t, "qemu-aarch64-static", "qemu-user-static")
+	// The image: usr/bin/qemu-aarch64-static, unpacked as PrepareRootfs
+	// would leave it.
+	imgRoot := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(imgRoot, "usr/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(qemu, filepath.Join(imgRoot, "usr/bin/qemu-aarch64-static"), make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(imgRoot, "usr/bin/qemu-aarch64-static"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	arm64, _ := toolchain.ParseArch("arm64")
+	h := toolchain.Host()
+	h.LookPath = func(string) (string, error) { return "", errors.New("PATH is not searched here") }
+	h.Dirs = toolchain.QEMUImageDirs(imgRoot)
+	emu, err := toolchain.FindEmulator(arm64, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(emu.Interpreter, imgRoot) {
+		t.Fatalf("interpreter %s is not the image's", emu.Interpreter)
+	}
+	spec := Spec{Rootfs: root}
+	spec.UseEmulation(emu)
+	if out := mustSh(t, spec, "uname -m"); out != "aarch64\n" {
+		t.Errorf("uname -m: %q", out)
+	}
+}

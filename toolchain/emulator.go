@@ -3,6 +3,8 @@ package toolchain
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -35,6 +37,21 @@ type EmulatorHost struct {
 	KernelRelease string
 	// ReadFile reads host files (for /proc/sys/fs/binfmt_misc entries).
 	ReadFile ReadFileFunc
+	// Dirs are searched for qemu binaries before PATH: the bin
+	// directories of an unpacked image that carries static qemu-user
+	// binaries (see QEMUImageDirs).
+	Dirs []string
+	// Stat checks a candidate in Dirs (os.Stat).
+	Stat func(string) (fs.FileInfo, error)
+}
+
+// QEMUImageDirs are the directories of an unpacked image where static
+// qemu-user binaries live.
+func QEMUImageDirs(root string) []string {
+	return []string{
+		filepath.Join(root, "usr/bin"), filepath.Join(root, "usr/local/bin"),
+		filepath.Join(root, "bin"), root,
+	}
 }
 
 // FindEmulator decides how to run arch a's binaries: find
@@ -48,6 +65,15 @@ func FindEmulator(a Arch, h EmulatorHost) (Emulation, error) {
 		e.Env = append(e.Env, "QEMU_CPU="+a.qemuCPU)
 	}
 	if kernelAtLeast(h.KernelRelease, 6, 7) {
+		for _, name := range []string{a.QEMUName() + "-static", a.QEMUName()} {
+			for _, dir := range h.Dirs {
+				p := filepath.Join(dir, name)
+				if fi, err := h.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+					e.Interpreter, e.Register = p, true
+					return e, nil
+				}
+			}
+		}
 		for _, name := range []string{a.QEMUName() + "-static", a.QEMUName()} {
 			if p, err := h.LookPath(name); err == nil {
 				e.Interpreter, e.Register = p, true

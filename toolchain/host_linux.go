@@ -14,5 +14,5 @@ func Host() EmulatorHost {
 	if err := unix.Uname(&u); err == nil {
 		release = unix.ByteSliceToString(u.Release[:])
 	}
-	return EmulatorHost{LookPath: exec.LookPath, KernelRelease: release, ReadFile: os.ReadFile}
+	return EmulatorHost{LookPath: exec.LookPath, KernelRelease: release, ReadFile: os.ReadFile, Stat: os.Stat}
 }

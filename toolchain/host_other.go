@@ -9,5 +9,5 @@ import (
 
 // Host describes the running host for FindEmulator.
 func Host() EmulatorHost {
-	return EmulatorHost{LookPath: exec.LookPath, ReadFile: os.ReadFile}
+	return EmulatorHost{LookPath: exec.LookPath, ReadFile: os.ReadFile, Stat: os.Stat}
 }

@@ -81,11 +81,30 @@ func TestFindEmulator(t *testing.T) {
 			}
 		})
 	}
+	// A qemu from an image's bin directory comes before PATH.
+	img := EmulatorHost{
+		LookPath: onPath("qemu-aarch64-static"), KernelRelease: "6.18.0", ReadFile: mapFiles(nil),
+		Dirs: QEMUImageDirs("/cache/rootfs/sha256/abc"),
+		Stat: func(p string) (fs.FileInfo, error) {
+			if p == "/cache/rootfs/sha256/abc/usr/bin/qemu-aarch64-static" {
+				return fakeExec{}, nil
+			}
+			return nil, fs.ErrNotExist
+		},
+	}
+	if e, err := FindEmulator(arm64, img); err != nil || e.Interpreter != "/cache/rootfs/sha256/abc/usr/bin/qemu-aarch64-static" || !e.Register {
+		t.Errorf("qemu from image: %+v, %v", e, err)
+	}
 	e, _ := FindEmulator(arm64, tests[0].host)
 	if len(e.Env) != 1 || e.Env[0] != "QEMU_CPU=max,pauth-impdef=on" {
 		t.Errorf("arm64 env %q", e.Env)
 	}
 }
+
+// fakeExec is the FileInfo of an executable file.
+type fakeExec struct{ fs.FileInfo }
+
+func (fakeExec) Mode() fs.FileMode { return 0o755 }
 
 func TestKernelAtLeast(t *testing.T) {
 	for _, tt := range []struct {

@@ -42,6 +42,7 @@ files to other users fail there. Run as root for those.`,
 			&cli.BoolFlag{Name: "push", Usage: "push to the registry named by --tag"},
 			&cli.StringFlag{Name: "output", Usage: "OCI layout to write when not pushing", Value: "out"},
 			&cli.StringSliceFlag{Name: "env", Usage: "set K=V for the setup commands (repeatable)"},
+			qemuImageFlag(),
 			&cli.StringFlag{Name: "source-date-epoch", Usage: "time recorded in the image, seconds since 1970", EnvVars: []string{"SOURCE_DATE_EPOCH"}, Value: "0"},
 		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
@@ -71,12 +72,8 @@ files to other users fail there. Run as root for those.`,
 				Stdout:  c.App.ErrWriter, Stderr: c.App.ErrWriter,
 				Notify: func(s string) { fmt.Fprintln(c.App.ErrWriter, "lkbuild:", s) },
 			}
-			if host, err := toolchain.HostArch(); err != nil || host.Uname != arch.Uname {
-				e, err := toolchain.FindEmulator(arch, toolchain.Host())
-				if err != nil {
-					return err
-				}
-				o.Emulation = &e
+			if o.Emulation, err = emulationFor(c, arch); err != nil {
+				return err
 			}
 			img, err := builder.BuildBuilderImage(c.Context, o)
 			if err != nil {

@@ -23,6 +23,32 @@ func registryFlags() []cli.Flag {
 	}
 }
 
+func qemuImageFlag() cli.Flag {
+	return &cli.StringFlag{Name: "qemu-image", Usage: "image for the host's arch carrying static qemu-user binaries (usr/bin/qemu-<arch>-static), used before PATH"}
+}
+
+// emulationFor says how to run arch's binaries: nil for the host's own
+// arch, else QEMU found in --qemu-image or on PATH.
+func emulationFor(c *cli.Context, arch toolchain.Arch) (*toolchain.Emulation, error) {
+	host, err := toolchain.HostArch()
+	if err == nil && host.Uname == arch.Uname {
+		return nil, nil
+	}
+	h := toolchain.Host()
+	if ref := c.String("qemu-image"); ref != "" {
+		rfs, err := prepareRootfs(c.Context, c, ref, host)
+		if err != nil {
+			return nil, fmt.Errorf("qemu image: %w", err)
+		}
+		h.Dirs = toolchain.QEMUImageDirs(rfs.Dir)
+	}
+	e, err := toolchain.FindEmulator(arch, h)
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
 func newRegistry(c *cli.Context) (*oci.Registry, error) {
 	return oci.NewRegistry(oci.WithInsecure(c.Bool("insecure-registry")))
 }
@@ -54,6 +80,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "bind", Usage: "bind mount SRC:DST[:ro] (repeatable)"},
 			&cli.StringSliceFlag{Name: "env", Usage: "set K=V in the command's environment (repeatable)"},
 			&cli.StringFlag{Name: "workdir", Usage: "working directory inside the sandbox", Value: "/"},
+			qemuImageFlag(),
 			&cli.BoolFlag{Name: "rw", Usage: "with --rootfs: change the directory in place instead of through an overlay (to bootstrap a rootfs, e.g. debootstrap --second-stage)"},
 		}, registryFlags()...),
 		Before: func(c *cli.Context) error {
@@ -105,12 +132,12 @@ func runSpec(c *cli.Context) (builder.Spec, error) {
 		}
 		spec.Rootfs = rfs.Dir
 	}
-	if host, err := toolchain.HostArch(); err != nil || host.Uname != arch.Uname {
-		e, err := toolchain.FindEmulator(arch, toolchain.Host())
-		if err != nil {
-			return builder.Spec{}, err
-		}
-		spec.UseEmulation(e)
+	e, err := emulationFor(c, arch)
+	if err != nil {
+		return builder.Spec{}, err
+	}
+	if e != nil {
+		spec.UseEmulation(*e)
 	}
 	return spec, nil
 }
