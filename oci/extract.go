@@ -164,6 +164,15 @@ type layerApplier interface {
 // zstd or none, detected from the stream) and streamed: a layer is never
 // held in memory. On error, dir holds what was extracted so far.
 //
+// Modes, owners and times come from the headers, with these exceptions
+// unless the process is real root: owners are ignored and setuid, setgid and
+// sticky bits stripped (see WithOwnership), device nodes are skipped (see
+// WithDevices), and every directory gets owner rwx added to its mode (a 0555
+// directory becomes 0755), so that later layers can write into it and the
+// same user can remove the tree with os.RemoveAll or rm -rf. Directory modes
+// and times are set once a layer is complete, so a read-only directory can
+// still be filled by its own layer.
+//
 // Each layer's blob is read to its end, so that a layer whose Compressed
 // reader verifies the digest (as remote layers do) reports a mismatch.
 func Extract(ctx context.Context, img v1.Image, dir string, opts ...ExtractOption) (_ ExtractStats, err error) {
