@@ -1,6 +1,10 @@
 package builder
 
-import "github.com/lkbuild/lkbuild/toolchain"
+import (
+	"strings"
+
+	"github.com/lkbuild/lkbuild/toolchain"
+)
 
 // UseEmulation makes the sandbox run a foreign architecture as e says:
 // register QEMU in the sandbox's own binfmt_misc when e.Register, else
@@ -10,5 +14,24 @@ func (s *Spec) UseEmulation(e toolchain.Emulation) {
 		s.Emulator = &Emulator{Name: e.Name, Interpreter: e.Interpreter, Magic: e.Magic, Mask: e.Mask, Env: e.Env}
 		return
 	}
-	s.Env = append(s.Env, e.Env...)
+	s.Env = withDefaults(s.Env, e.Env)
+}
+
+// withDefaults adds the defaults' variables that env does not set: what
+// the caller set explicitly (say QEMU_CPU) wins.
+func withDefaults(env, defaults []string) []string {
+	out := append([]string{}, env...)
+	for _, d := range defaults {
+		k, _, _ := strings.Cut(d, "=")
+		set := false
+		for _, e := range env {
+			if strings.HasPrefix(e, k+"=") {
+				set = true
+			}
+		}
+		if !set {
+			out = append(out, d)
+		}
+	}
+	return out
 }

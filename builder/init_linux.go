@@ -50,7 +50,7 @@ func initMain() int {
 	signal.Notify(sigs)
 	env := cfg.Env
 	if cfg.Emulator != nil {
-		env = append(append([]string{}, env...), cfg.Emulator.Env...)
+		env = withDefaults(env, cfg.Emulator.Env)
 	}
 	proc, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{
 		Dir:   cfg.Dir,

@@ -489,3 +489,11 @@ func TestSandboxQEMUFromImage(t *testing.T) {
 		t.Errorf("uname -m: %q", out)
 	}
 }
+
+func TestWithDefaults(t *testing.T) {
+	got := withDefaults([]string{"PATH=/bin", "QEMU_CPU=cortex-a72"}, []string{"QEMU_CPU=max", "QEMU_LD_PREFIX=/x"})
+	want := []string{"PATH=/bin", "QEMU_CPU=cortex-a72", "QEMU_LD_PREFIX=/x"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
