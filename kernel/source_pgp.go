@@ -227,7 +227,7 @@ func splitClearSigned(data []byte) (*clearSigned, error) {
 			continue
 		}
 		for _, n := range strings.Split(value, ",") {
-			hash, ok := clearSignHashes[strings.TrimSpace(n)]
+			hash, ok := clearSignHash(strings.TrimSpace(n))
 			if !ok {
 				return nil, fmt.Errorf("%w: unknown hash %q in the Hash header", ErrBadSignature, strings.TrimSpace(n))
 			}
@@ -271,17 +271,29 @@ func splitClearSigned(data []byte) (*clearSigned, error) {
 // trimLineEnd removes the line end and trailing blanks of a line.
 func trimLineEnd(l string) string { return strings.TrimRight(l, " \t\r\n") }
 
-// clearSignHashes are the names RFC 9580's Hash armor header uses.
-var clearSignHashes = map[string]crypto.Hash{
-	"MD5":       crypto.MD5,
-	"SHA1":      crypto.SHA1,
-	"RIPEMD160": crypto.RIPEMD160,
-	"SHA224":    crypto.SHA224,
-	"SHA256":    crypto.SHA256,
-	"SHA384":    crypto.SHA384,
-	"SHA512":    crypto.SHA512,
-	"SHA3-256":  crypto.SHA3_256,
-	"SHA3-512":  crypto.SHA3_512,
+// clearSignHash maps a name of RFC 9580's Hash armor header to its hash.
+func clearSignHash(name string) (crypto.Hash, bool) {
+	switch name {
+	case "MD5":
+		return crypto.MD5, true
+	case "SHA1":
+		return crypto.SHA1, true
+	case "RIPEMD160":
+		return crypto.RIPEMD160, true
+	case "SHA224":
+		return crypto.SHA224, true
+	case "SHA256":
+		return crypto.SHA256, true
+	case "SHA384":
+		return crypto.SHA384, true
+	case "SHA512":
+		return crypto.SHA512, true
+	case "SHA3-256":
+		return crypto.SHA3_256, true
+	case "SHA3-512":
+		return crypto.SHA3_512, true
+	}
+	return 0, false
 }
 
 // DetachedVerifier checks a detached signature over the bytes written to

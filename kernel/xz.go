@@ -38,11 +38,10 @@ const (
 )
 
 const (
-	xzHeaderSize   = 12
-	xzFooterSize   = 12
-	xzLZMA2Filter  = 0x21
-	xzMaxVarint    = 9
-	xzMaxBackwards = 1 << 34 // backward size field: (2^32) * 4 bytes
+	xzHeaderSize  = 12
+	xzFooterSize  = 12
+	xzLZMA2Filter = 0x21
+	xzMaxVarint   = 9
 )
 
 var (
