@@ -46,7 +46,8 @@ type XZReaderConfig struct {
 // decodes it, garbage included, is about 210 MB.
 //
 // Read errors wrap ErrXZTruncated or ErrXZCorrupt when the file is bad;
-// data before the bad block is returned first. Close must be called.
+// data before the bad block is returned first. Close must be called; a
+// Read after (or during) Close fails.
 type XZReader struct {
 	idx *XZIndex
 
@@ -180,12 +181,34 @@ func (x *XZReader) Read(p []byte) (int, error) {
 // next waits for the next non-empty block and makes it current.
 func (x *XZReader) next() error {
 	for {
-		j, ok := <-x.order
+		var (
+			j   *xzJob
+			ok  bool
+			err error
+		)
+		// After Close the workers may have dropped their jobs: never wait
+		// for one then.
+		select {
+		case <-x.stop:
+			x.err = errXZStopped
+			return x.err
+		default:
+		}
+		select {
+		case j, ok = <-x.order:
+		case <-x.stop:
+			continue
+		}
 		if !ok {
 			x.err = io.EOF
 			return x.err
 		}
-		if err := <-j.done; err != nil {
+		select {
+		case err = <-j.done:
+		case <-x.stop:
+			continue
+		}
+		if err != nil {
 			x.err = fmt.Errorf("block at offset %d: %w", j.block.Offset, err)
 			return x.err
 		}
@@ -252,7 +275,7 @@ func (x *XZReader) Close() error {
 	return nil
 }
 
-// errXZStopped ends a block decode when the reader is closed.
+// errXZStopped ends a block decode, and reads, once the reader is closed.
 var errXZStopped = errors.New("xz reader closed")
 
 // xzStopCheck is how much decoded data a worker produces between checks

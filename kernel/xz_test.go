@@ -286,6 +286,10 @@ func TestXZReaderClose(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return")
 	}
+	// A read after Close fails (the block it needs may never come).
+	if n, err := io.ReadFull(x, make([]byte, 1<<20)); err == nil {
+		t.Errorf("read %d bytes after Close without an error", n)
+	}
 	for i := 0; runtime.NumGoroutine() > before && i < 100; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -249,12 +249,13 @@ func download(ctx context.Context, m mirror, c cache, loc, sum string, progress 
 	if err != nil {
 		return err
 	}
+	name := f.Name()
 	defer func() {
 		if f != nil {
 			_ = f.Close()
 		}
 		if err != nil {
-			_ = os.Remove(f.Name())
+			_ = os.Remove(name)
 		}
 	}()
 	last := int64(0)
@@ -275,17 +276,12 @@ func download(ctx context.Context, m mirror, c cache, loc, sum string, progress 
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	name := f.Name()
 	err = f.Close()
 	f = nil
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(name, c.tarball(sum)); err != nil {
-		_ = os.Remove(name)
-		return err
-	}
-	return nil
+	return os.Rename(name, c.tarball(sum))
 }
 
 // errReader remembers the first error of a reader other than EOF, so that

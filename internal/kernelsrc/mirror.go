@@ -57,12 +57,12 @@ type sink interface {
 	reset() error
 }
 
-// writeError marks a failure to store data (disk full, too large), which
-// no retry of the request mends.
-type writeError struct{ err error }
+// permanentError marks a failure that no retry of the request mends: the
+// data cannot be stored (disk full, too large), or the request not made.
+type permanentError struct{ err error }
 
-func (e *writeError) Error() string { return e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
 
 // memSink keeps a small file in memory, up to limit bytes.
 type memSink struct {
@@ -115,14 +115,14 @@ func (s *fileSink) reset() error {
 	return nil
 }
 
-// copyTo copies r to dst, marking write errors so that they are not
-// mistaken for a broken transfer.
+// copyTo copies r to dst, marking write errors permanent so that they are
+// not mistaken for a broken transfer.
 func copyTo(dst sink, r io.Reader, buf []byte) error {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return &writeError{werr}
+				return &permanentError{werr}
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -150,7 +150,7 @@ func (d dirMirror) get(ctx context.Context, loc string, dst sink) error {
 	}
 	defer f.Close()
 	if err := dst.reset(); err != nil {
-		return &writeError{err}
+		return &permanentError{err}
 	}
 	if err := copyTo(dst, f, make([]byte, 1<<20)); err != nil {
 		return fmt.Errorf("copy %s: %w", loc, err)
@@ -192,9 +192,9 @@ func (h *httpMirror) get(ctx context.Context, loc string, dst sink) error {
 		}
 		var (
 			herr *HTTPError
-			werr *writeError
+			perr *permanentError
 		)
-		if errors.As(err, &werr) || errors.As(err, &herr) && !herr.retryable() {
+		if errors.As(err, &perr) || errors.As(err, &herr) && !herr.retryable() {
 			return err
 		}
 		if moved {
@@ -218,7 +218,7 @@ func (h *httpMirror) get(ctx context.Context, loc string, dst sink) error {
 func (h *httpMirror) try(ctx context.Context, loc string, dst sink, validator *string, buf []byte) (bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
 	if err != nil {
-		return false, &writeError{err} // not retryable
+		return false, &permanentError{err}
 	}
 	off := dst.size()
 	if off > 0 {
@@ -236,7 +236,7 @@ func (h *httpMirror) try(ctx context.Context, loc string, dst sink, validator *s
 	case http.StatusOK:
 		if off > 0 {
 			if err := dst.reset(); err != nil {
-				return false, &writeError{err}
+				return false, &permanentError{err}
 			}
 		}
 		*validator = ""
@@ -249,14 +249,14 @@ func (h *httpMirror) try(ctx context.Context, loc string, dst sink, validator *s
 		if start, ok := contentRangeStart(resp.Header.Get("Content-Range")); !ok || start != off {
 			// Not what we asked for: start over without Range.
 			if err := dst.reset(); err != nil {
-				return false, &writeError{err}
+				return false, &permanentError{err}
 			}
 			return false, fmt.Errorf("GET %s: the server resumed at %q, not at byte %d", loc, resp.Header.Get("Content-Range"), off)
 		}
 	default:
 		if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
 			if err := dst.reset(); err != nil {
-				return false, &writeError{err}
+				return false, &permanentError{err}
 			}
 		}
 		return false, &HTTPError{URL: loc, StatusCode: resp.StatusCode, Status: resp.Status}
