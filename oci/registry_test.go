@@ -512,3 +512,33 @@ func TestRetryTransportHonoursRetryAfter(t *testing.T) {
 		t.Errorf("retried after %v, Retry-After asked for 1s", waited)
 	}
 }
+
+func TestRetryTransportRereadsCutBody(t *testing.T) {
+	var calls atomic.Int32
+	body := strings.Repeat("m", 100)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		if calls.Add(1) == 1 {
+			// Half the body, then the connection goes away.
+			w.Write([]byte(body[:50]))
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		w.Write([]byte(body))
+	}))
+	defer s.Close()
+	rt := &retryTransport{base: http.DefaultTransport, attempts: 3, backoff: time.Millisecond, maxWait: time.Second, now: time.Now}
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/v2/x/manifests/1", nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || string(got) != body || calls.Load() != 2 {
+		t.Errorf("body %d bytes, err %v, after %d calls", len(got), err, calls.Load())
+	}
+}

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -40,9 +41,15 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		resp, err := t.base.RoundTrip(r)
+		if err == nil {
+			err = bufferSmallBody(req, resp)
+		}
 		wait, retry := t.shouldRetry(req, resp, err, attempt)
 		if !retry {
-			return resp, err
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
 		}
 		if resp != nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -84,6 +91,38 @@ func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err
 		return 0, false
 	}
 	return min(wait, t.maxWait), true
+}
+
+// maxBuffered is the largest response body read whole inside the
+// transport: manifests and configs (registries cap manifests at 4 MiB).
+const maxBuffered = 4 << 20
+
+// bufferSmallBody reads the first maxBuffered bytes of a GET response's
+// body inside the transport, so that a connection dropped in the middle of
+// a manifest or config (whose length a proxy may not even announce) is
+// retried here like any other drop. A longer body (a layer) streams on
+// after that prefix; its reader retries the whole blob.
+func bufferSmallBody(req *http.Request, resp *http.Response) error {
+	// Error answers count too: a 404 cut short would read as a broken
+	// body instead of "not found".
+	if req.Method != http.MethodGet || resp.ContentLength > maxBuffered {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBuffered+1))
+	if err != nil {
+		resp.Body.Close()
+		return err
+	}
+	if len(b) <= maxBuffered {
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		return nil
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	return nil
 }
 
 // idempotent reports whether sending req twice is harmless. Blob upload
