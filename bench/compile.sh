@@ -81,7 +81,7 @@ compile_cleanup() {
 trap compile_cleanup EXIT
 
 bench_log "building lkbuild into $bin (as make build does)"
-CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
+CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
 
 fixture=$(scripts/fixtures/rootfs.sh)
 [[ -f $fixture/rootfs.tar.gz ]] || bench_die "no rootfs.tar.gz in $fixture"

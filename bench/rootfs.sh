@@ -61,7 +61,7 @@ rootfs_cleanup() {
 trap rootfs_cleanup EXIT
 
 bench_log "building lkbuild into $bin (as make build does)"
-CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
+CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
 # The user must reach the binaries, the docker config and its own dir.
 chmod 755 "$BENCH_WORK" "$bin"
 

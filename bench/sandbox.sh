@@ -47,7 +47,7 @@ done
 id -u "$BENCH_USER" >/dev/null 2>&1 || bench_die "no user $BENCH_USER (useradd -m $BENCH_USER)"
 
 bench_log "building lkbuild into $bin (as make build does)"
-CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
+CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
 # The user must reach the binaries and its own tree under the work dir.
 chmod 755 "$BENCH_WORK" "$bin"
 
