@@ -149,7 +149,7 @@ func TestWriteTarRefusesDevices(t *testing.T) {
 	}
 	// A FIFO stands in for any special file; mkfifo needs no privilege.
 	if err := mkfifo(filepath.Join(dir, "fifo")); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		t.Fatalf("mkfifo: %v", err)
 	}
 	if err := WriteTar(io.Discard, os.DirFS(dir), TarOptions{Epoch: epoch}); err == nil {
 		t.Error("WriteTar archived a FIFO")
