@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # run.sh runs every benchmark (bench/extract.sh, bench/compress.sh,
+# bench/kernel-source.sh,
 # bench/sandbox.sh, bench/rootfs.sh, bench/compile.sh), each
 # with its own table, then prints all results in one table. A target missed
 # is a MISS in the table, not a failure; the exit status is non-zero only if
@@ -14,7 +15,7 @@ export BENCH_SUMMARY
 trap 'rm -f "$BENCH_SUMMARY"' EXIT
 
 failed=()
-for b in extract compress sandbox rootfs compile; do
+for b in extract compress kernel-source sandbox rootfs compile; do
 	echo "==== bench/$b.sh"
 	bash "./$b.sh" || failed+=("$b")
 done

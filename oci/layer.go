@@ -172,7 +172,10 @@ func (s *Store) WriteLayer(write func(io.Writer) error) (v1.Layer, error) {
 		return nil, err
 	}
 	defer bw.abort()
-	gz, err := gzip.NewWriterLevel(bw, DefaultGzipLevel)
+	// The compressor flushes ~256 bytes at a time: buffer its output so
+	// a layer costs a few hundred writes, not hundreds of thousands.
+	out := bufio.NewWriterSize(bw, 1<<20)
+	gz, err := gzip.NewWriterLevel(out, DefaultGzipLevel)
 	if err != nil {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
@@ -185,6 +188,9 @@ func (s *Store) WriteLayer(write func(io.Writer) error) (v1.Layer, error) {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
 	if err := gz.Close(); err != nil {
+		return nil, fmt.Errorf("write layer: %w", err)
+	}
+	if err := out.Flush(); err != nil {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
 	size := bw.n
