@@ -58,6 +58,9 @@ headers as a reproducible OCI image, to a local OCI layout or a registry.`,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
+		// run decides how to report errors and exit; urfave/cli would call
+		// os.Exit itself.
+		ExitErrHandler: func(*cli.Context, error) {},
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "cache-dir",
