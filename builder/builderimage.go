@@ -80,7 +80,7 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 		}
 	}
 	layer, err := o.Rootfs.Store.WriteLayer(func(w io.Writer) error {
-		return oci.WriteDiffTar(w, upper, oci.DiffOptions{Epoch: o.Epoch, MapOwner: ownerMap(os.Getuid())})
+		return oci.WriteDiffTar(w, upper, oci.DiffOptions{Epoch: o.Epoch, MapOwner: sandboxOwnerMap()})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("builder image: %w", err)
@@ -101,14 +101,4 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 		return nil, fmt.Errorf("builder image: %w", err)
 	}
 	return img, nil
-}
-
-// ownerMap says how upper-dir owners become layer owners. As real root
-// the sandbox maps ids 0-65535 onto themselves, so they are kept; a
-// rootless sandbox maps only the caller, to root.
-func ownerMap(uid int) func(int, int) (int, int) {
-	if uid == 0 {
-		return func(u, g int) (int, int) { return u, g }
-	}
-	return func(int, int) (int, int) { return 0, 0 }
 }

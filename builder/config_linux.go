@@ -28,4 +28,5 @@ type initReport struct {
 const (
 	configFD = 3
 	reportFD = 4
+	goFD     = 5 // helper id mapping only: one byte when the maps are written
 )

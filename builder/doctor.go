@@ -88,10 +88,12 @@ func subIDCheck() Check {
 		n = toolchain.SubIDCount(string(b), u.Username, u.Uid)
 	}
 	if n >= 65536 {
-		c.Detail = fmt.Sprintf("%d subordinate uids for %s (the sandbox maps only you to root; kernel builds need no more)", n, u.Username)
+		c.Detail = fmt.Sprintf("%d subordinate uids for %s: the sandbox maps you to root and 65535 more ids (newuidmap), so package managers can chown", n, u.Username)
 		return c
 	}
-	c.Detail = "no /etc/subuid range: the sandbox maps only you to root, which kernel builds need; files keep your ownership"
+	c.Status = StatusWarn
+	c.Detail = "no /etc/subuid range of 65536: the sandbox maps only you, to root; kernel builds need no more, but chown to other ids fails (e.g. apt in builder-image)"
+	c.Fix = "add ranges: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 " + u.Username + " (and apt-get install uidmap)"
 	return c
 }
 

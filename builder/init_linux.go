@@ -19,6 +19,9 @@ import (
 // sets up the root filesystem, runs the command, reaps every process and
 // exits with the command's status.
 func initMain() int {
+	if len(os.Args) > 1 && os.Args[1] == awaitIDMap {
+		return awaitMapsAndReexec()
+	}
 	unix.CloseOnExec(configFD)
 	unix.CloseOnExec(reportFD)
 	report := os.NewFile(reportFD, "report")
@@ -67,6 +70,22 @@ func initMain() int {
 	}
 	report.Close()
 	return superviseChild(proc.Pid, sigs)
+}
+
+// awaitMapsAndReexec waits for the parent's go (after newuidmap and
+// newgidmap), then executes lkbuild again: this exec, with the maps in
+// place, makes us root with full capabilities in the namespace. The
+// config and report pipes (fds 3 and 4) stay open across it.
+func awaitMapsAndReexec() int {
+	b := make([]byte, 1)
+	if n, err := unix.Read(goFD, b); n != 1 || err != nil {
+		return ExitSetupFailed // the parent gave up
+	}
+	unix.Close(goFD)
+	err := unix.Exec("/proc/self/exe", []string{InitName}, os.Environ())
+	enc := json.NewEncoder(os.NewFile(reportFD, "report"))
+	enc.Encode(initReport{Step: "re-execute after id mapping", Error: err.Error()})
+	return ExitSetupFailed
 }
 
 // superviseChild forwards signals to the command and reaps every process

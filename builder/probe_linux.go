@@ -15,6 +15,9 @@ import (
 // probe starts an init in new namespaces that tries one capability
 // ("userns", "overlay" or "binfmt") and reports whether it worked.
 func probe(ctx context.Context, kind string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "lkbuild-probe-")
 	if err != nil {
 		return err
@@ -31,10 +34,19 @@ func probe(ctx context.Context, kind string) error {
 	if err := os.WriteFile(filepath.Join(cfg.Lower, "file"), []byte("lower"), 0o644); err != nil {
 		return err
 	}
-	cmd, err := initCommand(os.Getuid(), os.Getgid(), false)
-	if err != nil {
-		return err
-	}
+	return runInitOnce(cfg)
+}
+
+// removeInUserns removes dir from inside a user namespace with the
+// sandbox's id mapping, where files owned by subordinate ids are ours.
+func removeInUserns(dir string) error {
+	return runInitOnce(initConfig{Probe: "remove", Root: dir})
+}
+
+// runInitOnce runs an init that does one thing (cfg.Probe) and reports.
+func runInitOnce(cfg initConfig) error {
+	ids := chooseIDMapping(os.Getuid(), os.Getgid())
+	cmd := initCommand(ids, false)
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -48,8 +60,8 @@ func probe(ctx context.Context, kind string) error {
 	defer repR.Close()
 	defer repW.Close()
 	cmd.ExtraFiles = []*os.File{cfgR, repW}
-	if err := cmd.Start(); err != nil {
-		return startError(err)
+	if err := startInit(cmd, ids); err != nil {
+		return err
 	}
 	cfgR.Close()
 	repW.Close()
@@ -65,9 +77,9 @@ func probe(ctx context.Context, kind string) error {
 		return errors.New(report.Error)
 	}
 	if werr != nil {
-		return fmt.Errorf("probe %s: %w", kind, werr)
+		return fmt.Errorf("%s: %w", cfg.Probe, werr)
 	}
-	return ctx.Err()
+	return nil
 }
 
 // runProbe is the init's side of probe.
@@ -75,6 +87,8 @@ func runProbe(cfg *initConfig) error {
 	switch cfg.Probe {
 	case "userns":
 		return nil
+	case "remove":
+		return os.RemoveAll(cfg.Root)
 	case "overlay":
 		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr", cfg.Lower, cfg.Upper, cfg.Work)
 		if err := unix.Mount("overlay", cfg.Root, "overlay", 0, opts); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +49,13 @@ func Run(ctx context.Context, spec Spec) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: state dir: %w", err)
 	}
-	defer removeTree(state)
+	defer func() {
+		if removeTree(state) != nil {
+			// Files chowned to subordinate ids: only the namespace's
+			// root may remove them.
+			removeInUserns(state)
+		}
+	}()
 	upper := filepath.Join(state, "upper")
 	if spec.UpperDir != "" {
 		if upper, err = filepath.Abs(spec.UpperDir); err != nil {
@@ -100,10 +105,8 @@ func Run(ctx context.Context, spec Spec) error {
 		}
 	}
 
-	cmd, err := initCommand(os.Getuid(), os.Getgid(), spec.HostNetwork)
-	if err != nil {
-		return err
-	}
+	ids := chooseIDMapping(os.Getuid(), os.Getgid())
+	cmd := initCommand(ids, spec.HostNetwork)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
@@ -119,8 +122,8 @@ func Run(ctx context.Context, spec Spec) error {
 	defer repW.Close()
 	cmd.ExtraFiles = []*os.File{cfgR, repW} // fds 3 and 4
 
-	if err := cmd.Start(); err != nil {
-		return startError(err)
+	if err := startInit(cmd, ids); err != nil {
+		return err
 	}
 	cfgR.Close()
 	repW.Close()
@@ -183,39 +186,68 @@ func Run(ctx context.Context, spec Spec) error {
 	return fmt.Errorf("sandbox: %w", werr)
 }
 
+// awaitIDMap is the argument that tells a freshly cloned init to wait
+// until newuidmap/newgidmap have written its id maps, then re-execute
+// itself: only an exec after the maps exist grants it its capabilities.
+const awaitIDMap = "await-id-map"
+
 // initCommand builds the command that re-executes lkbuild as the sandbox
 // init in new namespaces. It is a pure function of its inputs so that
 // tests can check the flags without running anything.
-func initCommand(uid, gid int, hostNetwork bool) (*exec.Cmd, error) {
+func initCommand(m idMapping, hostNetwork bool) *exec.Cmd {
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if !hostNetwork {
 		flags |= unix.CLONE_NEWNET
 	}
-	uids, gids := idMaps(uid, gid)
-	return &exec.Cmd{
+	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: []string{InitName},
 		Env:  []string{},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags:                 flags,
-			UidMappings:                uids,
-			GidMappings:                gids,
+			UidMappings:                m.uids,
+			GidMappings:                m.gids,
 			GidMappingsEnableSetgroups: false,
 			Pdeathsig:                  syscall.SIGKILL,
 		},
-	}, nil
+	}
+	if m.helper() {
+		cmd.Args = append(cmd.Args, awaitIDMap)
+	}
+	return cmd
 }
 
-// idMaps maps the caller to root inside. Real root maps the first 65536
-// ids onto themselves, so a rootfs extracted with its owners shows them
-// unchanged; an unprivileged user maps only itself.
-func idMaps(uid, gid int) (uids, gids []syscall.SysProcIDMap) {
-	if uid == 0 {
-		return []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}},
-			[]syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}}
+// startInit starts cmd (whose ExtraFiles are fds 3 and 4) and, in helper
+// mode, writes its id maps and lets it go on (fd 5 is the go signal).
+func startInit(cmd *exec.Cmd, m idMapping) error {
+	if !m.helper() {
+		if err := cmd.Start(); err != nil {
+			return startError(err)
+		}
+		return nil
 	}
-	return []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
-		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+	goR, goW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer goW.Close()
+	cmd.ExtraFiles = append(cmd.ExtraFiles, goR)
+	err = cmd.Start()
+	goR.Close()
+	if err != nil {
+		return startError(err)
+	}
+	if err := m.writeMaps(cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return &SetupError{Step: "map subordinate ids", Err: err}
+	}
+	if _, err := goW.Write([]byte{1}); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return &SetupError{Step: "start init", Err: err}
+	}
+	return nil
 }
 
 // startError explains why the namespaces could not be created.
@@ -224,19 +256,4 @@ func startError(err error) error {
 		return &SetupError{Step: "create user namespace", Err: fmt.Errorf("%w (%s)", err, toolchain.UsernsHint(os.ReadFile))}
 	}
 	return &SetupError{Step: "start init", Err: err}
-}
-
-// removeTree removes a per-run tree, first making directories writable:
-// a build may leave read-only directories behind.
-func removeTree(dir string) error {
-	if err := os.RemoveAll(dir); err == nil {
-		return nil
-	}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }

@@ -53,37 +53,73 @@ func mustSh(t *testing.T, spec Spec, script string) string {
 
 func TestInitCommand(t *testing.T) {
 	all := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET)
+	single := idMapping{
+		uids: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1000, Size: 1}},
+		gids: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1000, Size: 1}},
+	}
+	helper := idMapping{newuidmap: "/usr/bin/newuidmap", newgidmap: "/usr/bin/newgidmap"}
 	tests := []struct {
 		name      string
-		uid, gid  int
+		m         idMapping
 		hostNet   bool
 		wantFlags uintptr
-		wantMap   syscall.SysProcIDMap
+		wantArgs  []string
 	}{
-		{"rootless", 1000, 1000, false, all, syscall.SysProcIDMap{ContainerID: 0, HostID: 1000, Size: 1}},
-		{"root", 0, 0, false, all, syscall.SysProcIDMap{ContainerID: 0, HostID: 0, Size: 65536}},
-		{"host network", 1000, 1000, true, all &^ unix.CLONE_NEWNET, syscall.SysProcIDMap{ContainerID: 0, HostID: 1000, Size: 1}},
+		{"single id", single, false, all, []string{InitName}},
+		{"root", chooseIDMapping(0, 0), false, all, []string{InitName}},
+		{"host network", single, true, all &^ unix.CLONE_NEWNET, []string{InitName}},
+		{"subordinate ids", helper, false, all, []string{InitName, awaitIDMap}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd, err := initCommand(tt.uid, tt.gid, tt.hostNet)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cmd := initCommand(tt.m, tt.hostNet)
 			a := cmd.SysProcAttr
 			if a.Cloneflags != tt.wantFlags {
 				t.Errorf("clone flags %#x, want %#x", a.Cloneflags, tt.wantFlags)
 			}
-			if len(a.UidMappings) != 1 || a.UidMappings[0] != tt.wantMap || len(a.GidMappings) != 1 {
-				t.Errorf("uid maps %+v, want %+v", a.UidMappings, tt.wantMap)
+			if len(a.UidMappings) != len(tt.m.uids) || len(a.GidMappings) != len(tt.m.gids) {
+				t.Errorf("maps %+v %+v, want %+v %+v", a.UidMappings, a.GidMappings, tt.m.uids, tt.m.gids)
 			}
 			if a.GidMappingsEnableSetgroups || a.Pdeathsig != syscall.SIGKILL {
 				t.Errorf("setgroups %v, pdeathsig %v", a.GidMappingsEnableSetgroups, a.Pdeathsig)
 			}
-			if cmd.Path != "/proc/self/exe" || len(cmd.Args) != 1 || cmd.Args[0] != InitName || len(cmd.Env) != 0 {
+			if cmd.Path != "/proc/self/exe" || strings.Join(cmd.Args, " ") != strings.Join(tt.wantArgs, " ") || len(cmd.Env) != 0 {
 				t.Errorf("cmd %s %q env %q", cmd.Path, cmd.Args, cmd.Env)
 			}
 		})
+	}
+	root := chooseIDMapping(0, 0)
+	if len(root.uids) != 1 || root.uids[0] != (syscall.SysProcIDMap{ContainerID: 0, HostID: 0, Size: 65536}) || root.helper() {
+		t.Errorf("root mapping %+v", root)
+	}
+}
+
+// TestSandboxSubordinateIDs checks that the sandbox maps a whole id range
+// where it can (root, or a user with subuid/subgid ranges and newuidmap),
+// so chown to other ids works, and that files left owned by such ids are
+// still cleaned up.
+func TestSandboxSubordinateIDs(t *testing.T) {
+	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	m := chooseIDMapping(os.Getuid(), os.Getgid())
+	testenv.Need(t, os.Getuid() == 0 || m.helper(), "no subordinate id range: needs newuidmap/newgidmap (uidmap) and /etc/subuid, /etc/subgid entries for this user")
+	state := t.TempDir()
+	var out bytes.Buffer
+	err := Run(context.Background(), Spec{
+		Rootfs: root, StateDir: state, Env: []string{testPath}, Stdout: &out, Stderr: &out,
+		Args: []string{"/bin/bash", "-c", `wc -l < /proc/self/uid_map; touch /tmp/x /owned && chown 42:42 /tmp/x /owned && stat -c %u:%g /tmp/x /owned && chmod 700 /owned`},
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || lines[1] != "42:42" || lines[2] != "42:42" {
+		t.Errorf("inside: %q", lines)
+	}
+	if m.helper() && lines[0] != "2" {
+		t.Errorf("uid_map has %s lines, want 2 (self and the subordinate range)", lines[0])
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("state dir not cleaned up: %v", ents)
 	}
 }
 

@@ -65,3 +65,20 @@ func SubIDCount(subuid, name, uid string) int {
 	}
 	return n
 }
+
+// SubIDRange returns the first subordinate id range of a user in an
+// /etc/subuid-style file that holds at least count ids.
+func SubIDRange(subid, name, uid string, count int) (start int, ok bool) {
+	for _, line := range strings.Split(subid, "\n") {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) != 3 || (f[0] != name && f[0] != uid) {
+			continue
+		}
+		s, err1 := strconv.Atoi(f[1])
+		c, err2 := strconv.Atoi(f[2])
+		if err1 == nil && err2 == nil && s >= 0 && c >= count {
+			return s, true
+		}
+	}
+	return 0, false
+}
