@@ -163,3 +163,26 @@ func TestUsernsBlocker(t *testing.T) {
 		}
 	}
 }
+
+func TestSubIDs(t *testing.T) {
+	file := "root:100000:65536\nlktest:165536:65536\n1002:231072:1000\n1002:300000:65536\nbad line\n"
+	tests := []struct {
+		name, uid string
+		start     int
+		ok        bool
+		count     int
+	}{
+		{"lktest", "1001", 165536, true, 65536},
+		{"other", "1002", 300000, true, 66536},
+		{"nobody", "1003", 0, false, 0},
+	}
+	for _, tt := range tests {
+		start, ok := SubIDRange(file, tt.name, tt.uid, 65535)
+		if start != tt.start || ok != tt.ok {
+			t.Errorf("SubIDRange(%s) = %d, %v; want %d, %v", tt.name, start, ok, tt.start, tt.ok)
+		}
+		if n := SubIDCount(file, tt.name, tt.uid); n != tt.count {
+			t.Errorf("SubIDCount(%s) = %d, want %d", tt.name, n, tt.count)
+		}
+	}
+}
