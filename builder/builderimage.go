@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
@@ -64,7 +65,7 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 	if err != nil {
 		return nil, fmt.Errorf("builder image: %w", err)
 	}
-	defer removeTree(work)
+	defer rmtree.RemoveAll(work)
 	upper := filepath.Join(work, "upper")
 	for _, cmd := range o.Run {
 		spec := Spec{

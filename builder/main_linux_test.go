@@ -10,6 +10,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/oci"
 )
 
@@ -43,7 +44,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
-	removeTree(tmp)
+	rmtree.RemoveAll(tmp)
 	os.Exit(code)
 }
 

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lkbuild/lkbuild/internal/rmtree"
 )
 
 // probe starts an init in new namespaces that tries one capability
@@ -22,7 +24,7 @@ func probe(ctx context.Context, kind string) error {
 	if err != nil {
 		return err
 	}
-	defer removeTree(dir)
+	defer rmtree.RemoveAll(dir)
 	cfg := initConfig{Probe: kind}
 	for _, p := range []*string{&cfg.Lower, &cfg.Upper, &cfg.Work, &cfg.Root} {
 		d, err := os.MkdirTemp(dir, "")

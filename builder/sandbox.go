@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -140,19 +138,4 @@ func MaybeInit(args []string) {
 	if len(args) > 0 && args[0] == InitName {
 		os.Exit(initMain())
 	}
-}
-
-// removeTree removes a per-run tree, first making directories writable:
-// a build may leave read-only directories behind.
-func removeTree(dir string) error {
-	if err := os.RemoveAll(dir); err == nil {
-		return nil
-	}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
@@ -50,7 +51,7 @@ func Run(ctx context.Context, spec Spec) error {
 		return fmt.Errorf("sandbox: state dir: %w", err)
 	}
 	defer func() {
-		if removeTree(state) != nil {
+		if rmtree.RemoveAll(state) != nil {
 			// Files chowned to subordinate ids: only the namespace's
 			// root may remove them.
 			removeInUserns(state)

@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/oci"
 )
 
@@ -76,11 +77,11 @@ func PrepareRootfs(ctx context.Context, ref string, arch Arch, o RootfsOptions) 
 	}
 	r.Stats, err = oci.Extract(ctx, img, tmp)
 	if err != nil {
-		removeAll(tmp)
+		rmtree.RemoveAll(tmp)
 		return Rootfs{}, fmt.Errorf("unpack builder image %s: %w", ref, err)
 	}
 	if err := os.Rename(tmp, r.Dir); err != nil {
-		removeAll(tmp)
+		rmtree.RemoveAll(tmp)
 		return Rootfs{}, fmt.Errorf("rootfs cache: %w", err)
 	}
 	return r, nil
@@ -89,19 +90,4 @@ func PrepareRootfs(ctx context.Context, ref string, arch Arch, o RootfsOptions) 
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
-}
-
-// removeAll removes a partly unpacked tree, whose directories may be
-// read-only.
-func removeAll(dir string) {
-	if os.RemoveAll(dir) == nil {
-		return
-	}
-	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	os.RemoveAll(dir)
 }
