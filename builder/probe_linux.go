@@ -49,26 +49,11 @@ func removeInUserns(dir string) error {
 func runInitOnce(cfg initConfig) error {
 	ids := chooseIDMapping(os.Getuid(), os.Getgid())
 	cmd := initCommand(ids, false)
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer cfgR.Close()
-	defer cfgW.Close()
-	repR, repW, err := os.Pipe()
+	repR, err := launchInit(cmd, ids, cfg)
 	if err != nil {
 		return err
 	}
 	defer repR.Close()
-	defer repW.Close()
-	cmd.ExtraFiles = []*os.File{cfgR, repW}
-	if err := startInit(cmd, ids); err != nil {
-		return err
-	}
-	cfgR.Close()
-	repW.Close()
-	json.NewEncoder(cfgW).Encode(cfg)
-	cfgW.Close()
 	var report initReport
 	sc := bufio.NewScanner(repR)
 	for sc.Scan() {

@@ -109,31 +109,11 @@ func Run(ctx context.Context, spec Spec) error {
 	ids := chooseIDMapping(os.Getuid(), os.Getgid())
 	cmd := initCommand(ids, spec.HostNetwork)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
-	cfgR, cfgW, err := os.Pipe()
+	repR, err := launchInit(cmd, ids, cfg)
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	defer cfgR.Close()
-	defer cfgW.Close()
-	repR, repW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	defer repR.Close()
-	defer repW.Close()
-	cmd.ExtraFiles = []*os.File{cfgR, repW} // fds 3 and 4
-
-	if err := startInit(cmd, ids); err != nil {
 		return err
 	}
-	cfgR.Close()
-	repW.Close()
-	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return fmt.Errorf("sandbox: send config: %w", err)
-	}
-	cfgW.Close()
+	defer repR.Close()
 
 	reports := make(chan *SetupError, 1)
 	go func() {
@@ -216,6 +196,36 @@ func initCommand(m idMapping, hostNetwork bool) *exec.Cmd {
 		cmd.Args = append(cmd.Args, awaitIDMap)
 	}
 	return cmd
+}
+
+// launchInit starts the init, sends it cfg over fd 3 and returns the read
+// end of its report pipe (fd 4), which ends when the init exits.
+func launchInit(cmd *exec.Cmd, ids idMapping, cfg initConfig) (*os.File, error) {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	defer repW.Close()
+	cmd.ExtraFiles = []*os.File{cfgR, repW} // fds 3 and 4
+	if err := startInit(cmd, ids); err != nil {
+		repR.Close()
+		return nil, err
+	}
+	cfgR.Close()
+	repW.Close()
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		repR.Close()
+		return nil, fmt.Errorf("sandbox: send config: %w", err)
+	}
+	return repR, nil
 }
 
 // startInit starts cmd (whose ExtraFiles are fds 3 and 4) and, in helper
