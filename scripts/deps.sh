@@ -16,6 +16,7 @@ packages=(
 	uidmap              # newuidmap/newgidmap for rootless id ranges
 	qemu-user-static    # foreign-arch emulation
 	linux-source-6.12   # kernel source fixture
+	qemu-system-x86 busybox-static cpio # boot tests (internal/boottest)
 	git make time hyperfine jq curl ca-certificates
 )
 staticcheck_version=0.8.2

@@ -1,0 +1,364 @@
+package boottest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultQEMU is the program Boot runs unless BootSpec.QEMU says otherwise.
+const DefaultQEMU = "qemu-system-x86_64"
+
+// Defaults of BootSpec.
+const (
+	DefaultMemoryMB = 512
+	DefaultTimeout  = 5 * time.Minute
+)
+
+// graceAfterDone is how long Boot lets qemu power off by itself after
+// "BOOTTEST done" before it kills it: /init calls poweroff -f right away,
+// so only a broken guest needs it.
+const graceAfterDone = 10 * time.Second
+
+// tailLines is how many console lines an error quotes.
+const tailLines = 25
+
+// Errors Boot returns, wrapped with what the console showed.
+var (
+	// ErrTimeout: the guest did not print "BOOTTEST done" in time.
+	ErrTimeout = errors.New("timed out")
+	// ErrKernelPanic: the console shows "Kernel panic - not syncing".
+	ErrKernelPanic = errors.New("kernel panic")
+	// ErrNotDone: qemu exited without the guest printing "BOOTTEST done".
+	ErrNotDone = errors.New("qemu exited before BOOTTEST done")
+)
+
+// BootSpec says what to boot and how long to wait.
+type BootSpec struct {
+	// Kernel is the host path of a bzImage.
+	Kernel string
+	// Initramfs is the host path of an initramfs, e.g. one Initramfs wrote.
+	Initramfs string
+	// Append is added to the kernel command line after
+	// "console=ttyS0 panic=-1".
+	Append string
+	// MemoryMB is the guest's memory; the default is DefaultMemoryMB.
+	MemoryMB int
+	// Timeout bounds the whole boot; the default is DefaultTimeout. The
+	// context can end it earlier.
+	Timeout time.Duration
+	// Console gets a copy of the serial console as it arrives; nil
+	// discards it (Result.Console has it all the same).
+	Console io.Writer
+	// QEMU is the program to run; the default is DefaultQEMU, looked up in
+	// PATH.
+	QEMU string
+}
+
+// Result is what a boot showed on the console.
+type Result struct {
+	// Console is the whole serial console output, with \r\n as \n.
+	Console string
+	// Started: /init printed "BOOTTEST start".
+	Started bool
+	// Done: /init printed "BOOTTEST done".
+	Done bool
+	// Modules are the insmod results in the order /init reported them.
+	Modules []ModuleResult
+	// Commands are the exit statuses of InitramfsSpec.Commands, in order.
+	Commands []int
+	// Panic is the first console line that reports a kernel panic.
+	Panic string
+	// Elapsed runs from starting qemu to "BOOTTEST done", or to the end of
+	// the boot when the marker never came.
+	Elapsed time.Duration
+}
+
+// ModuleResult is the outcome of one insmod.
+type ModuleResult struct {
+	Name string
+	OK   bool
+	// Status is insmod's exit status when it failed.
+	Status int
+}
+
+// Module returns the result of the module called name.
+func (r Result) Module(name string) (ModuleResult, bool) {
+	for _, m := range r.Modules {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return ModuleResult{}, false
+}
+
+// Boot runs qemu-system-x86_64 with the kernel and initramfs, only a
+// serial console (on qemu's stdout) and no network device, until the guest
+// prints "BOOTTEST done" and powers off, qemu exits, the timeout passes or
+// ctx ends; qemu is killed and waited for in every case. The error is nil
+// only when "BOOTTEST done" was seen; failed insmods are in the Result,
+// not errors. Otherwise it says what happened (ErrTimeout, ErrKernelPanic,
+// ErrNotDone, the context's error) and quotes the last console lines; the
+// Result holds what the console showed so far.
+func Boot(ctx context.Context, spec BootSpec) (Result, error) {
+	prog := spec.QEMU
+	if prog == "" {
+		prog = DefaultQEMU
+	}
+	qemu, err := exec.LookPath(prog)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s not found (Debian package qemu-system-x86): %w", prog, err)
+	}
+	args, err := qemuArgs(spec)
+	if err != nil {
+		return Result{}, err
+	}
+	timeout := spec.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("boot %s: %w", spec.Kernel, err)
+	}
+
+	cmd := exec.Command(qemu, args...)
+	var stderr bytes.Buffer
+	con := newConsoleWatch(spec.Console)
+	cmd.Stdout = con
+	cmd.Stderr = &lockedWriter{w: &stderr, mu: &con.mu}
+	// qemu starts no children, but never let a held pipe block Wait.
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	con.start = start // before Start: no Write runs yet
+	if err := cmd.Start(); err != nil {
+		return Result{}, fmt.Errorf("start %s: %w", prog, err)
+	}
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var (
+		stopped error // why we killed qemu, if we did
+		waitErr error
+		exited  bool
+	)
+	select {
+	case waitErr = <-waitc:
+		exited = true
+	case <-con.done:
+		grace := time.NewTimer(graceAfterDone)
+		defer grace.Stop()
+		select {
+		case waitErr = <-waitc:
+			exited = true
+		case <-grace.C:
+		case <-ctx.Done():
+		}
+	case <-timer.C:
+		stopped = fmt.Errorf("%w after %s", ErrTimeout, timeout)
+	case <-ctx.Done():
+		stopped = ctx.Err()
+	}
+	if !exited {
+		// Kill fails only when the process is gone already; Wait reaps
+		// it either way.
+		_ = cmd.Process.Kill()
+		waitErr = <-waitc
+	}
+
+	con.mu.Lock()
+	log := strings.ReplaceAll(con.log.String(), "\r\n", "\n")
+	qemuErr := strings.TrimSpace(stderr.String())
+	doneAt := con.doneAt
+	con.mu.Unlock()
+	res := parseConsole(log)
+	if res.Done {
+		res.Elapsed = doneAt
+	} else {
+		res.Elapsed = time.Since(start)
+	}
+
+	switch {
+	case res.Done:
+		return res, nil
+	case stopped != nil:
+		return res, fmt.Errorf("boot %s: %w%s", spec.Kernel, stopped, consoleTail(log))
+	case res.Panic != "":
+		return res, fmt.Errorf("boot %s: %w: %s%s", spec.Kernel, ErrKernelPanic, strings.TrimSpace(res.Panic), consoleTail(log))
+	}
+	why := "exit status 0"
+	if waitErr != nil {
+		why = waitErr.Error()
+	}
+	if qemuErr != "" {
+		why += ", stderr: " + qemuErr
+	}
+	return res, fmt.Errorf("boot %s: %w (%s)%s", spec.Kernel, ErrNotDone, why, consoleTail(log))
+}
+
+// qemuArgs builds qemu's command line. -nodefaults drops the emulated
+// VGA, NIC, monitor and default serial port; -display none keeps qemu from
+// opening a window without muxing its monitor onto stdio as -nographic
+// would, so stdout is the serial console and nothing else.
+func qemuArgs(spec BootSpec) ([]string, error) {
+	if spec.Kernel == "" {
+		return nil, errors.New("boot: no kernel")
+	}
+	if spec.Initramfs == "" {
+		return nil, errors.New("boot: no initramfs")
+	}
+	mem := spec.MemoryMB
+	if mem == 0 {
+		mem = DefaultMemoryMB
+	}
+	if mem < 0 {
+		return nil, fmt.Errorf("boot: memory %d MB", mem)
+	}
+	cmdline := "console=ttyS0 panic=-1"
+	if a := strings.TrimSpace(spec.Append); a != "" {
+		cmdline += " " + a
+	}
+	return []string{
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-serial", "stdio",
+		"-nic", "none",
+		"-no-reboot",
+		"-accel", "tcg",
+		"-m", strconv.Itoa(mem),
+		"-kernel", spec.Kernel,
+		"-initrd", spec.Initramfs,
+		"-append", cmdline,
+	}, nil
+}
+
+// consoleWatch keeps the console output, copies it to the caller's writer
+// and closes done at the first "BOOTTEST done" line.
+type consoleWatch struct {
+	mu      sync.Mutex
+	copy    io.Writer
+	log     bytes.Buffer
+	line    []byte // the unfinished last line
+	start   time.Time
+	doneAt  time.Duration
+	done    chan struct{}
+	seen    bool
+	copyErr bool
+}
+
+func newConsoleWatch(copy io.Writer) *consoleWatch {
+	return &consoleWatch{copy: copy, done: make(chan struct{})}
+}
+
+// Write never fails: a failing copy writer must not stop qemu's output
+// from being read (qemu would block), so the copy just stops.
+func (c *consoleWatch) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.log.Write(p)
+	if c.copy != nil && !c.copyErr {
+		if _, err := c.copy.Write(p); err != nil {
+			c.copyErr = true
+		}
+	}
+	if c.seen {
+		return len(p), nil
+	}
+	c.line = append(c.line, p...)
+	for {
+		i := bytes.IndexByte(c.line, '\n')
+		if i < 0 {
+			break
+		}
+		if bytes.Contains(c.line[:i], []byte(markerDone)) {
+			c.seen = true
+			c.doneAt = time.Since(c.start)
+			close(c.done)
+			c.line = nil
+			break
+		}
+		c.line = c.line[i+1:]
+	}
+	return len(p), nil
+}
+
+// lockedWriter serialises writes to w with mu.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// parseConsole reads the marker lines of /init and the first kernel panic
+// line from a console log. Markers are found anywhere in a line, since
+// kernel messages can land in front of them on the serial console.
+func parseConsole(log string) Result {
+	r := Result{Console: log}
+	for _, line := range strings.Split(log, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if r.Panic == "" && strings.Contains(line, "Kernel panic - not syncing") {
+			r.Panic = line
+		}
+		switch i := strings.Index(line, "BOOTTEST "); {
+		case i < 0:
+		case strings.HasPrefix(line[i:], markerStart):
+			r.Started = true
+		case strings.HasPrefix(line[i:], markerDone):
+			r.Done = true
+		case strings.HasPrefix(line[i:], markerInsmod):
+			if m, ok := parseInsmod(line[i+len(markerInsmod):]); ok {
+				r.Modules = append(r.Modules, m)
+			}
+		case strings.HasPrefix(line[i:], markerCmd):
+			// "<index> exit <status>"
+			f := strings.Fields(line[i+len(markerCmd):])
+			if len(f) == 3 && f[1] == "exit" {
+				if n, err := strconv.Atoi(f[2]); err == nil {
+					r.Commands = append(r.Commands, n)
+				}
+			}
+		}
+	}
+	return r
+}
+
+// parseInsmod parses "<name> ok" or "<name> failed: <status>".
+func parseInsmod(s string) (ModuleResult, bool) {
+	f := strings.Fields(s)
+	switch {
+	case len(f) == 2 && f[1] == "ok":
+		return ModuleResult{Name: f[0], OK: true}, true
+	case len(f) == 3 && f[1] == "failed:":
+		n, err := strconv.Atoi(f[2])
+		if err != nil {
+			return ModuleResult{}, false
+		}
+		return ModuleResult{Name: f[0], Status: n}, true
+	}
+	return ModuleResult{}, false
+}
+
+// consoleTail formats the last console lines for an error message.
+func consoleTail(log string) string {
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return "; the console stayed empty"
+	}
+	if len(lines) > tailLines {
+		lines = lines[len(lines)-tailLines:]
+	}
+	return fmt.Sprintf("; last %d console lines:\n\t%s", len(lines), strings.Join(lines, "\n\t"))
+}
