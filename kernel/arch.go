@@ -8,13 +8,16 @@ import (
 // Arch is one target architecture under its several names. LinuxKit's
 // kernel directory uses the `uname -m` names (config-x86_64); images and
 // tags use the Go/OCI names (amd64); the kernel's own build uses a third
-// set (ARCH=x86_64, sources under arch/x86).
+// set (ARCH=x86, sources under arch/x86).
 type Arch struct {
 	Uname string // x86_64, aarch64, riscv64: file names in the kernel dir, `make list`
 	OCI   string // amd64, arm64, riscv64: GOARCH, OCI platform, tag suffix
-	// Make is the value for the kernel's `make ARCH=`. x86_64 rather than
-	// x86, because ARCH=x86 picks the 32- or 64-bit defconfig from the
-	// build host.
+	// Make is the value for the kernel's `make ARCH=`: what the kernel's
+	// Makefile derives from `uname -m` when ARCH is unset, as in
+	// upstream's Dockerfile. It is recorded in the .config's first line
+	// ("# Linux/x86 6.6.71 Kernel Configuration"), so LinuxKit's stored
+	// configs only match with it. ARCH=x86 picks x86_64_defconfig because
+	// the sandbox's uname -m is x86_64 (QEMU user-mode reports the guest's).
 	Make string
 	// Src is the folder under arch/ that holds this arch's sources.
 	Src string
@@ -58,7 +61,7 @@ func Arches() []Arch {
 		{
 			Uname:      "x86_64",
 			OCI:        "amd64",
-			Make:       "x86_64",
+			Make:       "x86",
 			Src:        "x86",
 			Defconfig:  "arch/x86/configs/x86_64_defconfig",
 			BootImages: []string{"arch/x86/boot/bzImage"},

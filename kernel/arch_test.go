@@ -9,8 +9,8 @@ func TestParseArch(t *testing.T) {
 		make, defconfig      string
 		boot                 string // first boot image candidate
 	}{
-		{"x86_64", "x86_64", "amd64", "linux/amd64", "x86_64", "arch/x86/configs/x86_64_defconfig", "arch/x86/boot/bzImage"},
-		{"amd64", "x86_64", "amd64", "linux/amd64", "x86_64", "arch/x86/configs/x86_64_defconfig", "arch/x86/boot/bzImage"},
+		{"x86_64", "x86_64", "amd64", "linux/amd64", "x86", "arch/x86/configs/x86_64_defconfig", "arch/x86/boot/bzImage"},
+		{"amd64", "x86_64", "amd64", "linux/amd64", "x86", "arch/x86/configs/x86_64_defconfig", "arch/x86/boot/bzImage"},
 		{"aarch64", "aarch64", "arm64", "linux/arm64", "arm64", "arch/arm64/configs/defconfig", "arch/arm64/boot/Image.gz"},
 		{"arm64", "aarch64", "arm64", "linux/arm64", "arm64", "arch/arm64/configs/defconfig", "arch/arm64/boot/Image.gz"},
 		{"riscv64", "riscv64", "riscv64", "linux/riscv64", "riscv", "arch/riscv/configs/defconfig", "arch/riscv/boot/Image.gz"},

@@ -251,7 +251,7 @@ func TestNewPlanVariant(t *testing.T) {
 		t.Errorf("variant without ucode: steps %q", stepNames(p))
 	}
 	env := envMap(p.Env)
-	if env["EXTRA"] != "-rt" || env["KERNEL_SERIES"] != "5.11.x" || env["KERNEL_VERSION"] != "5.11.4" || env["ARCH"] != "x86_64" {
+	if env["EXTRA"] != "-rt" || env["KERNEL_SERIES"] != "5.11.x" || env["KERNEL_VERSION"] != "5.11.4" || env["ARCH"] != "x86" {
 		t.Errorf("env = %q", p.Env)
 	}
 	if p.Extra != "-rt" || p.LocalVersion != "-linuxkit-rt" || p.Name.Release() != "5.11.4-rt" {
@@ -384,7 +384,7 @@ func TestPlanEnv(t *testing.T) {
 		"KBUILD_BUILD_USER":      "builder",
 		"KBUILD_BUILD_HOST":      "ci",
 		"KBUILD_BUILD_VERSION":   "1",
-		"ARCH":                   "x86_64",
+		"ARCH":                   "x86",
 		"CROSS_COMPILE":          "x86_64-linux-gnu-",
 		"BUILD_IMAGE":            testBuildImage,
 		"KERNEL_VERSION":         "6.6.71",
