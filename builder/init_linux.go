@@ -309,6 +309,9 @@ func bindMount(root string, m Mount) error {
 	if err != nil {
 		return err
 	}
+	if m.Overlay != nil {
+		return overlayMount(target, *m.Overlay)
+	}
 	fi, err := os.Stat(m.Source)
 	if err != nil {
 		return err
@@ -347,6 +350,27 @@ func bindMount(root string, m Mount) error {
 	}
 	if err := unix.Mount("", target, "", flags, ""); err != nil {
 		return &os.PathError{Op: "remount read-only", Path: m.Target, Err: err}
+	}
+	return nil
+}
+
+// overlayMount mounts o at target, a path already resolved inside the
+// root. Like the root filesystem, it tries the user-namespace form
+// (userxattr) first.
+func overlayMount(target string, o Overlay) error {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	opts := "lowerdir=" + strings.Join(o.Lower, ":")
+	if o.Upper != "" {
+		opts += ",upperdir=" + o.Upper + ",workdir=" + o.Work
+	}
+	err := unix.Mount("overlay", target, "overlay", 0, opts+",userxattr")
+	if err != nil && unix.Mount("overlay", target, "overlay", 0, opts) == nil {
+		err = nil
+	}
+	if err != nil {
+		return &os.PathError{Op: "mount overlay", Path: target, Err: err}
 	}
 	return nil
 }

@@ -21,3 +21,5 @@ func probe(ctx context.Context, kind string) error { return ErrUnsupported }
 func sandboxOwnerMap() func(int, int) (int, int) {
 	return func(int, int) (int, int) { return 0, 0 }
 }
+
+func removeInUserns(dir string) error { return ErrUnsupported }

@@ -20,11 +20,24 @@ const ExitSetupFailed = 125
 // sandbox needs.
 var ErrUnsupported = errors.New("the sandbox is only supported on Linux")
 
-// Mount is a bind mount from the host into the sandbox.
+// Mount is a bind mount from the host into the sandbox, or an overlay.
 type Mount struct {
 	Source   string // host path
 	Target   string // absolute path inside the sandbox
 	ReadOnly bool
+	// Overlay, when set, mounts an overlay of host directories at Target
+	// instead of binding Source (which is then unused).
+	Overlay *Overlay `json:",omitempty"`
+}
+
+// Overlay is an overlayfs mount: Lower directories (topmost first) under
+// an optional Upper that receives the changes. With no Upper the mount is
+// read-only, and its lower directories may be shared by other sandboxes
+// running at the same time. Work must be an empty directory on Upper's
+// filesystem. None of the paths may hold ',' or ':'.
+type Overlay struct {
+	Lower       []string
+	Upper, Work string
 }
 
 // ParseMount reads SRC:DST[:ro|:rw], the form of lkbuild run --bind.
@@ -137,5 +150,8 @@ func (e *ExitError) Error() string { return fmt.Sprintf("command exited with sta
 func MaybeInit(args []string) {
 	if len(args) > 0 && args[0] == InitName {
 		os.Exit(initMain())
+	}
+	if len(args) > 1 && args[1] == StepArg {
+		os.Exit(stepMain(os.Stdin, os.Stdout))
 	}
 }

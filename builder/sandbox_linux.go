@@ -84,6 +84,14 @@ func Run(ctx context.Context, spec Spec) error {
 		cfg.Hostname = "lkbuild"
 	}
 	for _, m := range spec.Mounts {
+		if m.Overlay != nil {
+			o, err := absOverlay(*m.Overlay)
+			if err != nil {
+				return fmt.Errorf("sandbox: overlay on %s: %w", m.Target, err)
+			}
+			cfg.Mounts = append(cfg.Mounts, Mount{Target: m.Target, Overlay: &o})
+			continue
+		}
 		src, err := filepath.Abs(m.Source)
 		if err != nil {
 			return fmt.Errorf("sandbox: bind %s: %w", m.Source, err)
@@ -165,6 +173,50 @@ func Run(ctx context.Context, spec Spec) error {
 		return &ExitError{Code: ee.ExitCode()}
 	}
 	return fmt.Errorf("sandbox: %w", werr)
+}
+
+// absOverlay checks o's directories and makes their paths absolute.
+func absOverlay(o Overlay) (Overlay, error) {
+	if len(o.Lower) == 0 {
+		return Overlay{}, errors.New("no lower directory")
+	}
+	if (o.Upper == "") != (o.Work == "") {
+		return Overlay{}, errors.New("an upper directory needs a work directory and the other way round")
+	}
+	abs := func(p string) (string, error) {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return "", err
+		}
+		if strings.ContainsAny(a, ",:") {
+			return "", fmt.Errorf("path %q contains ',' or ':', which overlayfs cannot take", a)
+		}
+		if fi, err := os.Stat(a); err != nil {
+			return "", err
+		} else if !fi.IsDir() {
+			return "", fmt.Errorf("%s is not a directory", a)
+		}
+		return a, nil
+	}
+	var out Overlay
+	for _, l := range o.Lower {
+		a, err := abs(l)
+		if err != nil {
+			return Overlay{}, err
+		}
+		out.Lower = append(out.Lower, a)
+	}
+	if o.Upper == "" {
+		return out, nil
+	}
+	var err error
+	if out.Upper, err = abs(o.Upper); err != nil {
+		return Overlay{}, err
+	}
+	if out.Work, err = abs(o.Work); err != nil {
+		return Overlay{}, err
+	}
+	return out, nil
 }
 
 // awaitIDMap is the argument that tells a freshly cloned init to wait

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -21,6 +22,8 @@ type Rootfs struct {
 	// Ref is the image reference as given; Digest pins it.
 	Ref    string
 	Digest v1.Hash
+	// Image is the image the tree was unpacked from.
+	Image v1.Image
 	// Cached is true when the tree was already unpacked.
 	Cached bool
 	// Stats describes the extraction, when one happened.
@@ -46,7 +49,13 @@ type RootfsOptions struct {
 // Trees are unpacked by the calling user, so a rootless user's cache holds
 // trees it owns, as rootless overlayfs requires of its lower layer.
 func PrepareRootfs(ctx context.Context, ref string, arch Arch, o RootfsOptions) (Rootfs, error) {
-	img, err := o.Registry.Pull(ctx, ref, arch.Platform(), o.Store, o.Progress)
+	var img v1.Image
+	var err error
+	if dir, name, ok := ParseLayoutRef(ref); ok {
+		img, err = LayoutImage(dir, name)
+	} else {
+		img, err = o.Registry.Pull(ctx, ref, arch.Platform(), o.Store, o.Progress)
+	}
 	if err != nil {
 		return Rootfs{}, fmt.Errorf("builder image: %w", err)
 	}
@@ -54,7 +63,7 @@ func PrepareRootfs(ctx context.Context, ref string, arch Arch, o RootfsOptions) 
 	if err != nil {
 		return Rootfs{}, fmt.Errorf("builder image %s: %w", ref, err)
 	}
-	r := Rootfs{Ref: ref, Digest: d, Dir: filepath.Join(o.Dir, d.Algorithm, d.Hex)}
+	r := Rootfs{Ref: ref, Digest: d, Image: img, Dir: filepath.Join(o.Dir, d.Algorithm, d.Hex)}
 	if isDir(r.Dir) {
 		r.Cached = true
 		return r, nil
@@ -85,6 +94,41 @@ func PrepareRootfs(ctx context.Context, ref string, arch Arch, o RootfsOptions) 
 		return Rootfs{}, fmt.Errorf("rootfs cache: %w", err)
 	}
 	return r, nil
+}
+
+// LayoutPrefix starts a reference to an image in a local OCI layout,
+// oci:DIR:NAME (skopeo's form), NAME being the image's
+// org.opencontainers.image.ref.name in the layout's index.
+const LayoutPrefix = "oci:"
+
+// ParseLayoutRef splits oci:DIR:NAME; ok is false for registry references.
+func ParseLayoutRef(ref string) (dir, name string, ok bool) {
+	rest, ok := strings.CutPrefix(ref, LayoutPrefix)
+	if !ok {
+		return "", "", false
+	}
+	dir = rest
+	if i := strings.LastIndex(rest, ":"); i >= 0 && !strings.Contains(rest[i+1:], "/") {
+		dir, name = rest[:i], rest[i+1:]
+	}
+	return dir, name, true
+}
+
+// LayoutImage opens the image named name (or the only image) in the OCI
+// layout at dir.
+func LayoutImage(dir, name string) (v1.Image, error) {
+	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
+		return nil, fmt.Errorf("%s is not an OCI layout: %w", dir, err)
+	}
+	s, err := oci.OpenStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, fmt.Errorf("%s%s: name the image, %s%s:NAME", LayoutPrefix, dir, LayoutPrefix, dir)
+	}
+	img, _, err := s.ImageByName(name)
+	return img, err
 }
 
 func isDir(p string) bool {

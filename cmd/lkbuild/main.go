@@ -53,24 +53,40 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Version: version,
 		Description: `lkbuild pulls a builder image straight from a registry, runs the kernel
 build in a rootless, network-less sandbox and writes the kernel, modules and
-headers as a reproducible OCI image, to a local OCI layout or a registry.`,
+headers as a reproducible OCI image, to a local OCI layout or a registry.
+
+Without a command, lkbuild builds: lkbuild --series 6.6.x --arch x86_64 is
+lkbuild build --series 6.6.x --arch x86_64 (see lkbuild build --help).`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
-		HideHelpCommand:      true,
+		// --version names the kernel version to build; lkbuild's own
+		// version is the version command.
+		HideVersion:     true,
+		HideHelpCommand: true,
 		// run decides how to report errors and exit; urfave/cli would call
 		// os.Exit itself.
 		ExitErrHandler: func(*cli.Context, error) {},
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{
 				Name:    "cache-dir",
-				Usage:   "where pulled blobs, rootfs trees and sources are cached",
+				Usage:   "where pulled blobs, rootfs trees, sources and build logs are kept",
 				EnvVars: []string{"LKBUILD_CACHE_DIR"},
 				Value:   defaultCacheDir(),
 			},
+		}, buildFlags()...),
+		// lkbuild --series X --arch Y is lkbuild build --series X --arch Y.
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 && c.String("series") == "" && c.String("version") == "" {
+				return cli.ShowAppHelp(c)
+			}
+			if err := needSeriesOrVersion(c); err != nil {
+				return err
+			}
+			return buildAction(c)
 		},
 		Commands: []*cli.Command{
-			listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(),
+			buildCommand(), pushCommand(), versionCommand(), listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(),
 		},
 	}
 }
@@ -81,4 +97,15 @@ func defaultCacheDir() string {
 		return d + "/lkbuild"
 	}
 	return ".lkbuild-cache"
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print lkbuild's version",
+		Action: func(c *cli.Context) error {
+			_, err := fmt.Fprintln(c.App.Writer, "lkbuild", c.App.Version)
+			return err
+		},
+	}
 }

@@ -26,17 +26,24 @@ type Options struct {
 	Commit string
 }
 
+// KernelDir is the kernel directory o names: o.KernelDir, else the
+// current directory if it holds series folders (or a flat layout), else
+// ./kernel.
+func KernelDir(o Options) string {
+	if o.KernelDir != "" {
+		return o.KernelDir
+	}
+	if _, err := kernel.Detect(os.DirFS(".")); err == nil {
+		return "."
+	}
+	return "kernel"
+}
+
 // Open reads the kernel directory and, when it lies in a git work tree,
 // opens the repository. Outside git the checkout has no Rev, so it can be
 // listed but has no hash.
 func Open(o Options) (*kernel.Checkout, error) {
-	dir := o.KernelDir
-	if dir == "" {
-		dir = "kernel"
-		if _, err := kernel.Detect(os.DirFS(".")); err == nil {
-			dir = "."
-		}
-	}
+	dir := KernelDir(o)
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("kernel dir %s: %w", dir, err)

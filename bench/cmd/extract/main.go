@@ -2,11 +2,12 @@
 // (bench/extract.sh). It has two subcommands, so that the script can time
 // the extraction alone, as a whole process, the same way it times GNU tar:
 //
-//	extract prepare -store DIR LAYER.tar.gz
+//	extract prepare -store DIR [-name NAME] LAYER.tar.gz
 //	extract run -store DIR -image DIGEST [-cpuprofile FILE] OUTDIR
 //
 // prepare (untimed setup) puts the gzip blob into the store as the only layer
-// of a linux/amd64 image and prints "<image digest> <layer blob path>". run
+// of a linux/amd64 image and prints "<image digest> <layer blob path>"; with
+// -name the layout's index names the image (oci:DIR:NAME for lkbuild). run
 // (timed) opens the store, loads that image and calls oci.Extract into
 // OUTDIR, which is what a build does with its builder rootfs; it prints what
 // was extracted.
@@ -31,7 +32,7 @@ import (
 )
 
 const usage = `usage:
-  extract prepare -store DIR LAYER.tar.gz
+  extract prepare -store DIR [-name NAME] LAYER.tar.gz
   extract run -store DIR -image DIGEST [-cpuprofile FILE] OUTDIR`
 
 func main() {
@@ -58,11 +59,12 @@ func main() {
 func prepareCmd(args []string) error {
 	fs := flag.NewFlagSet("prepare", flag.ExitOnError)
 	store := fs.String("store", "", "OCI layout `dir` to put the image in (created if missing)")
+	name := fs.String("name", "", "`name` of the image in the layout's index")
 	_ = fs.Parse(args)
 	if *store == "" || fs.NArg() != 1 {
 		return errors.New(usage)
 	}
-	img, blob, err := prepare(*store, fs.Arg(0))
+	img, blob, err := prepare(*store, fs.Arg(0), *name)
 	if err != nil {
 		return err
 	}
@@ -72,7 +74,7 @@ func prepareCmd(args []string) error {
 
 // prepare stores the gzip'd tar at src as a one-layer image and returns the
 // image's digest and the path of the layer blob in the store.
-func prepare(storeDir, src string) (v1.Hash, string, error) {
+func prepare(storeDir, src, name string) (v1.Hash, string, error) {
 	s, err := oci.OpenStore(storeDir)
 	if err != nil {
 		return v1.Hash{}, "", err
@@ -100,7 +102,12 @@ func prepare(storeDir, src string) (v1.Hash, string, error) {
 	if err != nil {
 		return v1.Hash{}, "", err
 	}
-	if err := s.WriteImage(context.Background(), img, nil); err != nil {
+	if name != "" {
+		err = s.WriteLayout(context.Background(), img, v1.Platform{OS: "linux", Architecture: "amd64"}, name)
+	} else {
+		err = s.WriteImage(context.Background(), img, nil)
+	}
+	if err != nil {
 		return v1.Hash{}, "", err
 	}
 	h, err := img.Digest()

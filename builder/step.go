@@ -1,0 +1,202 @@
+package builder
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/oci"
+)
+
+// StepArg is argv[1] of lkbuild when it runs a plan step's action inside
+// the sandbox: the runner starts /proc/self/exe with it, so the action
+// sees the build's mounts (the source overlay exists only in there).
+const StepArg = "lkbuild-sandbox-step"
+
+// stepRequest is what the runner sends a step action on its standard
+// input: exactly one action, and what the action needs from the plan.
+type stepRequest struct {
+	Content *kernel.FileContent `json:",omitempty"`
+	Copy    *kernel.FileCopy    `json:",omitempty"`
+	Tar     *kernel.TarArchive  `json:",omitempty"`
+	Config  *kernel.ConfigCheck `json:",omitempty"`
+	// Epoch is the mtime of tar entries, in Unix seconds.
+	Epoch int64
+	// XZ is the compressor command for TarArchive.XZ, reading the tar on
+	// its standard input.
+	XZ []string `json:",omitempty"`
+}
+
+// stepResult is what a step action writes on its standard output.
+type stepResult struct {
+	Error    string                      `json:",omitempty"`
+	Mismatch *kernel.ConfigMismatchError `json:",omitempty"`
+}
+
+// newStepRequest wraps a plan action.
+func newStepRequest(a kernel.Action, epoch time.Time, xz []string) (stepRequest, error) {
+	r := stepRequest{Epoch: epoch.Unix()}
+	switch a := a.(type) {
+	case *kernel.FileContent:
+		r.Content = a
+	case *kernel.FileCopy:
+		r.Copy = a
+	case *kernel.TarArchive:
+		r.Tar = a
+		if a.XZ {
+			r.XZ = xz
+		}
+	case *kernel.ConfigCheck:
+		r.Config = a
+	default:
+		return stepRequest{}, fmt.Errorf("unknown step action %T", a)
+	}
+	return r, nil
+}
+
+// stepMain runs one step action: the request on stdin, the result on
+// stdout. It returns the exit status (0 also when the action failed: the
+// result says so).
+func stepMain(stdin io.Reader, stdout io.Writer) int {
+	var req stepRequest
+	var res stepResult
+	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
+		res.Error = "read step request: " + err.Error()
+	} else if err := req.do(); err != nil {
+		var m *kernel.ConfigMismatchError
+		if errors.As(err, &m) {
+			res.Mismatch = m
+		}
+		res.Error = err.Error()
+	}
+	if err := json.NewEncoder(stdout).Encode(res); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func (r *stepRequest) do() error {
+	switch {
+	case r.Content != nil:
+		return writeFileAtomic(r.Content.Path, func(w io.Writer) error {
+			_, err := w.Write(r.Content.Data)
+			return err
+		})
+	case r.Copy != nil:
+		return copyFirst(r.Copy.From, r.Copy.To)
+	case r.Tar != nil:
+		return r.tar()
+	case r.Config != nil:
+		got, err := os.ReadFile(r.Config.Path)
+		if err != nil {
+			return fmt.Errorf("read the built config: %w", err)
+		}
+		return r.Config.Check(got)
+	}
+	return errors.New("empty step request")
+}
+
+// tar writes the archive a TarArchive asks for.
+func (r *stepRequest) tar() error {
+	a := r.Tar
+	tree := os.DirFS(a.Dir)
+	opts := oci.TarOptions{Epoch: time.Unix(r.Epoch, 0), Prefix: a.Prefix}
+	if a.Dev {
+		names, err := kernel.DevFiles(tree)
+		if err != nil {
+			return err
+		}
+		opts.Include = kernel.IncludeNames(names)
+	}
+	return writeFileAtomic(a.To, func(w io.Writer) error {
+		if !a.XZ {
+			return oci.WriteTar(w, tree, opts)
+		}
+		if len(r.XZ) == 0 {
+			return errors.New("no xz command for a .tar.xz")
+		}
+		// The builder image's xz: the bytes then depend only on the
+		// pinned image, not on the host.
+		cmd := exec.Command(r.XZ[0], r.XZ[1:]...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = w, &stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", r.XZ[0], err)
+		}
+		werr := oci.WriteTar(in, tree, opts)
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("%s: %w: %s", r.XZ[0], err, bytes.TrimSpace(stderr.Bytes()))
+		}
+		return werr
+	})
+}
+
+// writeFileAtomic writes a file through a temporary one renamed into place:
+// a new inode, so a hard link or an overlay's lower file is never changed,
+// and no half-written file under the final name.
+func writeFileAtomic(name string, write func(io.Writer) error) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// copyFirst copies the first of from that exists to to.
+func copyFirst(from []string, to string) error {
+	for _, p := range from {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", p)
+		}
+		src, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		return writeFileAtomic(to, func(w io.Writer) error {
+			_, err := io.Copy(w, src)
+			return err
+		})
+	}
+	if len(from) == 1 {
+		return fmt.Errorf("%s: %w", from[0], fs.ErrNotExist)
+	}
+	return fmt.Errorf("none of %v exists", from)
+}
