@@ -4,7 +4,7 @@ GO ?= go
 export PATH := $(shell $(GO) env GOPATH)/bin:/usr/local/go/bin:$(PATH)
 FUZZTIME ?= 10s
 
-.PHONY: build lint test fuzz bench
+.PHONY: build lint test e2e quickstart fuzz bench
 
 # build makes the one static binary. urfave_cli_no_docs leaves out the
 # man/markdown generators, whose package init costs ~15 ms at every start
@@ -23,6 +23,16 @@ lint:
 # a real registry (scripts/test.sh; needs root).
 test: lint
 	bash scripts/test.sh
+
+# e2e runs the end-to-end kernel build suite alone (the e2e package of
+# scripts/test.sh: fixtures, a registry with auth, the build as lktest).
+e2e:
+	bash scripts/test.sh ./e2e
+
+# quickstart builds the test kernel end to end with embedded defaults: no
+# registry, no daemon; the image goes to the default OCI layout.
+quickstart: build
+	bash scripts/quickstart.sh
 
 # fuzz runs every Fuzz target for FUZZTIME each (make fuzz FUZZTIME=1m).
 fuzz:

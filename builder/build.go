@@ -563,7 +563,7 @@ func (b *build) steps(ctx context.Context) error {
 			bg.Add(1)
 			go func() {
 				defer bg.Done()
-				if err := b.action(ctx, spec, s); err != nil {
+				if err := b.sourceArchive(ctx, spec, s, filepath.Join(d.out, filepath.FromSlash(strings.TrimPrefix(t.To, b.plan.Paths.Out+"/")))); err != nil {
 					bgMu.Lock()
 					bgErr = err
 					bgMu.Unlock()
@@ -597,6 +597,50 @@ func (b *build) steps(ctx context.Context) error {
 		return err
 	}
 	return b.checkOutputs(d.out)
+}
+
+// sourceArchive makes src/linux.tar.xz, or takes it from the cache: it is a
+// function of the verified source, the patches, the epoch and the
+// builder's xz, and costs more CPU than anything but the compile.
+func (b *build) sourceArchive(ctx context.Context, spec Spec, s kernel.Step, out string) error {
+	h := sha256.New()
+	fmt.Fprintf(h, "source %s\nepoch %d\nbuilder %s\nxz -%d 16MiB\nstep %s\n", b.src.SHA256, b.plan.Epoch.Unix(), b.rootfs.Digest, b.XZLevel, s)
+	for _, p := range b.plan.Patches {
+		data, err := os.ReadFile(filepath.Join(b.KernelDir, filepath.FromSlash(p)))
+		if err != nil {
+			return fmt.Errorf("patch %s: %w", p, err)
+		}
+		fmt.Fprintf(h, "patch %s %x\n", p, sha256.Sum256(data))
+	}
+	cached := filepath.Join(b.CacheDir, "archives", hex.EncodeToString(h.Sum(nil))+".tar.xz")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if os.Link(cached, out) == nil {
+		b.logf("step %s: from the cache, %s", s.Name, cached)
+		return nil
+	}
+	if err := b.action(ctx, spec, s); err != nil {
+		return err
+	}
+	// Keep it for the next build of the same inputs; a failure here only
+	// costs that build the time.
+	if os.MkdirAll(filepath.Dir(cached), 0o755) == nil {
+		tmp := cached + ".tmp-" + strconv.Itoa(os.Getpid())
+		if os.Link(out, tmp) == nil {
+			if os.Rename(tmp, cached) != nil {
+				os.Remove(tmp)
+			}
+		}
+	}
+	return nil
+}
+
+// xzCommand is how the builder's xz compresses the source archive. With an
+// explicit block size, xz 5.4's multi-threaded output does not depend on
+// the thread count (from 2 up), so -j does not change the bytes.
+func (b *build) xzCommand() []string {
+	return []string{"xz", "-" + strconv.Itoa(b.XZLevel), "-T" + strconv.Itoa(max(b.plan.Jobs, 2)), "--block-size=16MiB", "-c"}
 }
 
 // objectLine matches kbuild's short output for an object it compiles.
@@ -673,9 +717,7 @@ func (b *build) patchFile(s kernel.Step) string {
 // action runs a step lkbuild does itself, inside the sandbox, where the
 // source overlay is.
 func (b *build) action(ctx context.Context, spec Spec, s kernel.Step) error {
-	jobs := max(b.plan.Jobs, 2)
-	xz := []string{"xz", "-" + strconv.Itoa(b.XZLevel), "-T" + strconv.Itoa(jobs), "--block-size=16MiB", "-c"}
-	req, err := newStepRequest(s.Action, b.plan.Epoch, xz)
+	req, err := newStepRequest(s.Action, b.plan.Epoch, b.xzCommand())
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package builder
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lkbuild/lkbuild/internal/testenv"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
@@ -531,5 +533,65 @@ func TestWithDefaults(t *testing.T) {
 	want := []string{"PATH=/bin", "QEMU_CPU=cortex-a72", "QEMU_LD_PREFIX=/x"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestSandboxOverlayMounts checks overlay mounts: changes land in the upper
+// dir and never in the lower ones, a mount with no upper dir is read-only,
+// and a step action (lkbuild itself, run inside) sees the merged tree.
+func TestSandboxOverlayMounts(t *testing.T) {
+	rootfs := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	dir := t.TempDir()
+	lower, upper, work, out := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "out")
+	for _, d := range []string{lower, upper, work, out} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(lower, "a"), []byte("pristine\n"), 0o644)
+	os.WriteFile(filepath.Join(lower, "gone"), []byte("x\n"), 0o644)
+
+	rw := Spec{Rootfs: rootfs, Mounts: []Mount{{Target: "/src", Overlay: &Overlay{Lower: []string{lower}, Upper: upper, Work: work}}}}
+	mustSh(t, rw, "cat /src/a && echo changed > /src/a && echo new > /src/b && rm /src/gone")
+	if got, _ := os.ReadFile(filepath.Join(lower, "a")); string(got) != "pristine\n" {
+		t.Errorf("lower file changed to %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(lower, "gone")); err != nil {
+		t.Errorf("lower file removed: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(upper, "b")); string(got) != "new\n" {
+		t.Errorf("upper b = %q", got)
+	}
+
+	ro := Spec{Rootfs: rootfs, Mounts: []Mount{
+		{Target: "/src", Overlay: &Overlay{Lower: []string{upper, lower}}},
+		{Source: out, Target: "/out"},
+	}}
+	got := mustSh(t, ro, "cat /src/a /src/b; test -e /src/gone && echo still there; touch /src/x 2>/dev/null && echo writable; true")
+	if got != "changed\nnew\n" {
+		t.Errorf("read-only overlay shows %q", got)
+	}
+
+	req, _ := newStepRequest(&kernel.FileCopy{From: []string{"/src/a"}, To: "/out/a"}, time.Unix(0, 0), nil)
+	in, _ := json.Marshal(req)
+	var stdout bytes.Buffer
+	ro.Args, ro.Env, ro.Stdin, ro.Stdout, ro.StateDir = []string{"/proc/self/exe", StepArg}, []string{testPath}, bytes.NewReader(in), &stdout, t.TempDir()
+	if err := Run(context.Background(), ro); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "{}") {
+		t.Errorf("step result %q", stdout.String())
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "a")); string(got) != "changed\n" {
+		t.Errorf("the step copied %q", got)
+	}
+
+	bad := Spec{Rootfs: rootfs, Args: []string{"true"}, Mounts: []Mount{{Target: "/src", Overlay: &Overlay{Lower: []string{lower}, Upper: upper}}}}
+	if err := Run(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "work directory") {
+		t.Errorf("upper without work: %v", err)
+	}
+	bad.Mounts[0].Overlay = &Overlay{Lower: []string{filepath.Join(dir, "a:b")}}
+	if err := Run(context.Background(), bad); err == nil {
+		t.Errorf("a lower dir with ':' was taken")
 	}
 }

@@ -3,11 +3,16 @@
 # package's tests twice, each time against a fresh real registry
 # (scripts/registry.sh, its variables exported, DOCKER_CONFIG included):
 #
-#   1. `go test -count=1 ./...` as the current user (root in CI);
+#   1. `go test -count=1` of every package but e2e as the current user
+#      (root in CI);
 #   2. each package's compiled test binary as the unprivileged user lktest
 #      (created if missing), from a copy of the tree that lktest owns, so
 #      rootless code paths really run rootless and testdata/ is readable
-#      wherever the clone lives.
+#      wherever the clone lives. The end-to-end kernel build (e2e) runs only
+#      here: it is what an unprivileged user does.
+#
+# Arguments are package patterns (default ./...): scripts/test.sh ./e2e runs
+# the end-to-end suite alone (make e2e).
 #
 # LKBUILD_REQUIRE_ALL=1 is set for both: a test that would skip for a missing
 # prerequisite (user namespaces, qemu, the registry) fails instead, so a green
@@ -48,23 +53,37 @@ fixture_began=$SECONDS
 LKBUILD_TEST_ROOTFS_TGZ=$(bash scripts/fixtures/rootfs.sh)/rootfs.tar.gz
 LKBUILD_TEST_ROOTFS_ARM64_TGZ=$(bash scripts/fixtures/rootfs-arm64.sh)/rootfs.tar.gz
 export LKBUILD_TEST_ROOTFS_TGZ LKBUILD_TEST_ROOTFS_ARM64_TGZ
+LKBUILD_TEST_DEBIAN_KERNEL=$(bash internal/boottest/testdata/debian-kernel.sh)
+export LKBUILD_TEST_DEBIAN_KERNEL
+# The end-to-end build: builder image layout, signed source mirror, microcode.
+e2e_env=$(bash scripts/fixtures/e2e.sh)
+while IFS= read -r line; do
+	export "${line?}"
+done <<<"$e2e_env"
 echo "== fixtures ready after $((SECONDS - fixture_began)) s"
 
 passed=0
 failed=0
 
 # --- 1. go test ./... as root ------------------------------------------------
-echo "== go test -count=1 ./... as $(id -un)"
-bash scripts/registry.sh start "$work/registry-root.env" "$work/registry-root" >/dev/null
-set +e
-(
-	set -a
-	. "$work/registry-root.env"
-	set +a
-	go test -count=1 ./...
-) 2>&1 | tee "$work/root.log"
-rc=${PIPESTATUS[0]}
-set -e
+patterns=("$@")
+((${#patterns[@]})) || patterns=(./...)
+mapfile -t rootpkgs < <(go list "${patterns[@]}" | grep -v '/e2e$' || true)
+echo "== go test -count=1 (${#rootpkgs[@]} packages) as $(id -un)"
+: >"$work/root.log"
+rc=0
+if ((${#rootpkgs[@]})); then
+	bash scripts/registry.sh start "$work/registry-root.env" "$work/registry-root" >/dev/null
+	set +e
+	(
+		set -a
+		. "$work/registry-root.env"
+		set +a
+		go test -count=1 "${rootpkgs[@]}"
+	) 2>&1 | tee "$work/root.log"
+	rc=${PIPESTATUS[0]}
+	set -e
+fi
 p=$(grep -cE '^ok[[:space:]]' "$work/root.log" || true)
 f=$(grep -cE '^FAIL[[:space:]]+[^[:space:]]' "$work/root.log" || true)
 if ((rc != 0 && f == 0)); then
@@ -86,6 +105,11 @@ home=$(getent passwd "$testuser" | cut -d: -f6)
 # A copy of the tree that the test user owns: the clone may sit under a
 # directory it cannot enter (/root), and tests may write next to their sources.
 mkdir "$work/src" "$work/bin"
+# The binary the end-to-end suite drives, built here: lktest has no module
+# cache to build it from.
+CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -o "$work/bin/lkbuild" ./cmd/lkbuild
+chmod a+rx "$work/bin/lkbuild"
+export LKBUILD_E2E_BIN=$work/bin/lkbuild
 tar -C "$root" --exclude=./.git --exclude=./out --exclude=./lkbuild -cf - . | tar -C "$work/src" -xf -
 chown -R "$testuser:" "$work/src"
 
@@ -100,7 +124,7 @@ for v in $(compgen -e); do
 	case $v in LKBUILD_TEST_REGISTRY*) ;; LKBUILD_*) testenv+=("$v=${!v}") ;; esac
 done
 
-mapfile -t pkgs < <(go list -e -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' ./...)
+mapfile -t pkgs < <(go list -e -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' "${patterns[@]}")
 for line in "${pkgs[@]}"; do
 	[[ -n $line ]] || continue
 	pkg=${line%% *}
@@ -115,8 +139,10 @@ for line in "${pkgs[@]}"; do
 		continue
 	fi
 	chmod a+rx "$bin"
+	verbose=()
+	[[ $pkg == */e2e ]] && verbose=(-test.v) # its log holds the build times
 	t0=$SECONDS
-	if (cd "$work/src/$rel" && runuser -u "$testuser" -- env -i "${testenv[@]}" "$bin" -test.count=1 -test.timeout=15m </dev/null) 2>&1; then
+	if (cd "$work/src/$rel" && runuser -u "$testuser" -- env -i "${testenv[@]}" "$bin" -test.count=1 -test.timeout=60m "${verbose[@]}" </dev/null) 2>&1; then
 		echo "ok   $pkg (as $testuser) $((SECONDS - t0)) s"
 		passed=$((passed + 1))
 	else

@@ -244,10 +244,6 @@ func readKeys(c *cli.Context, kernelDir string) (*kernel.Keyring, error) {
 // buildFailure prints what a user needs to fix a failed build and returns
 // the error to exit with.
 func buildFailure(c *cli.Context, r *renderer, res *builder.BuildResult, err error) error {
-	if r.json {
-		r.emit(map[string]any{"kind": "error", "error": err.Error()})
-		return cli.Exit("", 1)
-	}
 	w := c.App.ErrWriter
 	var se *builder.StepError
 	var cm *kernel.ConfigMismatchError
@@ -287,6 +283,12 @@ func buildFailure(c *cli.Context, r *renderer, res *builder.BuildResult, err err
 	}
 	if res != nil && res.Log != "" && se == nil {
 		fmt.Fprintln(w, "full log:", res.Log)
+	}
+	if r.json {
+		// The details above are for people; the event is for programs.
+		r.emit(map[string]any{"kind": "error", "error": err.Error()})
+		fmt.Fprintln(w, "lkbuild:", err)
+		return cli.Exit("", 1)
 	}
 	return err
 }

@@ -1,0 +1,309 @@
+package builder
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lkbuild/lkbuild/kernel"
+)
+
+// runStep runs a step request through stepMain, as the sandbox does.
+func runStep(t *testing.T, a kernel.Action, xz []string) stepResult {
+	t.Helper()
+	req, err := newStepRequest(a, time.Unix(1700000000, 0), xz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := json.Marshal(req)
+	var out bytes.Buffer
+	if code := stepMain(bytes.NewReader(in), &out); code != 0 {
+		t.Fatalf("stepMain exit %d", code)
+	}
+	var res stepResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("result %q: %v", out.String(), err)
+	}
+	return res
+}
+
+func writeFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, data := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func tarNames(t *testing.T, r io.Reader) []string {
+	t.Helper()
+	var names []string
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !h.ModTime.Equal(time.Unix(1700000000, 0)) {
+			t.Errorf("%s: mtime %s", h.Name, h.ModTime)
+		}
+		names = append(names, h.Name)
+	}
+}
+
+func TestStepActions(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFiles(t, src, map[string]string{
+		"a.txt": "a\n", "sub/b.txt": "b\n", ".config": "CONFIG_X=y\n", "Module.symvers": "",
+		"Makefile": "all:\n", "include/linux/x.h": "", "drivers/foo.c": "",
+	})
+	stored := []byte("CONFIG_X=y\n")
+	tests := []struct {
+		name    string
+		action  kernel.Action
+		wantErr string
+		check   func(t *testing.T, res stepResult)
+	}{
+		{
+			name:   "content",
+			action: &kernel.FileContent{Path: filepath.Join(dir, "out/new/file"), Data: []byte("data")},
+			check: func(t *testing.T, res stepResult) {
+				if got, _ := os.ReadFile(filepath.Join(dir, "out/new/file")); string(got) != "data" {
+					t.Errorf("content %q", got)
+				}
+			},
+		},
+		{
+			name:   "copy takes the first that exists",
+			action: &kernel.FileCopy{From: []string{filepath.Join(src, "missing"), filepath.Join(src, "sub/b.txt")}, To: filepath.Join(dir, "out/b")},
+			check: func(t *testing.T, res stepResult) {
+				if got, _ := os.ReadFile(filepath.Join(dir, "out/b")); string(got) != "b\n" {
+					t.Errorf("copy %q", got)
+				}
+			},
+		},
+		{
+			name:    "copy with nothing to copy",
+			action:  &kernel.FileCopy{From: []string{filepath.Join(src, "x"), filepath.Join(src, "y")}, To: filepath.Join(dir, "out/none")},
+			wantErr: "none of",
+		},
+		{
+			name:    "copy of a directory",
+			action:  &kernel.FileCopy{From: []string{filepath.Join(src, "sub")}, To: filepath.Join(dir, "out/dir")},
+			wantErr: "not a regular file",
+		},
+		{
+			name:   "tar",
+			action: &kernel.TarArchive{Dir: filepath.Join(src, "sub"), To: filepath.Join(dir, "out/sub.tar"), Prefix: "./"},
+			check: func(t *testing.T, res stepResult) {
+				f, err := os.Open(filepath.Join(dir, "out/sub.tar"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if got := strings.Join(tarNames(t, f), " "); got != "./ ./b.txt" {
+					t.Errorf("entries %s", got)
+				}
+			},
+		},
+		{
+			name:   "dev tar",
+			action: &kernel.TarArchive{Dir: src, To: filepath.Join(dir, "out/dev.tar"), Prefix: kernel.DevPrefix("1.2.3"), Dev: true},
+			check: func(t *testing.T, res stepResult) {
+				f, err := os.Open(filepath.Join(dir, "out/dev.tar"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				got := strings.Join(tarNames(t, f), " ")
+				for _, want := range []string{"linux-headers-1.2.3/.config", "linux-headers-1.2.3/Makefile", "linux-headers-1.2.3/include/linux/x.h"} {
+					if !strings.Contains(got, want) {
+						t.Errorf("dev tar lacks %s: %s", want, got)
+					}
+				}
+				if strings.Contains(got, "foo.c") || strings.Contains(got, "a.txt") {
+					t.Errorf("dev tar holds sources: %s", got)
+				}
+			},
+		},
+		{
+			name:    "dev tar without Module.symvers",
+			action:  &kernel.TarArchive{Dir: filepath.Join(src, "sub"), To: filepath.Join(dir, "out/bad.tar"), Dev: true},
+			wantErr: "kernel-dev.tar needs .config",
+		},
+		{
+			name:   "config that matches",
+			action: &kernel.ConfigCheck{Path: filepath.Join(src, ".config"), Want: stored, File: "kernel/6.6.x/config-x86_64"},
+		},
+		{
+			name:    "config that differs",
+			action:  &kernel.ConfigCheck{Path: filepath.Join(src, ".config"), Want: []byte("CONFIG_X=m\n"), File: "kernel/6.6.x/config-x86_64"},
+			wantErr: "kernel/6.6.x/config-x86_64: the .config of the build differs from the stored config in CONFIG_X",
+			check: func(t *testing.T, res stepResult) {
+				if res.Mismatch == nil || !strings.Contains(res.Mismatch.Diff, "-CONFIG_X=m") || !strings.Contains(res.Mismatch.Diff, "+CONFIG_X=y") {
+					t.Errorf("mismatch %+v", res.Mismatch)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runStep(t, tc.action, nil)
+			if tc.wantErr == "" && res.Error != "" {
+				t.Fatalf("error %s", res.Error)
+			}
+			if tc.wantErr != "" && !strings.Contains(res.Error, tc.wantErr) {
+				t.Fatalf("error %q, want %q", res.Error, tc.wantErr)
+			}
+			if tc.check != nil {
+				tc.check(t, res)
+			}
+		})
+	}
+}
+
+// TestStepTarXZ checks the source archive: the builder's xz (here the
+// host's) compresses the same tar to the same bytes whatever -T says.
+func TestStepTarXZ(t *testing.T) {
+	if _, err := exec.LookPath("xz"); err != nil {
+		t.Fatal("xz is missing (xz-utils)")
+	}
+	src := t.TempDir()
+	files := map[string]string{}
+	for i := range 200 {
+		files[filepath.Join("d", strings.Repeat("x", i%7+1), "f"+string(rune('a'+i%26))+".c")] = strings.Repeat("int x;\n", i)
+	}
+	writeFiles(t, src, files)
+	var digests []string
+	for _, threads := range []string{"-T2", "-T4"} {
+		to := filepath.Join(t.TempDir(), "linux.tar.xz")
+		res := runStep(t, &kernel.TarArchive{Dir: src, To: to, Prefix: "linux/", XZ: true}, []string{"xz", "-1", threads, "--block-size=16MiB", "-c"})
+		if res.Error != "" {
+			t.Fatal(res.Error)
+		}
+		data, err := os.ReadFile(to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, string(data))
+		out, err := exec.Command("xz", "-dc", to).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := tarNames(t, bytes.NewReader(out))
+		if names[0] != "linux/" || len(names) < 50 {
+			t.Errorf("entries %v", names[:3])
+		}
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("xz -T2 and -T4 gave different archives")
+	}
+	res := runStep(t, &kernel.TarArchive{Dir: src, To: filepath.Join(t.TempDir(), "x.tar.xz"), XZ: true}, []string{"xz", "--no-such-flag"})
+	if !strings.Contains(res.Error, "xz") {
+		t.Errorf("a failing xz gave %q", res.Error)
+	}
+}
+
+// TestWriteFileAtomicKeepsLinks checks that a step never writes through a
+// hard link (or an overlay's lower file): it replaces the file.
+func TestWriteFileAtomicKeepsLinks(t *testing.T) {
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig")
+	link := filepath.Join(dir, "link")
+	os.WriteFile(orig, []byte("cached"), 0o644)
+	if err := os.Link(orig, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(link, func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(orig); string(got) != "cached" {
+		t.Errorf("the linked file became %q", got)
+	}
+	if got, _ := os.ReadFile(link); string(got) != "new" {
+		t.Errorf("the file is %q", got)
+	}
+	err := writeFileAtomic(filepath.Join(dir, "failed"), func(w io.Writer) error { return errors.New("boom") })
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("a failed write left files: %v", entries)
+	}
+}
+
+func TestRejectedHunks(t *testing.T) {
+	patch := filepath.Join(t.TempDir(), "0001-x.patch")
+	os.WriteFile(patch, []byte("--- a/init/main.c\n+++ b/init/main.c\n@@ -1,2 +1,3 @@\n one\n+new\n two\n@@ -9,2 +10,3 @@\n nine\n+ten\n eleven\n"), 0o644)
+	out := "patching file init/main.c\nHunk #2 FAILED at 9.\n1 out of 2 hunks FAILED -- saving rejects to file init/main.c.rej\n"
+	got := rejectedHunks(out, patch)
+	if len(got) != 1 || got[0] != "--- init/main.c\n@@ -9,2 +10,3 @@\n nine\n+ten\n eleven\n" {
+		t.Errorf("rejected %q", got)
+	}
+	if got := rejectedHunks("patching file init/main.c\n", patch); len(got) != 0 {
+		t.Errorf("no failure gave %q", got)
+	}
+}
+
+func TestObjectLine(t *testing.T) {
+	tests := []struct {
+		line string
+		want bool
+	}{
+		{"  CC      init/main.o", true},
+		{"  CC [M]  lib/crc7.o", true},
+		{"  AS      arch/x86/entry/entry_64.o", true},
+		{"  LD      vmlinux.o", false},
+		{"  CC      scripts/mod/empty.o", true},
+		{"  HOSTCC  scripts/basic/fixdep", false},
+		{"  CC      init/main.c", false},
+		{"make[1]: Entering directory", false},
+	}
+	for _, tc := range tests {
+		if got := objectLine.MatchString(tc.line); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.line, got, tc.want)
+		}
+	}
+	var lines []string
+	w := &lineWriter{line: func(s string) { lines = append(lines, s) }}
+	io.WriteString(w, "one\ntw")
+	io.WriteString(w, "o\nthree")
+	w.flush()
+	if strings.Join(lines, ",") != "one,two,three" {
+		t.Errorf("lines %q", lines)
+	}
+}
+
+func TestCheckOutputs(t *testing.T) {
+	out := t.TempDir()
+	writeFiles(t, out, map[string]string{"kernel": "k", "src/linux.tar.xz": "x"})
+	b := &build{plan: &kernel.Plan{Outputs: []kernel.Output{{Path: "kernel"}, {Path: "src/linux.tar.xz"}}}}
+	if err := b.checkOutputs(out); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, out, map[string]string{"stray": ""})
+	if err := b.checkOutputs(out); err == nil || !strings.Contains(err.Error(), "unexpected [stray]") {
+		t.Errorf("stray file: %v", err)
+	}
+	b.plan.Outputs = append(b.plan.Outputs, kernel.Output{Path: "System.map"})
+	if err := b.checkOutputs(out); err == nil || !strings.Contains(err.Error(), "missing [System.map]") {
+		t.Errorf("missing file: %v", err)
+	}
+}

@@ -1,0 +1,899 @@
+// Package e2e builds a real LinuxKit kernel image with the lkbuild binary, as
+// an unprivileged user would, and checks everything about it: the files and
+// labels (read back with skopeo and by unpacking the layer), the tags and
+// indexes in a real registry with auth, reproducibility, a boot under
+// qemu-system-x86_64 with a module from kernel.tar and an out-of-tree module
+// built against kernel-dev.tar in the -builder image, and the failures a user
+// can cause (a patch that does not apply, a config that is not final, a
+// compile error, Ctrl-C, a registry that refuses the push).
+//
+// It needs the fixtures of scripts/fixtures/e2e.sh (LKBUILD_E2E_*), a
+// registry from scripts/registry.sh (LKBUILD_TEST_REGISTRY*, DOCKER_CONFIG),
+// skopeo, qemu-system-x86_64, and the lkbuild binary (LKBUILD_E2E_BIN, else
+// it is built with go). make e2e runs it on its own, as scripts/test.sh does:
+// as an unprivileged user.
+package e2e
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ulikunitz/xz"
+
+	"github.com/lkbuild/lkbuild/internal/boottest"
+	"github.com/lkbuild/lkbuild/internal/testenv"
+)
+
+// The kernel of testdata/kernel.
+const (
+	series  = "6.12.x"
+	version = "6.12.117"
+	release = version + "-linuxkit"
+)
+
+// env is what the suite runs against.
+type env struct {
+	bin                      string // the lkbuild binary
+	builder, mirror, ucode   string
+	keys                     string
+	registry, user, password string
+	dockerConfig             string
+	work                     string
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	e := &env{
+		builder:      testenv.Getenv(t, "LKBUILD_E2E_BUILDER", "run scripts/fixtures/e2e.sh and export its output"),
+		mirror:       testenv.Getenv(t, "LKBUILD_E2E_MIRROR", "run scripts/fixtures/e2e.sh"),
+		keys:         testenv.Getenv(t, "LKBUILD_E2E_KEYS", "run scripts/fixtures/e2e.sh"),
+		ucode:        testenv.Getenv(t, "LKBUILD_E2E_UCODE", "run scripts/fixtures/e2e.sh"),
+		registry:     testenv.Getenv(t, "LKBUILD_TEST_REGISTRY", "run scripts/registry.sh start ENVFILE"),
+		user:         testenv.Getenv(t, "LKBUILD_TEST_REGISTRY_USER", "registry.sh sets it"),
+		password:     testenv.Getenv(t, "LKBUILD_TEST_REGISTRY_PASSWORD", "registry.sh sets it"),
+		dockerConfig: testenv.Getenv(t, "DOCKER_CONFIG", "registry.sh writes a docker config"),
+	}
+	testenv.LookPath(t, "skopeo", "skopeo")
+	testenv.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
+	e.work = t.TempDir()
+	if e.bin = os.Getenv("LKBUILD_E2E_BIN"); e.bin != "" {
+		return e
+	}
+	goBin := testenv.LookPath(t, "go", "golang (Go 1.26)")
+	e.bin = filepath.Join(e.work, "lkbuild")
+	build := exec.Command(goBin, "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-o", e.bin, "./cmd/lkbuild")
+	build.Dir = repoRoot(t)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build lkbuild: %v\n%s", err, out)
+	}
+	return e
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// checkout makes a LinuxKit-style git checkout holding testdata/kernel as
+// kernel/, with the mirror's key as common/keys.asc, committed at a fixed
+// time; edit may change files before the commit.
+func (e *env) checkout(t *testing.T, edit func(kernelDir string)) string {
+	t.Helper()
+	repo := filepath.Join(t.TempDir(), "linuxkit")
+	kdir := filepath.Join(repo, "kernel")
+	run(t, "", "cp", "-r", filepath.Join(repoRoot(t), "testdata", "kernel"), kdir)
+	run(t, "", "cp", e.keys, filepath.Join(kdir, "common", "keys.asc"))
+	if edit != nil {
+		edit(kdir)
+	}
+	git := func(args ...string) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_DATE=@1700000000 +0000", "GIT_COMMITTER_DATE=@1700000000 +0000",
+			"GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@lkbuild.invalid", "GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@lkbuild.invalid")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	git("add", ".")
+	git("commit", "-q", "-m", "kernel")
+	return kdir
+}
+
+func run(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// result is what one lkbuild run did.
+type result struct {
+	stdout, stderr string
+	code           int
+	elapsed        time.Duration
+	events         []event
+}
+
+type event struct {
+	Kind    string        `json:"kind"`
+	Phase   string        `json:"phase"`
+	Step    string        `json:"step"`
+	Unit    string        `json:"unit"`
+	Done    int64         `json:"done"`
+	Elapsed time.Duration `json:"elapsed"`
+	Error   string        `json:"error"`
+	Skipped bool          `json:"skipped"`
+	Ref     string        `json:"ref"`
+	Digest  string        `json:"digest"`
+	Release string        `json:"release"`
+	Layout  string        `json:"layout"`
+	Log     string        `json:"log"`
+	Pushed  []string      `json:"pushed"`
+}
+
+func (r result) final() event {
+	for i := len(r.events) - 1; i >= 0; i-- {
+		if k := r.events[i].Kind; k == "result" || k == "error" {
+			return r.events[i]
+		}
+	}
+	return event{}
+}
+
+// lkbuild runs the binary with args; onStart, when set, gets the process
+// once it runs (to signal it).
+func (e *env) lkbuild(t *testing.T, onStart func(*os.Process, *syncBuffer), args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+e.dockerConfig)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if onStart != nil {
+		onStart(cmd.Process, &stdout)
+	}
+	err := cmd.Wait()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(began)}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(r.stdout))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var ev event
+		if json.Unmarshal(sc.Bytes(), &ev) == nil {
+			r.events = append(r.events, ev)
+		}
+	}
+	return r
+}
+
+// syncBuffer is a bytes.Buffer a test may read while a command writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// buildArgs are the flags of a build of the test kernel.
+func (e *env) buildArgs(cache, output, kdir, org string, extra ...string) []string {
+	return append([]string{
+		"--cache-dir", cache, "build", "--json",
+		"--kernel-dir", kdir, "--series", series, "--arch", "x86_64",
+		"--builder-image", e.builder, "--source-mirror", e.mirror, "--ucode-repo", e.ucode,
+		"--output", output, "--org", org, "--insecure-registry",
+	}, extra...)
+}
+
+func TestKernelBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a kernel")
+	}
+	e := setup(t)
+	kdir := e.checkout(t, nil)
+	org := e.registry + "/e2e"
+	repo := org + "/kernel"
+	cache1, out1 := filepath.Join(e.work, "cache1"), filepath.Join(e.work, "oci1")
+	cache2, out2 := filepath.Join(e.work, "cache2"), filepath.Join(e.work, "oci2")
+
+	// The builder image lives in the registry, as it would for a user.
+	builderRef := e.registry + "/e2e/builder:bookworm"
+	e.skopeo(t, "copy", "--dest-tls-verify=false", "--dest-creds", e.creds(), e.builder, "docker://"+builderRef)
+	e.builder = builderRef
+
+	tags := strings.Fields(run(t, "", e.bin, "tags", "--kernel-dir", kdir, "--series", series, "--arch", "x86_64", "--org", e.registry+"/e2e"))
+	if len(tags) != 5 {
+		t.Fatalf("lkbuild tags printed %q", tags)
+	}
+	archTag, indexTag, relArchTag, relTag, builderTag := tags[0], tags[1], tags[2], tags[3], tags[4]
+	if !strings.HasPrefix(archTag, repo+":"+version+"-") || !strings.HasSuffix(archTag, "-amd64") {
+		t.Fatalf("single-arch tag %s", archTag)
+	}
+
+	// 1. The build, pushed with every tag.
+	r := e.lkbuild(t, nil, e.buildArgs(cache1, out1, kdir, org, "--push")...)
+	if r.code != 0 {
+		t.Fatalf("build failed (exit %d):\n%s\n%s", r.code, r.stderr, tailString(r.stdout, 40))
+	}
+	res := r.final()
+	t.Logf("build: %s in %s, %s", res.Ref, r.elapsed.Round(time.Second), res.Digest)
+	checkEvents(t, r)
+	if res.Ref != archTag || res.Release != release || len(res.Pushed) != 5 {
+		t.Errorf("result = %+v", res)
+	}
+	if _, err := os.Stat(res.Log); err != nil {
+		t.Errorf("build log: %v", err)
+	}
+
+	t.Run("registry", func(t *testing.T) {
+		for _, tag := range []string{archTag, relArchTag} {
+			if d := e.digest(t, tag); d != res.Digest {
+				t.Errorf("%s is %s, want %s", tag, d, res.Digest)
+			}
+		}
+		for _, tag := range []string{indexTag, relTag} {
+			var idx struct {
+				MediaType string `json:"mediaType"`
+				Manifests []struct {
+					Digest   string `json:"digest"`
+					Platform struct{ Architecture, OS string }
+				} `json:"manifests"`
+			}
+			if err := json.Unmarshal([]byte(e.skopeo(t, "inspect", "--raw", e.tlsCreds(), "docker://"+tag)), &idx); err != nil {
+				t.Fatal(err)
+			}
+			if len(idx.Manifests) != 1 || idx.Manifests[0].Digest != res.Digest || idx.Manifests[0].Platform.Architecture != "amd64" {
+				t.Errorf("index %s = %+v", tag, idx)
+			}
+		}
+		if got, want := e.digest(t, builderTag), e.digest(t, builderRef); got != want {
+			t.Errorf("%s is %s, want the builder %s", builderTag, got, want)
+		}
+	})
+
+	img := e.unpack(t, archTag)
+	t.Run("image", func(t *testing.T) { checkImage(t, img, builderRef) })
+
+	t.Run("boot", func(t *testing.T) {
+		ko := e.outOfTreeModule(t, img, builderTag)
+		checkBoot(t, img, ko)
+	})
+
+	// 2. The same inputs built again from scratch (no cache), through a
+	// registry proxy that refuses uploads: the build must give the same
+	// digest, keep the image locally and say how to push it.
+	proxy, refuse := refusingProxy(t, e.registry)
+	porg := proxy + "/e2e"
+	t.Run("interrupt", func(t *testing.T) {
+		r := e.lkbuild(t, interruptAt("compile"), e.buildArgs(cache2, out2, kdir, porg, "--push")...)
+		if r.code == 0 {
+			t.Fatalf("interrupted build succeeded:\n%s", r.stderr)
+		}
+		checkNoSandbox(t)
+		if names := layoutNames(t, out2); len(names) != 0 {
+			t.Errorf("an interrupted build left images in the layout: %v", names)
+		}
+		if e.exists(t, strings.Replace(archTag, org, porg, 1)) {
+			t.Errorf("an interrupted build left a tag")
+		}
+		left, _ := os.ReadDir(filepath.Join(cache2, "work"))
+		if len(left) != 0 {
+			t.Errorf("an interrupted build left scratch directories: %v", left)
+		}
+	})
+	refuse.Store(true)
+	r2 := e.lkbuild(t, nil, e.buildArgs(cache2, out2, kdir, porg, "--push")...)
+	if r2.code == 0 {
+		t.Fatalf("push through a refusing registry succeeded")
+	}
+	t.Logf("second build: %s", r2.elapsed.Round(time.Second))
+	if !strings.Contains(r2.stderr, "lkbuild push") || !strings.Contains(r2.final().Error, "retry with lkbuild push") {
+		t.Errorf("a failed push does not say how to retry:\n%s\n%s", r2.stderr, r2.final().Error)
+	}
+	names := layoutNames(t, out2)
+	if d := names[strings.Replace(archTag, org, porg, 1)]; d != res.Digest {
+		t.Errorf("second clean build: %s, first %s: not reproducible (layout %v)", d, res.Digest, names)
+	}
+	refuse.Store(false)
+	p := e.lkbuild(t, nil, "--cache-dir", cache2, "push", "--kernel-dir", kdir, "--series", series, "--arch", "x86_64",
+		"--output", out2, "--org", porg, "--insecure-registry")
+	if p.code != 0 {
+		t.Fatalf("lkbuild push: %s", p.stderr)
+	}
+	if d := e.digest(t, strings.Replace(indexTag, org, porg, 1)); d == "" {
+		t.Errorf("lkbuild push did not push the index")
+	}
+
+	// 3. A build whose image exists returns at once.
+	r3 := e.lkbuild(t, nil, e.buildArgs(cache1, out1, kdir, org, "--push")...)
+	if r3.code != 0 || !r3.final().Skipped {
+		t.Errorf("rebuild: exit %d, %+v\n%s", r3.code, r3.final(), r3.stderr)
+	}
+	t.Logf("rebuild of an existing image: %s", r3.elapsed)
+	if r3.elapsed > 2*time.Second {
+		t.Errorf("rebuild of an existing image took %s, want < 2 s", r3.elapsed)
+	}
+
+	t.Run("bad-input", func(t *testing.T) { e.badInput(t, cache1) })
+}
+
+// checkEvents checks the phases and the compile progress of a --json build.
+func checkEvents(t *testing.T, r result) {
+	t.Helper()
+	var phases []string
+	objects := int64(0)
+	for _, ev := range r.events {
+		switch {
+		case ev.Kind == "phase-end":
+			phases = append(phases, ev.Phase)
+			if ev.Elapsed <= 0 && ev.Phase != "rootfs" && ev.Phase != "fetch" {
+				t.Errorf("phase %s has no duration", ev.Phase)
+			}
+		case ev.Kind == "progress" && ev.Unit == "objects":
+			objects = max(objects, ev.Done)
+		}
+	}
+	want := []string{"fetch", "rootfs", "patch", "config", "compile", "modules", "package", "push"}
+	if !slices.Equal(phases, want) {
+		t.Errorf("phases %v, want %v", phases, want)
+	}
+	if objects < 100 {
+		t.Errorf("compile progress counted %d objects", objects)
+	}
+}
+
+func tailString(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (e *env) creds() string { return e.user + ":" + e.password }
+
+func (e *env) tlsCreds() string { return "--tls-verify=false" }
+
+func (e *env) skopeo(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("skopeo", args...)
+	cmd.Env = append(os.Environ(), "REGISTRY_AUTH_FILE="+filepath.Join(e.dockerConfig, "config.json"))
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("skopeo %v: %v\n%s", args, err, stderr)
+	}
+	return string(out)
+}
+
+// digest is the manifest digest of ref in the registry.
+func (e *env) digest(t *testing.T, ref string) string {
+	t.Helper()
+	return strings.TrimSpace(e.skopeo(t, "inspect", "--tls-verify=false", "--format", "{{.Digest}}", "docker://"+ref))
+}
+
+func (e *env) exists(t *testing.T, ref string) bool {
+	t.Helper()
+	cmd := exec.Command("skopeo", "inspect", "--tls-verify=false", "--raw", "docker://"+ref)
+	cmd.Env = append(os.Environ(), "REGISTRY_AUTH_FILE="+filepath.Join(e.dockerConfig, "config.json"))
+	return cmd.Run() == nil
+}
+
+// image is a kernel image copied out of the registry by skopeo and
+// unpacked.
+type image struct {
+	manifest struct {
+		Annotations map[string]string `json:"annotations"`
+		Layers      []struct {
+			Digest string `json:"digest"`
+		} `json:"layers"`
+	}
+	config struct {
+		Architecture string `json:"architecture"`
+		OS           string `json:"os"`
+		Created      time.Time
+		Config       struct {
+			Entrypoint []string          `json:"Entrypoint"`
+			Cmd        []string          `json:"Cmd"`
+			WorkingDir string            `json:"WorkingDir"`
+			Labels     map[string]string `json:"Labels"`
+		} `json:"config"`
+	}
+	rawConfig []byte
+	root      string   // the unpacked layer
+	entries   []string // the layer's entry names
+}
+
+func (e *env) unpack(t *testing.T, ref string) *image {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "skopeo")
+	e.skopeo(t, "copy", "--src-tls-verify=false", "docker://"+ref, "oci:"+dir+":kernel")
+	img := &image{root: filepath.Join(t.TempDir(), "root")}
+	var index struct{ Manifests []struct{ Digest string } }
+	readJSON(t, filepath.Join(dir, "index.json"), &index)
+	blob := func(d string) string { return filepath.Join(dir, "blobs", strings.Replace(d, ":", "/", 1)) }
+	readJSON(t, blob(index.Manifests[0].Digest), &img.manifest)
+	var m struct{ Config struct{ Digest string } }
+	readJSON(t, blob(index.Manifests[0].Digest), &m)
+	var err error
+	if img.rawConfig, err = os.ReadFile(blob(m.Config.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(img.rawConfig, &img.config); err != nil {
+		t.Fatal(err)
+	}
+	if len(img.manifest.Layers) != 1 {
+		t.Fatalf("%d layers, want 1", len(img.manifest.Layers))
+	}
+	f, err := os.Open(blob(img.manifest.Layers[0].Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		img.entries = append(img.entries, h.Name)
+		p := filepath.Join(img.root, filepath.FromSlash(h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			os.MkdirAll(p, 0o755)
+		case tar.TypeReg:
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			w, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(w, tr); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+		default:
+			t.Errorf("layer entry %s has type %c", h.Name, h.Typeflag)
+		}
+	}
+	return img
+}
+
+func readJSON(t *testing.T, file string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+}
+
+func (img *image) read(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(img.root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// tarEntries lists a tar in the image: name -> header.
+func (img *image) tarEntries(t *testing.T, name string) map[string]*tar.Header {
+	t.Helper()
+	f, err := os.Open(filepath.Join(img.root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]*tar.Header{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out[h.Name] = h
+	}
+}
+
+func checkImage(t *testing.T, img *image, builderRef string) {
+	files := []string{"System.map", "intel-ucode-license.txt", "intel-ucode.cpio", "kernel", "kernel-builder", "kernel-dev.tar",
+		"kernel-headers.tar", "kernel-source-info", "kernel.tar", "src/", "src/linux.tar.xz"}
+	got := slices.Clone(img.entries)
+	slices.Sort(got)
+	if !slices.Equal(got, files) {
+		t.Errorf("image files %v, want %v", got, files)
+	}
+	c := img.config
+	if c.Architecture != "amd64" || c.OS != "linux" || c.Config.WorkingDir != "/" || c.Config.Entrypoint == nil || len(c.Config.Entrypoint) != 0 || c.Config.Cmd == nil || len(c.Config.Cmd) != 0 {
+		t.Errorf("config %s", img.rawConfig)
+	}
+	if !bytes.Contains(img.rawConfig, []byte(`"Entrypoint":[]`)) || !bytes.Contains(img.rawConfig, []byte(`"Cmd":[]`)) {
+		t.Errorf("config does not say Entrypoint: [] and Cmd: []: %s", img.rawConfig)
+	}
+	if !c.Created.Equal(time.Unix(1700000000, 0)) {
+		t.Errorf("created %s, want the commit time", c.Created)
+	}
+	labels := c.Config.Labels
+	if labels["org.mobyproject.linuxkit.kernel.buildimage"] != builderRef || len(labels["org.opencontainers.image.revision"]) != 40 {
+		t.Errorf("labels %v", labels)
+	}
+	a := img.manifest.Annotations
+	for _, k := range []string{"source.sha256", "builder.digest", "config.sha256", "patches", "epoch", "arch", "version", "ucode.commit"} {
+		if a["dev.lkbuild."+k] == "" {
+			t.Errorf("annotation dev.lkbuild.%s missing: %v", k, a)
+		}
+	}
+	if a["dev.lkbuild.epoch"] != "1700000000" || a["dev.lkbuild.arch"] != "x86_64" || !strings.HasPrefix(a["dev.lkbuild.builder.digest"], "sha256:") {
+		t.Errorf("annotations %v", a)
+	}
+
+	if k := img.read(t, "kernel"); len(k) < 0x210 || string(k[0x202:0x206]) != "HdrS" {
+		t.Errorf("kernel is not a bzImage")
+	}
+	if !bytes.Contains(img.read(t, "System.map"), []byte(" T start_kernel\n")) {
+		t.Errorf("System.map has no start_kernel")
+	}
+	if got := string(img.read(t, "kernel-builder")); got != builderRef {
+		t.Errorf("kernel-builder = %q, want %q", got, builderRef)
+	}
+	if got, want := string(img.read(t, "kernel-source-info")), "KERNEL_SOURCE=https://www.kernel.org/pub/linux/kernel/v6.x/linux-"+version+".tar.xz\n"; got != want {
+		t.Errorf("kernel-source-info = %q, want %q", got, want)
+	}
+	if cpio := img.read(t, "intel-ucode.cpio"); !bytes.HasPrefix(cpio, []byte("070701")) || !bytes.Contains(cpio, []byte("kernel/x86/microcode/GenuineIntel.bin")) {
+		t.Errorf("intel-ucode.cpio is not an early microcode cpio")
+	}
+	if len(img.read(t, "intel-ucode-license.txt")) == 0 {
+		t.Errorf("empty intel-ucode-license.txt")
+	}
+
+	mods := img.tarEntries(t, "kernel.tar")
+	dir := "./lib/modules/" + release + "/"
+	for _, n := range []string{dir + "kernel/lib/crc7.ko", dir + "modules.dep", dir + "build"} {
+		if mods[n] == nil {
+			t.Errorf("kernel.tar has no %s", n)
+		}
+	}
+	if b := mods[dir+"build"]; b != nil && (b.Typeflag != tar.TypeSymlink || b.Linkname != "/usr/src/linux-headers-"+release) {
+		t.Errorf("kernel.tar build link %+v", b)
+	}
+	if mods[dir+"source"] != nil {
+		t.Errorf("kernel.tar still has the source link")
+	}
+	if h := img.tarEntries(t, "kernel-headers.tar"); h["usr/include/linux/version.h"] == nil {
+		t.Errorf("kernel-headers.tar has no usr/include/linux/version.h")
+	}
+	dev := img.tarEntries(t, "kernel-dev.tar")
+	prefix := "usr/src/linux-headers-" + release + "/"
+	for _, n := range []string{".config", "Module.symvers", "Makefile", "include/linux/module.h", "arch/x86/include/asm/page.h", "scripts/Makefile.build", "scripts/basic/fixdep"} {
+		if dev[prefix+n] == nil {
+			t.Errorf("kernel-dev.tar has no %s", prefix+n)
+		}
+	}
+
+	xzr, err := xz.NewReader(bytes.NewReader(img.read(t, "src/linux.tar.xz")))
+	if err != nil {
+		t.Fatalf("src/linux.tar.xz: %v", err)
+	}
+	tr := tar.NewReader(xzr)
+	sawPatch := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("src/linux.tar.xz: %v", err)
+		}
+		if !strings.HasPrefix(h.Name, "linux/") {
+			t.Fatalf("src/linux.tar.xz entry %s is not under linux/", h.Name)
+		}
+		if strings.HasSuffix(h.Name, ".o") || h.Name == "linux/.config" {
+			t.Fatalf("src/linux.tar.xz holds a build product %s", h.Name)
+		}
+		if h.Name == "linux/init/main.c" {
+			data, _ := io.ReadAll(tr)
+			sawPatch = bytes.Contains(data, []byte("lkbuild-e2e: patch 0001 applied"))
+		}
+	}
+	if !sawPatch {
+		t.Errorf("src/linux.tar.xz does not hold the patched init/main.c")
+	}
+}
+
+// outOfTreeModule builds testdata/module against the image's kernel-dev.tar
+// in the -builder image, with lkbuild run, and returns the .ko.
+func (e *env) outOfTreeModule(t *testing.T, img *image, builderTag string) string {
+	t.Helper()
+	dev := filepath.Join(t.TempDir(), "dev")
+	os.MkdirAll(dev, 0o755)
+	run(t, "", "tar", "-C", dev, "-xf", filepath.Join(img.root, "kernel-dev.tar"))
+	mod := filepath.Join(t.TempDir(), "module")
+	run(t, "", "cp", "-r", filepath.Join(repoRoot(t), "testdata", "module"), mod)
+	headers := "/usr/src/linux-headers-" + release
+	r := e.lkbuild(t, nil, "--cache-dir", filepath.Join(e.work, "cache1"), "run", "--insecure-registry", "--builder-image", builderTag,
+		"--bind", filepath.Join(dev, headers)+":"+headers, "--bind", mod+":/module", "--workdir", "/module",
+		"--", "make", "-C", headers, "M=/module", "modules")
+	if r.code != 0 {
+		t.Fatalf("out-of-tree module build failed:\n%s\n%s", r.stdout, r.stderr)
+	}
+	ko := filepath.Join(mod, "lkbuild_hello.ko")
+	if _, err := os.Stat(ko); err != nil {
+		entries, _ := os.ReadDir(mod)
+		t.Fatalf("no module after the build: %v (%v)\n%s", err, entries, r.stdout)
+	}
+	return ko
+}
+
+func checkBoot(t *testing.T, img *image, ko string) {
+	t.Helper()
+	tree := filepath.Join(t.TempDir(), "modules")
+	os.MkdirAll(tree, 0o755)
+	run(t, "", "tar", "-C", tree, "-xf", filepath.Join(img.root, "kernel.tar"))
+	initrd := filepath.Join(t.TempDir(), "initrd.gz")
+	f, err := os.Create(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = boottest.Initramfs(f, boottest.InitramfsSpec{
+		ModuleTree: tree, Release: release,
+		Modules: []boottest.Module{{Path: "kernel/lib/crc7.ko"}, {HostPath: ko}},
+	})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var console bytes.Buffer
+	res, err := boottest.Boot(context.Background(), boottest.BootSpec{
+		Kernel: filepath.Join(img.root, "kernel"), Initramfs: initrd, Timeout: 4 * time.Minute, Console: &console,
+	})
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	t.Logf("booted in %s", res.Elapsed.Round(time.Second))
+	for _, m := range []string{"crc7", "lkbuild_hello"} {
+		if r, ok := res.Module(m); !ok || !r.OK {
+			t.Errorf("module %s: %+v", m, r)
+		}
+	}
+	for _, line := range []string{"lkbuild-e2e: patch 0001 applied", "lkbuild-e2e: out-of-tree module loaded", "Linux version " + release} {
+		if !strings.Contains(res.Console, line) {
+			t.Errorf("console lacks %q:\n%s", line, tailString(res.Console, 30))
+		}
+	}
+}
+
+// refusingProxy is a reverse proxy to the registry that, while refuse is
+// set, answers every blob upload with 403 DENIED.
+func refusingProxy(t *testing.T, registry string) (string, *atomic.Bool) {
+	t.Helper()
+	target, _ := url.Parse("http://" + registry)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	refuse := &atomic.Bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuse.Load() && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"errors":[{"code":"DENIED","message":"uploads refused by the e2e test"}]}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), refuse
+}
+
+// interruptAt sends SIGINT to lkbuild once it reports phase, as Ctrl-C
+// would (to the process; the sandboxes are lkbuild's to stop).
+func interruptAt(phase string) func(*os.Process, *syncBuffer) {
+	return func(p *os.Process, stdout *syncBuffer) {
+		go func() {
+			deadline := time.Now().Add(20 * time.Minute)
+			for time.Now().Before(deadline) {
+				time.Sleep(200 * time.Millisecond)
+				if strings.Contains(stdout.String(), `"kind":"phase-start","phase":"`+phase+`"`) {
+					time.Sleep(3 * time.Second)
+					p.Signal(syscall.SIGINT)
+					return
+				}
+			}
+		}()
+	}
+}
+
+// checkNoSandbox fails if any process of ours is still a sandbox init or
+// runs in one.
+func checkNoSandbox(t *testing.T) {
+	t.Helper()
+	time.Sleep(500 * time.Millisecond)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	self := strconv.Itoa(os.Getpid())
+	for _, p := range procs {
+		pid := filepath.Base(filepath.Dir(p))
+		if pid == self {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		st, err := os.Stat(filepath.Dir(p))
+		if err != nil || st.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+		if args[0] == "lkbuild-sandbox-init" || slices.Contains(args, "KCFLAGS=-fno-pie") {
+			t.Errorf("process %s left running: %q", pid, args)
+		}
+	}
+}
+
+// layoutNames maps the image names in an OCI layout to their digests.
+func layoutNames(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	var idx struct {
+		Manifests []struct {
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &idx); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, m := range idx.Manifests {
+		out[m.Annotations["org.opencontainers.image.ref.name"]] = m.Digest
+	}
+	return out
+}
+
+// badInput builds broken kernel directories: each must fail with an error
+// that names the problem, and leave no image.
+func (e *env) badInput(t *testing.T, cache string) {
+	patchFile := func(kdir string) string {
+		m, _ := filepath.Glob(filepath.Join(kdir, series, "patches", "*.patch"))
+		return m[0]
+	}
+	tests := []struct {
+		name string
+		edit func(t *testing.T, kdir string)
+		want []string // in stderr
+	}{
+		{
+			name: "patch-does-not-apply",
+			edit: func(t *testing.T, kdir string) {
+				p := patchFile(kdir)
+				data, _ := os.ReadFile(p)
+				data = bytes.Replace(data, []byte(" \tpage_address_init();"), []byte(" \tpage_address_init_is_not_here();"), 1)
+				os.WriteFile(p, data, 0o644)
+			},
+			want: []string{"0001-init-print-lkbuild-e2e-marker.patch does not apply", "rejected hunk", "page_address_init_is_not_here", "full log:"},
+		},
+		{
+			name: "config-not-final",
+			edit: func(t *testing.T, kdir string) {
+				p := filepath.Join(kdir, series, "config-x86_64")
+				data, _ := os.ReadFile(p)
+				data = append(data, "CONFIG_LKBUILD_E2E_NO_SUCH_SYMBOL=y\n"...)
+				os.WriteFile(p, data, 0o644)
+			},
+			want: []string{"config-x86_64: the .config of the build differs from the stored config in CONFIG_LKBUILD_E2E_NO_SUCH_SYMBOL", "-CONFIG_LKBUILD_E2E_NO_SUCH_SYMBOL=y"},
+		},
+		{
+			name: "compile-error",
+			edit: func(t *testing.T, kdir string) {
+				p := filepath.Join(kdir, series, "patches", "0002-break-the-build.patch")
+				os.WriteFile(p, []byte(brokenPatch), 0o644)
+			},
+			want: []string{"step make:", "last 40 lines of the log:", "lkbuild-e2e: this build is meant to fail", "full log:"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kdir := e.checkout(t, func(kdir string) { tc.edit(t, kdir) })
+			out := filepath.Join(t.TempDir(), "oci")
+			args := e.buildArgs(cache, out, kdir, e.registry+"/e2e-bad")
+			args = slices.DeleteFunc(args, func(s string) bool { return s == "--json" })
+			r := e.lkbuild(t, nil, args...)
+			if r.code == 0 {
+				t.Fatalf("build succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			if names := layoutNames(t, out); len(names) != 0 {
+				t.Errorf("a failed build left images: %v", names)
+			}
+		})
+	}
+}
+
+// brokenPatch makes kernel/bounds.c, which make compiles early (in
+// prepare, after the host tools), fail.
+const brokenPatch = `From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+From: e2e <e2e@lkbuild.invalid>
+Subject: [PATCH] break the build
+
+---
+diff --git a/kernel/bounds.c b/kernel/bounds.c
+--- a/kernel/bounds.c
++++ b/kernel/bounds.c
+@@ -1,4 +1,5 @@
+ // SPDX-License-Identifier: GPL-2.0
++#error "lkbuild-e2e: this build is meant to fail"
+ /*
+  * Generate definitions needed by the preprocessor.
+  * This code generates raw asm output which is post-processed
+`
