@@ -418,7 +418,7 @@ func (b *build) fetch(ctx context.Context) error {
 		if b.UcodeRepo != "" {
 			repo = b.UcodeRepo
 		}
-		c, err := gitfetch.Clone(ctx, repo, u.Ref, filepath.Join(b.CacheDir, "git"))
+		c, err := gitfetch.Fetch(ctx, repo, u.Ref, filepath.Join(b.CacheDir, "git"))
 		if err != nil {
 			return fmt.Errorf("intel microcode (or build with --no-ucode): %w", err)
 		}

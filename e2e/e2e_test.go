@@ -30,7 +30,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,10 +91,15 @@ func setup(t *testing.T) *env {
 	return e
 }
 
+// repoRoot is the tree the test runs in: go test and scripts/test.sh run a
+// package's tests in its directory.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
 }
 
 // checkout makes a LinuxKit-style git checkout holding testdata/kernel as
@@ -105,6 +109,9 @@ func (e *env) checkout(t *testing.T, edit func(kernelDir string)) string {
 	t.Helper()
 	repo := filepath.Join(t.TempDir(), "linuxkit")
 	kdir := filepath.Join(repo, "kernel")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	run(t, "", "cp", "-r", filepath.Join(repoRoot(t), "testdata", "kernel"), kdir)
 	run(t, "", "cp", e.keys, filepath.Join(kdir, "common", "keys.asc"))
 	if edit != nil {

@@ -1,6 +1,8 @@
-// Package gitfetch clones one tag of a git repository into a cache, for
-// inputs a hermetic build must have on disk before its sandbox starts (the
-// Intel microcode of x86_64 kernels). It uses go-git: no git binary.
+// Package gitfetch fetches the files of one tag of a git repository into a
+// cache, for inputs a hermetic build must have on disk before its sandbox
+// starts (the Intel microcode of x86_64 kernels). It uses go-git in process:
+// no git binary, so no safe.directory or ownership rules of the host's git
+// get in the way of a rootless user reading a shared mirror.
 package gitfetch
 
 import (
@@ -9,32 +11,38 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/lkbuild/lkbuild/internal/rmtree"
 )
 
-// Checkout is a cached clone.
+// Checkout is the tree of a tag, in the cache.
 type Checkout struct {
-	// Dir is the work tree, checked out at the tag. Treat it as read-only.
+	// Dir holds the tag's files (no .git). Treat it as read-only.
 	Dir string
 	// Commit is the commit the tag points to.
 	Commit string
-	// Cached is true when an earlier call made it.
+	// Cached is true when an earlier call fetched it.
 	Cached bool
 }
 
-// Clone returns a checkout of tag ref of the repository at url (any URL
-// go-git takes, or a local path) under cacheDir, cloning it the first time.
-// A checkout only appears under its final name when complete.
-func Clone(ctx context.Context, url, ref, cacheDir string) (Checkout, error) {
+// Fetch returns the files of tag ref of the repository at url under
+// cacheDir, fetching them the first time. url is anything go-git clones
+// (https://...) or the path of a local repository (a mirror on an
+// air-gapped host), which is read directly. A checkout only appears under
+// its final name when complete.
+func Fetch(ctx context.Context, url, ref, cacheDir string) (Checkout, error) {
 	if url == "" || ref == "" {
-		return Checkout{}, errors.New("clone: no repository or tag")
+		return Checkout{}, errors.New("git fetch: no repository or tag")
 	}
 	sum := sha256.Sum256([]byte(url + "\n" + ref))
 	dir := filepath.Join(cacheDir, hex.EncodeToString(sum[:12]))
@@ -42,57 +50,123 @@ func Clone(ctx context.Context, url, ref, cacheDir string) (Checkout, error) {
 		c.Cached = true
 		return c, nil
 	}
+	repo, err := openRepo(ctx, url, ref)
+	if err != nil {
+		return Checkout{}, fmt.Errorf("tag %s of %s: %w", ref, url, err)
+	}
+	tag, err := repo.Tag(ref)
+	if err != nil {
+		return Checkout{}, fmt.Errorf("tag %s of %s: %w", ref, url, err)
+	}
+	commit, err := tagCommit(repo, tag.Hash())
+	if err != nil {
+		return Checkout{}, fmt.Errorf("tag %s of %s: %w", ref, url, err)
+	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return Checkout{}, fmt.Errorf("clone %s: %w", url, err)
+		return Checkout{}, fmt.Errorf("git cache: %w", err)
 	}
 	tmp, err := os.MkdirTemp(cacheDir, ".tmp-")
 	if err != nil {
-		return Checkout{}, fmt.Errorf("clone %s: %w", url, err)
+		return Checkout{}, fmt.Errorf("git cache: %w", err)
 	}
 	defer rmtree.RemoveAll(tmp)
-	src := url
-	if !strings.Contains(url, "://") {
-		// A local mirror: go-git wants an absolute path.
-		if src, err = filepath.Abs(url); err != nil {
-			return Checkout{}, fmt.Errorf("clone %s: %w", url, err)
-		}
+	if err := writeTree(ctx, commit, filepath.Join(tmp, "tree")); err != nil {
+		return Checkout{}, fmt.Errorf("tag %s of %s: %w", ref, url, err)
 	}
-	opts := &git.CloneOptions{
-		URL:           src,
-		ReferenceName: plumbing.NewTagReferenceName(ref),
-		SingleBranch:  true,
-		Depth:         1,
-		Tags:          git.NoTags,
-	}
-	if _, err := git.PlainCloneContext(ctx, tmp, false, opts); err != nil {
-		// Local repositories cannot always serve shallow clones.
-		rmtree.RemoveAll(tmp)
-		if err := os.Mkdir(tmp, 0o755); err != nil {
-			return Checkout{}, fmt.Errorf("clone %s: %w", url, err)
-		}
-		opts.Depth = 0
-		if _, err2 := git.PlainCloneContext(ctx, tmp, false, opts); err2 != nil {
-			return Checkout{}, fmt.Errorf("clone tag %s of %s: %w", ref, url, err2)
-		}
+	if err := os.WriteFile(filepath.Join(tmp, "commit"), []byte(commit.Hash.String()+"\n"), 0o644); err != nil {
+		return Checkout{}, fmt.Errorf("git cache: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if c, err := open(dir); err == nil { // another process won
 			c.Cached = true
 			return c, nil
 		}
-		return Checkout{}, fmt.Errorf("clone %s: %w", url, err)
+		return Checkout{}, fmt.Errorf("git cache: %w", err)
 	}
 	return open(dir)
 }
 
+// openRepo opens a local repository in place, or clones a remote one into
+// memory: only the tag's history is fetched.
+func openRepo(ctx context.Context, url, ref string) (*git.Repository, error) {
+	if !strings.Contains(url, "://") {
+		return git.PlainOpenWithOptions(url, &git.PlainOpenOptions{DetectDotGit: false})
+	}
+	return git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{
+		URL:           url,
+		ReferenceName: plumbing.NewTagReferenceName(ref),
+		SingleBranch:  true,
+		Depth:         1,
+		Tags:          git.NoTags,
+		NoCheckout:    true,
+	})
+}
+
+// tagCommit follows annotated tags to the commit.
+func tagCommit(repo *git.Repository, h plumbing.Hash) (*object.Commit, error) {
+	for range 10 {
+		if t, err := repo.TagObject(h); err == nil {
+			h = t.Target
+			continue
+		}
+		return repo.CommitObject(h)
+	}
+	return nil, errors.New("tag chain too long")
+}
+
+// writeTree writes the files of commit under dir: regular files with their
+// executable bit, symlinks, no submodules.
+func writeTree(ctx context.Context, commit *object.Commit, dir string) error {
+	tree, err := commit.Tree()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return tree.Files().ForEach(func(f *object.File) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !filepath.IsLocal(f.Name) {
+			return fmt.Errorf("tree entry %q leaves the tree", f.Name)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		r, err := f.Reader()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if f.Mode == filemode.Symlink {
+			target, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(string(target), p)
+		}
+		mode := os.FileMode(0o644)
+		if f.Mode == filemode.Executable {
+			mode = 0o755
+		}
+		w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(w, r)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
 func open(dir string) (Checkout, error) {
-	r, err := git.PlainOpen(dir)
+	data, err := os.ReadFile(filepath.Join(dir, "commit"))
 	if err != nil {
 		return Checkout{}, err
 	}
-	head, err := r.Head()
-	if err != nil {
-		return Checkout{}, err
-	}
-	return Checkout{Dir: dir, Commit: head.Hash().String()}, nil
+	return Checkout{Dir: filepath.Join(dir, "tree"), Commit: strings.TrimSpace(string(data))}, nil
 }

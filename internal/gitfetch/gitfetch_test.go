@@ -1,0 +1,95 @@
+package gitfetch
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// gitRepo makes a repository with two commits: tag light (lightweight) on
+// the first, tag annotated on the second.
+func gitRepo(t *testing.T) (dir string, first, second string) {
+	t.Helper()
+	dir = t.TempDir()
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	os.MkdirAll(filepath.Join(dir, "intel-ucode"), 0o755)
+	os.WriteFile(filepath.Join(dir, "intel-ucode", "06-55-04"), []byte("v1"), 0o644)
+	os.WriteFile(filepath.Join(dir, "license"), []byte("license"), 0o644)
+	os.WriteFile(filepath.Join(dir, "run.sh"), []byte("#!/bin/sh\n"), 0o755)
+	os.Symlink("license", filepath.Join(dir, "LICENSE"))
+	git("add", ".")
+	git("commit", "-q", "-m", "one")
+	first = git("rev-parse", "HEAD")
+	git("tag", "light")
+	os.WriteFile(filepath.Join(dir, "intel-ucode", "06-55-04"), []byte("v2"), 0o644)
+	git("commit", "-q", "-am", "two")
+	second = git("rev-parse", "HEAD")
+	git("tag", "-a", "-m", "annotated", "annotated")
+	return dir, first, second
+}
+
+func TestFetch(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git is missing (the test makes its repository with it)")
+	}
+	repo, first, second := gitRepo(t)
+	cache := t.TempDir()
+	tests := []struct {
+		tag, commit, ucode string
+	}{
+		{"light", first, "v1"},
+		{"annotated", second, "v2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.tag, func(t *testing.T) {
+			c, err := Fetch(context.Background(), repo, tc.tag, cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Commit != tc.commit || c.Cached {
+				t.Errorf("checkout %+v, want commit %s", c, tc.commit)
+			}
+			if got, _ := os.ReadFile(filepath.Join(c.Dir, "intel-ucode", "06-55-04")); string(got) != tc.ucode {
+				t.Errorf("file holds %q", got)
+			}
+			if fi, err := os.Stat(filepath.Join(c.Dir, "run.sh")); err != nil || fi.Mode().Perm() != 0o755 {
+				t.Errorf("run.sh: %v %v", fi, err)
+			}
+			if l, _ := os.Readlink(filepath.Join(c.Dir, "LICENSE")); l != "license" {
+				t.Errorf("symlink %q", l)
+			}
+			if _, err := os.Stat(filepath.Join(c.Dir, ".git")); err == nil {
+				t.Errorf("checkout has .git")
+			}
+			again, err := Fetch(context.Background(), repo, tc.tag, cache)
+			if err != nil || !again.Cached || again.Dir != c.Dir {
+				t.Errorf("second fetch %+v %v", again, err)
+			}
+		})
+	}
+	if _, err := Fetch(context.Background(), repo, "no-such-tag", cache); err == nil || !strings.Contains(err.Error(), "no-such-tag") {
+		t.Errorf("missing tag: %v", err)
+	}
+	if _, err := Fetch(context.Background(), filepath.Join(t.TempDir(), "none"), "light", cache); err == nil {
+		t.Errorf("missing repository: no error")
+	}
+	entries, _ := os.ReadDir(cache)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			t.Errorf("left %s", e.Name())
+		}
+	}
+}
