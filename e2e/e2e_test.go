@@ -319,11 +319,12 @@ func TestKernelBuild(t *testing.T) {
 	// registry proxy that refuses uploads: the build must give the same
 	// digest, keep the image locally and say how to push it.
 	proxy, refuse := refusingProxy(t, e.registry)
+	e.addCredentials(t, proxy)
 	porg := proxy + "/e2e"
 	t.Run("interrupt", func(t *testing.T) {
 		r := e.lkbuild(t, interruptAt("compile"), e.buildArgs(cache2, out2, kdir, porg, "--push")...)
-		if r.code == 0 {
-			t.Fatalf("interrupted build succeeded:\n%s", r.stderr)
+		if r.code != 130 || !strings.Contains(r.stdout, `"phase":"compile"`) {
+			t.Fatalf("interrupted build: exit %d, want 130 after the compile started:\n%s\n%s", r.code, r.stderr, tailString(r.stdout, 5))
 		}
 		checkNoSandbox(t)
 		if names := layoutNames(t, out2); len(names) != 0 {
@@ -404,6 +405,26 @@ func tailString(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// addCredentials gives host the registry's credentials in a docker config
+// of the test's own, which lkbuild and skopeo use from then on.
+func (e *env) addCredentials(t *testing.T, host string) {
+	t.Helper()
+	var cfg map[string]any
+	readJSON(t, filepath.Join(e.dockerConfig, "config.json"), &cfg)
+	auths, _ := cfg["auths"].(map[string]any)
+	if auths == nil || auths[e.registry] == nil {
+		t.Fatalf("the docker config has no credentials for %s", e.registry)
+	}
+	auths[host] = auths[e.registry]
+	dir := filepath.Join(e.work, "docker")
+	os.MkdirAll(dir, 0o700)
+	data, _ := json.Marshal(cfg)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.dockerConfig = dir
 }
 
 func (e *env) creds() string { return e.user + ":" + e.password }

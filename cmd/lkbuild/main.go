@@ -33,6 +33,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	app := newApp(stdout, stderr)
 	if err := app.RunContext(ctx, args); err != nil {
+		if ctx.Err() != nil {
+			// Interrupted (Ctrl-C, SIGTERM): the command has cleaned up.
+			fmt.Fprintln(stderr, "lkbuild: interrupted:", err)
+			return 130
+		}
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
 			if msg := err.Error(); msg != "" {
