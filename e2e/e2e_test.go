@@ -320,7 +320,7 @@ func TestKernelBuild(t *testing.T) {
 	// digest, keep the image locally and say how to push it.
 	proxy, refuse := refusingProxy(t, e.registry)
 	e.addCredentials(t, proxy)
-	porg := proxy + "/e2e"
+	porg := proxy + "/e2e-again" // the same registry behind: another repository
 	t.Run("interrupt", func(t *testing.T) {
 		r := e.lkbuild(t, interruptAt("compile"), e.buildArgs(cache2, out2, kdir, porg, "--push")...)
 		if r.code != 130 || !strings.Contains(r.stdout, `"phase":"compile"`) {
