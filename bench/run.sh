@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh runs every benchmark (bench/extract.sh, bench/compress.sh,
 # bench/kernel-source.sh,
-# bench/sandbox.sh, bench/rootfs.sh, bench/compile.sh), each
+# bench/sandbox.sh, bench/rootfs.sh, bench/compile.sh, bench/build.sh), each
 # with its own table, then prints all results in one table. A target missed
 # is a MISS in the table, not a failure; the exit status is non-zero only if
 # a benchmark could not run. `make bench` runs this. The environment
@@ -15,7 +15,7 @@ export BENCH_SUMMARY
 trap 'rm -f "$BENCH_SUMMARY"' EXIT
 
 failed=()
-for b in extract compress kernel-source sandbox rootfs compile; do
+for b in extract compress kernel-source sandbox rootfs compile build; do
 	echo "==== bench/$b.sh"
 	bash "./$b.sh" || failed+=("$b")
 done

@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# build.sh: what a whole `lkbuild build` costs over the bare kernel build it
+# wraps. One run builds the end-to-end test kernel (testdata/kernel, series
+# 6.12.x, x86_64, the e2e fixtures of scripts/fixtures/e2e.sh) three ways:
+#
+#   bare   the make commands of the plan (kernel/plan.go), as root with
+#          `chroot` into the builder rootfs, with the plan's environment:
+#          make defconfig, make oldconfig, make -jBENCH_JOBS KCFLAGS=-fno-pie,
+#          make -s kernelrelease, make modules_install, make headers_install.
+#          Untimed preparation: the rootfs unpacked with lkbuild's extractor
+#          (bench/cmd/extract, from the builder layout), the source fetched,
+#          verified and extracted with lkbuild's fetcher (bench/cmd/kernelsrc)
+#          and moved to ROOT/linux, the kernel dir at ROOT/src, the patches
+#          applied (patch -t -F0 -N -u -p1 -i), the config installed as
+#          arch/x86/configs/x86_64_defconfig; /proc and /dev are mounted.
+#          Only the makes are timed, each on its own; their sum is "bare".
+#   cold   lkbuild --json with an empty --cache-dir and --output: fetch,
+#          verify and extract the source, unpack the rootfs, the steps in the
+#          sandbox, src/linux.tar.xz (xz in the background), the layer.
+#   warm   the same command on the cold run's cache with a new --output
+#          (source tree, rootfs and src/linux.tar.xz come from the cache).
+#   skip   the warm command again on its own output: "already exists";
+#          hyperfine (-N) times it.
+#
+# Each of bare/cold/warm runs once, in that order (a kernel build takes
+# 5-15 minutes), on tmpfs (BENCH_TMPDIR, default /dev/shm); the mirror's
+# tarball is read from the page cache (the bare preparation reads it just
+# before). lkbuild runs as a whole process under GNU time (%e wall, %U+%S
+# CPU of it and the sandbox processes it waits for, %M the largest peak RSS
+# among them, i.e. usually a cc1 or xz); the script also samples
+# /proc/<pid>/status VmHWM of the lkbuild process itself, and of the
+# re-executed lkbuild processes of the sandbox, every BENCH_SAMPLE seconds.
+# The phase times come from the --json events (phase-end), the time of each
+# step from the gap between consecutive events.
+#
+# Targets: cold wall / bare wall - 1 <= 10 %; warm wall / bare wall - 1
+# <= 3 %; the skipped rebuild < 2 s (the slowest hyperfine run); the lkbuild
+# process's peak RSS (VmHWM) < 300 MB. A miss is reported, not an error.
+# The kernel the bare build made is compared with the image's (same bits
+# expected: same tree, paths, environment and epoch). Needs root, jq,
+# hyperfine. Environment: BENCH_JOBS (2), BENCH_TMPDIR (/dev/shm),
+# BENCH_SKIP_RUNS (10), BENCH_SAMPLE (0.25), LKBUILD_FIXTURES.
+set -euo pipefail
+BENCH_ROUNDS=1
+# shellcheck source=bench/lib.bash
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
+
+BENCH_JOBS=${BENCH_JOBS:-2}
+BENCH_SKIP_RUNS=${BENCH_SKIP_RUNS:-10}
+BENCH_SAMPLE=${BENCH_SAMPLE:-0.25}
+series=6.12.x
+
+[[ $(id -u) -eq 0 ]] || { echo "build: run as root (chroot and mounts)" >&2; exit 1; }
+# Peak: the cache (1.6 GB source, 0.6 GB rootfs), a build's scratch
+# (~1 GB) and two layouts; the bare tree (2.5 GB) is gone by then.
+bench_init build 8000
+bin=$BENCH_WORK/bin
+[[ $BENCH_JOBS =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_JOBS=$BENCH_JOBS: want a positive integer"
+[[ $BENCH_SKIP_RUNS =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_SKIP_RUNS=$BENCH_SKIP_RUNS: want a positive integer"
+for tool in jq hyperfine chroot mount umount git; do
+	command -v "$tool" >/dev/null || bench_die "$tool is missing"
+done
+
+# Unmount what we mounted under the bare rootfs on any exit, before the
+# work dir is removed.
+mounted=()
+build_cleanup() {
+	local i
+	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
+		umount "${mounted[i]}" || umount -l "${mounted[i]}" || true
+	done
+	mounted=()
+	bench_cleanup
+}
+trap build_cleanup EXIT
+
+loads=$BENCH_WORK/loads
+note_load() { # note_load WHEN
+	echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >>"$loads"
+	bench_log "$1: load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+bench_log "building lkbuild into $bin (as make build does)"
+CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
+
+eval "$(bash scripts/fixtures/e2e.sh)"
+builder=$LKBUILD_E2E_BUILDER
+version=$(sed -n 's/^KERNEL_VERSION=//p' "testdata/kernel/$series/build-args")
+[[ -n $version ]] || bench_die "no KERNEL_VERSION in testdata/kernel/$series/build-args"
+
+# A LinuxKit-style checkout, as scripts/quickstart.sh makes it: the series
+# hash needs git, the keys must be the mirror's. Its commit time is the
+# build's epoch.
+checkout=$BENCH_WORK/checkout
+mkdir -p "$checkout"
+cp -r testdata/kernel "$checkout/kernel"
+cp "$LKBUILD_E2E_KEYS" "$checkout/kernel/common/keys.asc"
+(
+	cd "$checkout"
+	export GIT_AUTHOR_DATE="@1700000000 +0000" GIT_COMMITTER_DATE="@1700000000 +0000"
+	git init -q -b main
+	git add .
+	git -c user.name=bench -c user.email=bench@lkbuild.invalid commit -q -m kernel
+)
+epoch=$(git -C "$checkout" log -1 --format=%ct)
+
+lkbuild_cmd() { # lkbuild_cmd CACHE OUTPUT: the build command, in ${cmd[@]}
+	cmd=("$bin/lkbuild" --cache-dir "$1" --kernel-dir "$checkout/kernel" --series "$series" --arch x86_64
+		--jobs "$BENCH_JOBS" --builder-image "$builder" --source-mirror "$LKBUILD_E2E_MIRROR"
+		--ucode-repo "$LKBUILD_E2E_UCODE" --output "$2")
+}
+
+# ---- bare: preparation (untimed)
+note_load "before bare preparation"
+bare=$BENCH_WORK/bare
+root=$bare/rootfs
+layout=${builder#oci:}
+layout=${layout%:*}
+image=$(jq -r --arg n "${builder##*:}" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $n) | .digest' "$layout/index.json")
+[[ $image == sha256:* ]] || bench_die "no image ${builder##*:} in $layout"
+bench_log "unpacking the builder rootfs $image (untimed)"
+"$bin/extract" run -store "$layout" -image "$image" "$root" >/dev/null
+bench_log "fetching and extracting the source (untimed)"
+tree=$("$bin/kernelsrc" fetch -mirror "$LKBUILD_E2E_MIRROR" -keys "$LKBUILD_E2E_KEYS" -version "$version" -cache "$bare/src-cache" | sed -n 's/^cached=false dir=//p')
+[[ -d $tree ]] || bench_die "kernelsrc fetch printed no tree"
+mv -T "$tree" "$root/linux"
+rm -rf "$bare/src-cache"
+cp -r "$checkout/kernel" "$root/src"
+mkdir -p "$root/work"
+mount -t proc proc "$root/proc"
+mounted+=("$root/proc")
+mount --bind /dev "$root/dev"
+mounted+=("$root/dev")
+
+# The plan's environment (kernel.Plan.env) for this build.
+bare_env=(
+	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C TZ=UTC
+	SOURCE_DATE_EPOCH="$epoch" "KBUILD_BUILD_TIMESTAMP=$(LC_ALL=C TZ=UTC date -d "@$epoch" '+%a %b %e %H:%M:%S %Z %Y')"
+	KBUILD_BUILD_USER=root KBUILD_BUILD_HOST=buildkitsandbox KBUILD_BUILD_VERSION=1 ARCH=x86
+	BUILD_IMAGE="$builder" KERNEL_VERSION="$version" KERNEL_SERIES="$series"
+)
+# in_root DIR CMD... runs CMD in the chroot, in DIR, with the plan's env.
+root_cmd=(chroot "$root" /usr/bin/env -i "${bare_env[@]}" /bin/sh -c 'cd "$0" && exec "$@"')
+in_root() { "${root_cmd[@]}" "$@"; }
+for p in "$root/src/$series/patches"/*.patch; do
+	in_root /linux patch -t -F0 -N -u -p1 -i "/src/$series/patches/$(basename "$p")" >>"$bare/bare.log" 2>&1 ||
+		bench_die "patch $(basename "$p") does not apply (see $bare/bare.log)"
+done
+cp "$root/src/$series/config-x86_64" "$root/linux/arch/x86/configs/x86_64_defconfig"
+
+# bare_make STEP ARGS...: one timed make in /linux; the row is "bare:STEP".
+bare_make() {
+	local step=$1
+	shift
+	echo "### step $step: make $*" >>"$bare/bare.log"
+	if ! /usr/bin/time -f '%e %M %U %S' -o "$BENCH_WORK/time.out" -- "${root_cmd[@]}" /linux make "$@" >>"$bare/bare.log" 2>&1; then
+		tail -n 30 "$bare/bare.log" >&2
+		bench_die "bare make $step failed"
+	fi
+	echo "bare:$step $(tail -n 1 "$BENCH_WORK/time.out")" >>"$BENCH_WORK/times"
+	bench_log "bare $step: $(tail -n 1 "$BENCH_WORK/time.out" | awk '{ printf "%s s, CPU %.1f s", $1, $3 + $4 }')"
+}
+
+# ---- bare: the makes (timed)
+note_load "before bare"
+bare_make defconfig defconfig
+bare_make oldconfig oldconfig
+cmp -s "$root/linux/.config" "$root/src/$series/config-x86_64" && bare_config=same || bare_config=differs
+bare_make make -j"$BENCH_JOBS" KCFLAGS=-fno-pie
+bare_make kernelrelease -s kernelrelease
+release=$(in_root /linux make -s kernelrelease)
+bare_make modules_install INSTALL_MOD_PATH=/work/kernel-modules modules_install
+in_root / rm -f "/work/kernel-modules/lib/modules/$release/build" "/work/kernel-modules/lib/modules/$release/source"
+in_root / ln -s "/usr/src/linux-headers-$release" "/work/kernel-modules/lib/modules/$release/build"
+in_root / mkdir -p /work/kernel-headers/usr
+bare_make headers_install INSTALL_HDR_PATH=/work/kernel-headers/usr headers_install
+note_load "after bare"
+bare_kernel=$(sha256sum <"$root/linux/arch/x86/boot/bzImage" | cut -d' ' -f1)
+bare_objects=$(grep -cE '^\s+(CC|AS)(\s+\[M\])?\s+\S+\.o$' "$bare/bare.log" || true)
+for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
+	umount "${mounted[i]}"
+done
+mounted=()
+rm -rf --one-file-system "$bare"
+
+# ---- lkbuild: cold and warm
+# sample_rss PID OUT: until PID's parent (GNU time) is gone, the largest
+# VmHWM (KiB) of PID and of any other process running our lkbuild binary
+# (the sandbox's re-executed lkbuild), as "MAIN OTHERS" in OUT.
+sample_rss() {
+	local pid=$1 out=$2 main=0 others=0 d k v hwm
+	while [[ -d /proc/$pid ]]; do
+		if read -r k v _ < <(grep '^VmHWM:' "/proc/$pid/status" 2>/dev/null); then
+			((v > main)) && main=$v
+		fi
+		for d in /proc/[0-9]*; do
+			[[ ${d#/proc/} == "$pid" ]] && continue
+			[[ $d/exe -ef $bin/lkbuild ]] 2>/dev/null || continue
+			hwm=0
+			while read -r k v _; do
+				[[ $k == VmHWM: ]] && { hwm=$v; break; }
+			done 2>/dev/null <"$d/status" || true
+			((hwm > others)) && others=$hwm
+		done
+		echo "$main $others" >"$out"
+		sleep "$BENCH_SAMPLE"
+	done
+}
+
+# run_lkbuild SIDE CACHE OUTPUT: one timed build with --json events in
+# $BENCH_WORK/SIDE.jsonl.
+run_lkbuild() {
+	local side=$1 tpid pid
+	lkbuild_cmd "$2" "$3"
+	note_load "before $side"
+	/usr/bin/time -f '%e %M %U %S' -o "$BENCH_WORK/time.out" -- "${cmd[@]}" --json \
+		>"$BENCH_WORK/$side.jsonl" 2>"$BENCH_WORK/$side.err" &
+	tpid=$!
+	pid=
+	for _ in $(seq 100); do
+		pid=$(pgrep -P "$tpid" || true)
+		[[ -n $pid ]] && break
+		sleep 0.05
+	done
+	echo "0 0" >"$BENCH_WORK/$side.rss"
+	[[ -n $pid ]] && sample_rss "$pid" "$BENCH_WORK/$side.rss" &
+	local spid=$!
+	if ! wait "$tpid"; then
+		wait "$spid" || true
+		tail -n 30 "$BENCH_WORK/$side.err" >&2
+		bench_die "lkbuild $side failed (events in $BENCH_WORK/$side.jsonl)"
+	fi
+	wait "$spid" || true
+	note_load "after $side"
+	echo "$side $(tail -n 1 "$BENCH_WORK/time.out")" >>"$BENCH_WORK/times"
+	bench_log "$side: $(tail -n 1 "$BENCH_WORK/time.out" | awk '{ printf "%s s, CPU %.1f s, GNU time peak RSS %.1f MB", $1, $3 + $4, $2 * 1024 / 1e6 }'), VmHWM lkbuild / sandbox lkbuild $(awk '{ printf "%.1f / %.1f MB", $1 * 1024 / 1e6, $2 * 1024 / 1e6 }' "$BENCH_WORK/$side.rss")"
+	jq -e 'select(.kind == "result") | .skipped == false' "$BENCH_WORK/$side.jsonl" >/dev/null ||
+		bench_die "lkbuild $side did not build (see $BENCH_WORK/$side.jsonl)"
+}
+
+# image_kernel LAYOUT prints the sha256 of the file kernel in the image's
+# only layer.
+image_kernel() {
+	local m l name
+	m=$(jq -r '.manifests[0].digest' "$1/index.json")
+	if jq -e '.manifests' "$1/blobs/sha256/${m#sha256:}" >/dev/null 2>&1; then
+		m=$(jq -r '.manifests[0].digest' "$1/blobs/sha256/${m#sha256:}")
+	fi
+	l=$(jq -r '.layers[-1].digest' "$1/blobs/sha256/${m#sha256:}")
+	name=$(tar -tf "$1/blobs/sha256/${l#sha256:}" | awk '$0 == "kernel" || $0 == "./kernel" { n = $0 } END { print n }')
+	[[ -n $name ]] || { echo "no kernel in the layer"; return; }
+	tar -xOf "$1/blobs/sha256/${l#sha256:}" "$name" | sha256sum | cut -d' ' -f1
+}
+
+cache=$BENCH_WORK/cache
+run_lkbuild cold "$cache" "$BENCH_WORK/out-cold"
+cold_kernel=$(image_kernel "$BENCH_WORK/out-cold")
+rm -rf "$BENCH_WORK/out-cold"
+run_lkbuild warm "$cache" "$BENCH_WORK/out-warm"
+warm_kernel=$(image_kernel "$BENCH_WORK/out-warm")
+
+# ---- the skipped rebuild
+lkbuild_cmd "$cache" "$BENCH_WORK/out-warm"
+"${cmd[@]}" >"$BENCH_WORK/skip.out" 2>&1 || bench_die "the rebuild failed: $(cat "$BENCH_WORK/skip.out")"
+grep -q 'already exists' "$BENCH_WORK/skip.out" || bench_die "the rebuild did not skip: $(cat "$BENCH_WORK/skip.out")"
+note_load "before skip"
+hyperfine -N --style none --warmup 1 --runs "$BENCH_SKIP_RUNS" --export-json "$BENCH_WORK/skip.json" -- "${cmd[*]}" >/dev/null
+note_load "after skip"
+read -r skip_median skip_max skip_cpu < <(jq -r '.results[0] | "\(.median) \(.max) \(.user + .system)"' "$BENCH_WORK/skip.json")
+
+# ---- report
+sum_bare() { # sum_bare FIELD: the sum of a column over the bare makes
+	awk -v f="$1" '$1 ~ /^bare:/ { s += $f } END { printf "%.2f\n", s }' "$BENCH_WORK/times"
+}
+field() { # field SIDE FIELD
+	awk -v s="$1" -v f="$2" '$1 == s { print $f }' "$BENCH_WORK/times"
+}
+bare_wall=$(sum_bare 2)
+bare_cpu=$(awk '$1 ~ /^bare:/ { s += $4 + $5 } END { printf "%.1f\n", s }' "$BENCH_WORK/times")
+cpu_of() { awk -v s="$1" '$1 == s { printf "%.1f\n", $4 + $5 }' "$BENCH_WORK/times"; }
+# cpu_split SIDE prints "USER / SYS" seconds; SIDE bare sums the bare makes.
+cpu_split() {
+	awk -v s="$1" '$1 == s || (s == "bare" && $1 ~ /^bare:/) { u += $4; y += $5 } END { printf "%.1f / %.1f\n", u, y }' "$BENCH_WORK/times"
+}
+overhead() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", (a / b - 1) * 100 }'; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k * 1024 / 1e6 }'; }
+
+# Per step: bare's time, and lkbuild's from the gap to the next event.
+step_times() { # step_times SIDE: "STEP SECONDS" lines
+	jq -rs 'def secs: .[11:] | capture("^(?<h>[0-9]+):(?<m>[0-9]+):(?<s>[0-9.]+)") | (.h | tonumber) * 3600 + (.m | tonumber) * 60 + (.s | tonumber);
+		[.[] | select(.time != null and (.kind == "step" or .kind == "phase-start" or .kind == "phase-end"))] as $e
+		| range(0; ($e | length) - 1) as $i | select($e[$i].kind == "step")
+		| "\($e[$i].step | gsub(" "; "_")) \(($e[$i + 1].time | secs) - ($e[$i].time | secs))"' "$BENCH_WORK/$1.jsonl"
+}
+step_times cold >"$BENCH_WORK/cold.steps"
+step_times warm >"$BENCH_WORK/warm.steps"
+echo
+echo "== build: phases (lkbuild --json phase-end), seconds"
+printf '%-10s %9s %9s\n' phase cold warm
+for ph in $(jq -r 'select(.kind == "phase-end") | .phase' "$BENCH_WORK/cold.jsonl"); do
+	printf '%-10s %9s %9s\n' "$ph" \
+		"$(jq -r --arg p "$ph" 'select(.kind == "phase-end" and .phase == $p) | .elapsed / 1e9 * 10 | round / 10' "$BENCH_WORK/cold.jsonl")" \
+		"$(jq -r --arg p "$ph" 'select(.kind == "phase-end" and .phase == $p) | .elapsed / 1e9 * 10 | round / 10' "$BENCH_WORK/warm.jsonl")"
+done
+echo
+echo "== build: steps, seconds (lkbuild: gap to the next event; src/linux.tar.xz runs in the background; the last step's gap includes the image)"
+printf '%-40s %9s %9s %9s\n' step bare cold warm
+while read -r st _; do
+	printf '%-40s %9s %9s %9s\n' "$st" "$(field "bare:$st" 2)" \
+		"$(awk -v s="$st" '$1 == s { printf "%.1f", $2 }' "$BENCH_WORK/cold.steps")" \
+		"$(awk -v s="$st" '$1 == s { printf "%.1f", $2 }' "$BENCH_WORK/warm.steps")"
+done <"$BENCH_WORK/cold.steps"
+echo
+echo "== build: load average (1/5/15 min) around each side"
+cat "$loads"
+
+cold_wall=$(field cold 2)
+warm_wall=$(field warm 2)
+cold_over=$(overhead "$cold_wall" "$bare_wall")
+warm_over=$(overhead "$warm_wall" "$bare_wall")
+read -r cold_hwm cold_sbx <"$BENCH_WORK/cold.rss"
+read -r warm_hwm warm_sbx <"$BENCH_WORK/warm.rss"
+hwm=$((cold_hwm > warm_hwm ? cold_hwm : warm_hwm))
+bench_result "bare makes, wall s (CPU s)" "$bare_wall ($bare_cpu)" "" ""
+bench_result "lkbuild cold, wall s (CPU s)" "$cold_wall ($(cpu_of cold))" "" ""
+bench_result "lkbuild warm, wall s (CPU s)" "$warm_wall ($(cpu_of warm))" "" ""
+bench_result "cold overhead over bare, % of wall" "$cold_over" "<= 10" "$(bench_check "$cold_over" "<=" 10)"
+bench_result "warm overhead over bare, % of wall" "$warm_over" "<= 3" "$(bench_check "$warm_over" "<=" 3)"
+bench_result "user / sys s: bare; cold; warm" "$(cpu_split bare); $(cpu_split cold); $(cpu_split warm)" "" "info"
+bench_result "CPU overhead cold / warm, %" "$(overhead "$(cpu_of cold)" "$bare_cpu") / $(overhead "$(cpu_of warm)" "$bare_cpu")" "" "info"
+bench_result "skipped rebuild, s median (max)" "$(printf '%.3f (%.3f)' "$skip_median" "$skip_max")" "< 2" "$(bench_check "$skip_max" "<" 2)"
+bench_result "skipped rebuild, CPU s (mean)" "$(printf '%.3f' "$skip_cpu")" "" "info"
+bench_result "lkbuild VmHWM cold / warm, MB" "$(mb "$cold_hwm") / $(mb "$warm_hwm")" "< 300" "$(bench_check "$(mb "$hwm")" "<" 300)"
+bench_result "sandbox lkbuild VmHWM cold / warm, MB" "$(mb "$cold_sbx") / $(mb "$warm_sbx")" "" "info"
+bench_result "GNU time %M (incl. children) cold / warm, MB" "$(mb "$(field cold 3)") / $(mb "$(field warm 3)")" "" "info"
+bench_result "objects compiled: bare / cold / warm" "$bare_objects / $(grep -c '"unit":"objects"' "$BENCH_WORK/cold.jsonl" || true) / $(grep -c '"unit":"objects"' "$BENCH_WORK/warm.jsonl" || true)" "" "info"
+same=no
+[[ $bare_kernel == "$cold_kernel" && $cold_kernel == "$warm_kernel" ]] && same=yes
+bench_result "bare .config = stored; same kernel bits" "$bare_config; $same" "" "info"
+bench_result "make -j, RSS sampling interval" "-j$BENCH_JOBS, ${BENCH_SAMPLE}s" "" ""
+bench_report
