@@ -354,7 +354,8 @@ func (b *build) exists(ctx context.Context) (bool, error) {
 	if errors.Is(err, oci.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	return false, nil
+	// A layout that cannot be read would fail the build at its end.
+	return false, fmt.Errorf("check the output layout for %s: %w", b.res.Ref, err)
 }
 
 func (b *build) openLog() error {
