@@ -811,7 +811,9 @@ func (b *build) image(ctx context.Context) (v1.Image, error) {
 		Created:     b.plan.Epoch,
 		Labels:      labels,
 		Annotations: b.annotations(),
-		Layers:      []oci.ImageLayer{{Layer: layer, CreatedBy: "lkbuild build " + b.res.Ref, Comment: "kernel " + b.res.Release}},
+		// Nothing here names the image: the same build pushed under
+		// another repository is the same image.
+		Layers: []oci.ImageLayer{{Layer: layer, CreatedBy: "lkbuild build", Comment: "kernel " + b.res.Release}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("package: %w", err)

@@ -22,6 +22,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -349,7 +350,8 @@ func TestKernelBuild(t *testing.T) {
 	}
 	names := layoutNames(t, out2)
 	if d := names[strings.Replace(archTag, org, porg, 1)]; d != res.Digest {
-		t.Errorf("second clean build: %s, first %s: not reproducible (layout %v)", d, res.Digest, names)
+		t.Errorf("second clean build: %s, first %s: not reproducible\nfirst:  %s\nsecond: %s", d, res.Digest,
+			describe(t, out1, res.Digest), describe(t, out2, d))
 	}
 	refuse.Store(false)
 	p := e.lkbuild(t, nil, "--cache-dir", cache2, "push", "--kernel-dir", kdir, "--series", series, "--arch", "x86_64",
@@ -817,6 +819,27 @@ func checkNoSandbox(t *testing.T) {
 			t.Errorf("process %s left running: %q", pid, args)
 		}
 	}
+}
+
+// describe prints what an image in a layout is made of, to tell where two
+// builds differ.
+func describe(t *testing.T, dir, digest string) string {
+	t.Helper()
+	blob := func(d string) []byte {
+		data, err := os.ReadFile(filepath.Join(dir, "blobs", strings.Replace(d, ":", "/", 1)))
+		if err != nil {
+			return []byte(err.Error())
+		}
+		return data
+	}
+	var m struct {
+		Config      struct{ Digest string }
+		Layers      []struct{ Digest string }
+		Annotations map[string]string
+	}
+	manifest := blob(digest)
+	json.Unmarshal(manifest, &m)
+	return fmt.Sprintf("manifest %s\nconfig %s\n%s\nlayers %v", manifest, m.Config.Digest, blob(m.Config.Digest), m.Layers)
 }
 
 // layoutNames maps the image names in an OCI layout to their digests.
