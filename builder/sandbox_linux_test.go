@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/internal/testenv"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/toolchain"
@@ -548,6 +549,13 @@ func TestSandboxOverlayMounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// overlayfs leaves work/work with mode 0, which t.TempDir's cleanup
+	// cannot enter; rmtree makes it writable first.
+	t.Cleanup(func() {
+		if err := rmtree.RemoveAll(work); err != nil {
+			t.Error(err)
+		}
+	})
 	os.WriteFile(filepath.Join(lower, "a"), []byte("pristine\n"), 0o644)
 	os.WriteFile(filepath.Join(lower, "gone"), []byte("x\n"), 0o644)
 
