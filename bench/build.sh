@@ -61,18 +61,7 @@ for tool in jq hyperfine chroot mount umount git; do
 	command -v "$tool" >/dev/null || bench_die "$tool is missing"
 done
 
-# Unmount what we mounted under the bare rootfs on any exit, before the
-# work dir is removed.
-mounted=()
-build_cleanup() {
-	local i
-	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-		umount "${mounted[i]}" || umount -l "${mounted[i]}" || true
-	done
-	mounted=()
-	bench_cleanup
-}
-trap build_cleanup EXIT
+trap bench_unmount_cleanup EXIT
 
 loads=$BENCH_WORK/loads
 note_load() { # note_load WHEN
@@ -127,10 +116,8 @@ mv -T "$tree" "$root/linux"
 rm -rf "$bare/src-cache"
 cp -r "$checkout/kernel" "$root/src"
 mkdir -p "$root/work"
-mount -t proc proc "$root/proc"
-mounted+=("$root/proc")
-mount --bind /dev "$root/dev"
-mounted+=("$root/dev")
+bench_mount -t proc proc "$root/proc"
+bench_mount --bind /dev "$root/dev"
 
 # The plan's environment (kernel.Plan.env) for this build.
 bare_env=(
@@ -177,10 +164,7 @@ bare_make headers_install INSTALL_HDR_PATH=/work/kernel-headers/usr headers_inst
 note_load "after bare"
 bare_kernel=$(sha256sum <"$root/linux/arch/x86/boot/bzImage" | cut -d' ' -f1)
 bare_objects=$(grep -cE '^\s+(CC|AS)(\s+\[M\])?\s+\S+\.o$' "$bare/bare.log" || true)
-for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-	umount "${mounted[i]}"
-done
-mounted=()
+bench_unmount_all
 rm -rf --one-file-system "$bare"
 
 # ---- lkbuild: cold and warm

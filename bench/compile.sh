@@ -67,18 +67,7 @@ for tool in xz flock chroot mount umount; do
 	command -v "$tool" >/dev/null || bench_die "$tool is missing"
 done
 
-# Unmount what we mounted under the rootfs on any exit, before the work dir
-# is removed.
-mounted=()
-compile_cleanup() {
-	local i
-	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-		umount "${mounted[i]}" || umount -l "${mounted[i]}" || true
-	done
-	mounted=()
-	bench_cleanup
-}
-trap compile_cleanup EXIT
+trap bench_unmount_cleanup EXIT
 
 bench_log "building lkbuild into $bin (as make build does)"
 CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
@@ -166,15 +155,11 @@ run_lkbuild() {
 }
 run_chroot() {
 	clean_objects
-	mount --bind "$src" "$rootfs/src"
-	mounted+=("$rootfs/src")
-	mount -t proc proc "$rootfs/proc"
-	mounted+=("$rootfs/proc")
+	bench_mount --bind "$src" "$rootfs/src"
+	bench_mount -t proc proc "$rootfs/proc"
 	time_side "$1" "$BENCH_WORK/chroot.log" chroot "$rootfs" /usr/bin/env -i "$sandbox_path" HOME=/root \
 		/bin/sh -c 'cd /src && exec make "$@"' sh ARCH=x86 -j"$BENCH_JOBS" "${run_objects[@]}"
-	umount "$rootfs/proc"
-	umount "$rootfs/src"
-	mounted=()
+	bench_unmount_all
 	check_objects chroot
 }
 

@@ -53,6 +53,26 @@ bench_cleanup() {
 	fi
 }
 
+# bench_mount MOUNT-ARGS... TARGET mounts and remembers TARGET (the last
+# argument); bench_unmount_all unmounts what bench_mount mounted, last first.
+# Scripts that mount under their work dir trap bench_unmount_cleanup on EXIT,
+# which unmounts before bench_cleanup removes the work dir.
+bench_mounted=()
+bench_mount() {
+	mount "$@" && bench_mounted+=("${!#}")
+}
+bench_unmount_all() {
+	local i
+	for ((i = ${#bench_mounted[@]} - 1; i >= 0; i--)); do
+		umount "${bench_mounted[i]}" || umount -l "${bench_mounted[i]}" || true
+	done
+	bench_mounted=()
+}
+bench_unmount_cleanup() {
+	bench_unmount_all
+	bench_cleanup
+}
+
 # bench_time SIDE CMD... runs CMD under GNU time and appends
 # "SIDE WALL_S MAXRSS_KIB USER_S SYS_S" to $BENCH_WORK/times. The figures
 # include the children CMD waited for (tar's gzip). CMD's stdout goes to the
