@@ -231,7 +231,12 @@ type build struct {
 	rootfs toolchain.Rootfs
 	src    kernelsrc.Tree
 	ucode  *gitfetch.Checkout
+	// patches are the plan's patches with their SHA-256, read once: for
+	// the provenance and the source archive's cache key.
+	patches []patchSum
 }
+
+type patchSum struct{ rel, sha256 string }
 
 func newBuild(o BuildOptions) (*build, error) {
 	if o.Plan == nil || o.Output == nil || o.Cache == nil || o.Registry == nil || o.CacheDir == "" || o.Keyring == nil {
@@ -398,9 +403,18 @@ func (b *build) removeScratch() {
 	}
 }
 
-// fetch gets the source, the microcode and the builder rootfs.
+// fetch reads the patches and gets the source, the microcode and the
+// builder rootfs.
 func (b *build) fetch(ctx context.Context) error {
 	b.startPhase(PhaseFetch)
+	for _, p := range b.plan.Patches {
+		data, err := os.ReadFile(filepath.Join(b.KernelDir, filepath.FromSlash(p)))
+		if err != nil {
+			return fmt.Errorf("patch %s: %w", p, err)
+		}
+		sum := sha256.Sum256(data)
+		b.patches = append(b.patches, patchSum{rel: p, sha256: hex.EncodeToString(sum[:])})
+	}
 	var err error
 	b.src, err = kernelsrc.Fetch(ctx, kernelsrc.Options{
 		Mirror:   b.SourceMirror,
@@ -606,12 +620,8 @@ func (b *build) steps(ctx context.Context) error {
 func (b *build) sourceArchive(ctx context.Context, spec Spec, s kernel.Step, out string) error {
 	h := sha256.New()
 	fmt.Fprintf(h, "source %s\nepoch %d\nbuilder %s\nxz -%d 16MiB\nstep %s\n", b.src.SHA256, b.plan.Epoch.Unix(), b.rootfs.Digest, b.XZLevel, s)
-	for _, p := range b.plan.Patches {
-		data, err := os.ReadFile(filepath.Join(b.KernelDir, filepath.FromSlash(p)))
-		if err != nil {
-			return fmt.Errorf("patch %s: %w", p, err)
-		}
-		fmt.Fprintf(h, "patch %s %x\n", p, sha256.Sum256(data))
+	for _, p := range b.patches {
+		fmt.Fprintf(h, "patch %s %s\n", p.rel, p.sha256)
 	}
 	cached := filepath.Join(b.CacheDir, "archives", hex.EncodeToString(h.Sum(nil))+".tar.xz")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -856,11 +866,8 @@ func (b *build) annotations() map[string]string {
 		AnnotationSourceXZ:      "-" + strconv.Itoa(b.XZLevel),
 	}
 	var patches []string
-	for _, p := range b.plan.Patches {
-		data, err := os.ReadFile(filepath.Join(b.KernelDir, filepath.FromSlash(p)))
-		if err == nil {
-			patches = append(patches, sum(data)+"  "+path.Base(p))
-		}
+	for _, p := range b.patches {
+		patches = append(patches, p.sha256+"  "+path.Base(p.rel))
 	}
 	a[AnnotationPatches] = strings.Join(patches, "\n")
 	if b.ucode != nil {
