@@ -97,8 +97,10 @@ type buildTarget struct {
 	repo      *kernelgit.Repo
 	query     kernel.Query
 	arch      kernel.Arch
-	hash      string
-	tags      []kernel.Tag
+	// platform is arch's toolchain form (OCI platform, emulation).
+	platform toolchain.Arch
+	hash     string
+	tags     []kernel.Tag
 }
 
 func resolveTarget(c *cli.Context) (*buildTarget, error) {
@@ -112,6 +114,9 @@ func resolveTarget(c *cli.Context) (*buildTarget, error) {
 		return nil, err
 	}
 	t := &buildTarget{checkout: co, kernelDir: kernelgit.KernelDir(opts), query: queryOptions(c), arch: a}
+	if t.platform, err = toolchain.ParseArch(a.Uname); err != nil {
+		return nil, err
+	}
 	if t.kernelDir, err = filepath.Abs(t.kernelDir); err != nil {
 		return nil, err
 	}
@@ -171,11 +176,7 @@ func buildAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ta, err := toolchain.ParseArch(t.arch.Uname)
-	if err != nil {
-		return err
-	}
-	emu, err := emulationFor(c, ta)
+	emu, err := emulationFor(c, t.platform)
 	if err != nil {
 		return err
 	}
@@ -336,12 +337,8 @@ Example:
 			if err != nil {
 				return err
 			}
-			ta, err := toolchain.ParseArch(t.arch.Uname)
-			if err != nil {
-				return err
-			}
 			pushed, err := builder.Push(c.Context, builder.PushOptions{
-				Registry: reg, Image: img, Platform: ta.Platform(), Tags: t.tags,
+				Registry: reg, Image: img, Platform: t.platform.Platform(), Tags: t.tags,
 				BuilderImage: cfg.Config.Labels[builder.LabelBuildImage],
 				Notify:       func(s string) { fmt.Fprintln(c.App.ErrWriter, s) },
 			})
