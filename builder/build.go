@@ -28,6 +28,7 @@ import (
 	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
@@ -399,7 +400,7 @@ func (b *build) removeScratch() {
 		return
 	}
 	if rmtree.RemoveAll(b.scr) != nil {
-		removeInUserns(b.scr)
+		sandbox.RemoveTree(b.scr)
 	}
 }
 
@@ -499,22 +500,22 @@ func (b *build) dirs() (sandboxDirs, error) {
 // everything after them into another, over the first. So the cached tree
 // is never written, and the patched tree stays readable (for the
 // background source archive) while the build goes on.
-func (b *build) spec(d sandboxDirs, afterPatches, readOnly bool) Spec {
+func (b *build) spec(d sandboxDirs, afterPatches, readOnly bool) sandbox.Spec {
 	p := b.plan.Paths
-	src := Mount{Target: p.Source}
+	src := sandbox.Mount{Target: p.Source}
 	switch {
 	case readOnly:
-		src.Overlay = &Overlay{Lower: []string{d.patchUpper, b.src.Dir}}
+		src.Overlay = &sandbox.Overlay{Lower: []string{d.patchUpper, b.src.Dir}}
 	case afterPatches:
-		src.Overlay = &Overlay{Lower: []string{d.patchUpper, b.src.Dir}, Upper: d.buildUpper, Work: d.buildWk}
+		src.Overlay = &sandbox.Overlay{Lower: []string{d.patchUpper, b.src.Dir}, Upper: d.buildUpper, Work: d.buildWk}
 	default:
-		src.Overlay = &Overlay{Lower: []string{b.src.Dir}, Upper: d.patchUpper, Work: d.patchWk}
+		src.Overlay = &sandbox.Overlay{Lower: []string{b.src.Dir}, Upper: d.patchUpper, Work: d.patchWk}
 	}
-	s := Spec{
+	s := sandbox.Spec{
 		Rootfs:   b.rootfs.Dir,
 		StateDir: d.state,
 		Hostname: "lkbuild",
-		Mounts: []Mount{
+		Mounts: []sandbox.Mount{
 			{Source: b.KernelDir, Target: p.Kernel, ReadOnly: true},
 			src,
 			{Source: d.out, Target: p.Out},
@@ -526,11 +527,11 @@ func (b *build) spec(d sandboxDirs, afterPatches, readOnly bool) Spec {
 	}
 	if u := b.plan.Ucode; u != nil && b.ucode != nil {
 		s.Mounts = append(s.Mounts,
-			Mount{Source: b.ucode.Dir, Target: u.Dir, ReadOnly: true},
-			Mount{Source: filepath.Join(b.ucode.Dir, "intel-ucode"), Target: u.Firmware, ReadOnly: true})
+			sandbox.Mount{Source: b.ucode.Dir, Target: u.Dir, ReadOnly: true},
+			sandbox.Mount{Source: filepath.Join(b.ucode.Dir, "intel-ucode"), Target: u.Firmware, ReadOnly: true})
 	}
 	if b.Emulation != nil {
-		s.UseEmulation(*b.Emulation)
+		Emulate(&s, *b.Emulation)
 	}
 	return s
 }
@@ -617,7 +618,7 @@ func (b *build) steps(ctx context.Context) error {
 // sourceArchive makes src/linux.tar.xz, or takes it from the cache: it is a
 // function of the verified source, the patches, the epoch and the
 // builder's xz, and costs more CPU than anything but the compile.
-func (b *build) sourceArchive(ctx context.Context, spec Spec, s kernel.Step, out string) error {
+func (b *build) sourceArchive(ctx context.Context, spec sandbox.Spec, s kernel.Step, out string) error {
 	h := sha256.New()
 	fmt.Fprintf(h, "source %s\nepoch %d\nbuilder %s\nxz -%d 16MiB\nstep %s\n", b.src.SHA256, b.plan.Epoch.Unix(), b.rootfs.Digest, b.XZLevel, s)
 	for _, p := range b.patches {
@@ -659,10 +660,10 @@ var objectLine = regexp.MustCompile(`^\s+(CC|AS)(\s+\[M\])?\s+\S+\.o$`)
 
 // command runs a command step. It returns what the command printed on
 // standard output when the step prints the release.
-func (b *build) command(ctx context.Context, spec Spec, s kernel.Step) ([]byte, error) {
+func (b *build) command(ctx context.Context, spec sandbox.Spec, s kernel.Step) ([]byte, error) {
 	spec.Args, spec.Env, spec.Dir = s.Args, s.Env, s.Dir
 	if b.Emulation != nil && !b.Emulation.Register {
-		spec.Env = withDefaults(spec.Env, b.Emulation.Env)
+		spec.Env = sandbox.EnvDefaults(spec.Env, b.Emulation.Env)
 	}
 	var stdout bytes.Buffer
 	log := logWriter{b}
@@ -691,7 +692,7 @@ func (b *build) command(ctx context.Context, spec Spec, s kernel.Step) ([]byte, 
 	}
 	spec.Stdout, spec.Stderr = out, log
 	spec.Notify = func(msg string) { b.emit(Event{Kind: EventNote, Message: msg}) }
-	err := Run(ctx, spec)
+	err := sandbox.Run(ctx, spec)
 	if lines != nil {
 		lines.flush()
 	}
@@ -702,7 +703,7 @@ func (b *build) command(ctx context.Context, spec Spec, s kernel.Step) ([]byte, 
 		return nil, err
 	}
 	se := &StepError{Step: s.Name, Err: err, Log: b.res.Log}
-	var ee *ExitError
+	var ee *sandbox.ExitError
 	if errors.As(err, &ee) {
 		se.Code = ee.Code
 	}
@@ -727,7 +728,7 @@ func (b *build) patchFile(s kernel.Step) string {
 
 // action runs a step lkbuild does itself, inside the sandbox, where the
 // source overlay is.
-func (b *build) action(ctx context.Context, spec Spec, s kernel.Step) error {
+func (b *build) action(ctx context.Context, spec sandbox.Spec, s kernel.Step) error {
 	req, err := newStepRequest(s.Action, b.plan.Epoch, b.xzCommand())
 	if err != nil {
 		return err
@@ -742,10 +743,10 @@ func (b *build) action(ctx context.Context, spec Spec, s kernel.Step) error {
 	if b.Emulation != nil {
 		// The action is lkbuild itself, a host binary; xz is the
 		// builder's and may need the emulator's environment.
-		spec.Env = withDefaults(spec.Env, b.Emulation.Env)
+		spec.Env = sandbox.EnvDefaults(spec.Env, b.Emulation.Env)
 	}
 	spec.Stdin, spec.Stdout, spec.Stderr = bytes.NewReader(in), &out, logWriter{b}
-	if err := Run(ctx, spec); err != nil {
+	if err := sandbox.Run(ctx, spec); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}

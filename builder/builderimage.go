@@ -15,6 +15,7 @@ import (
 
 	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
@@ -68,20 +69,20 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 	defer rmtree.RemoveAll(work)
 	upper := filepath.Join(work, "upper")
 	for _, cmd := range o.Run {
-		spec := Spec{
+		spec := sandbox.Spec{
 			Rootfs: rfs.Dir, UpperDir: upper, HostNetwork: true,
 			Args: []string{"/bin/sh", "-c", cmd}, Env: o.Env,
 			Stdout: o.Stdout, Stderr: o.Stderr, Notify: o.Notify,
 		}
 		if o.Emulation != nil {
-			spec.UseEmulation(*o.Emulation)
+			Emulate(&spec, *o.Emulation)
 		}
-		if err := Run(ctx, spec); err != nil {
+		if err := sandbox.Run(ctx, spec); err != nil {
 			return nil, fmt.Errorf("builder image: %q: %w", cmd, err)
 		}
 	}
 	layer, err := o.Rootfs.Store.WriteLayer(func(w io.Writer) error {
-		return oci.WriteDiffTar(w, upper, oci.DiffOptions{Epoch: o.Epoch, MapOwner: sandboxOwnerMap()})
+		return oci.WriteDiffTar(w, upper, oci.DiffOptions{Epoch: o.Epoch, MapOwner: sandbox.OwnerMap()})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("builder image: %w", err)

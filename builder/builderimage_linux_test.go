@@ -17,12 +17,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/lkbuild/lkbuild/internal/rootfstest"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
 func TestBuildBuilderImage(t *testing.T) {
-	tree := smallTree(t, needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ"))
+	tree := rootfstest.SmallTree(t, fixtures.Need(t, rootfstest.AMD64))
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	reg, err := oci.NewRegistry(oci.WithKeychain(authn.NewMultiKeychain()))
@@ -54,7 +56,7 @@ func TestBuildBuilderImage(t *testing.T) {
 	build := func() (digest string, layer []byte) {
 		var stderr bytes.Buffer
 		out, err := BuildBuilderImage(context.Background(), BuilderImageOptions{
-			From: from, Arch: amd64, Epoch: epoch, Env: []string{testPath},
+			From: from, Arch: amd64, Epoch: epoch, Env: []string{"PATH=" + kernel.DefaultPath},
 			Run: []string{
 				"echo provisioned > /etc/lkbuild-tool && mkdir -p /opt/tool && ln /etc/lkbuild-tool /opt/tool/hardlink",
 				"rm /etc/debian_version && ln -s /etc/lkbuild-tool /opt/tool/link && rm -rf /etc/apt && mkdir /etc/apt && touch /etc/apt/fresh",

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
@@ -35,19 +36,19 @@ type Check struct {
 func Doctor(ctx context.Context) []Check {
 	var checks []Check
 	userns := Check{Name: "user namespaces", Status: StatusOK, Detail: "can create user, mount, pid, uts, ipc and network namespaces"}
-	if err := probe(ctx, "userns"); err != nil {
+	if err := sandbox.Probe(ctx, "userns"); err != nil {
 		userns = Check{Name: "user namespaces", Status: StatusFail, Detail: err.Error(), Fix: toolchain.UsernsHint(os.ReadFile)}
 	}
 	checks = append(checks, userns)
 	if userns.Status == StatusOK {
 		c := Check{Name: "overlayfs in a user namespace", Status: StatusOK, Detail: "builds share one unpacked rootfs"}
-		if err := probe(ctx, "overlay"); err != nil {
+		if err := sandbox.Probe(ctx, "overlay"); err != nil {
 			c = Check{Name: c.Name, Status: StatusWarn, Detail: err.Error(),
 				Fix: "needs Linux 5.11+ (userxattr); without it every build copies the rootfs first"}
 		}
 		checks = append(checks, c)
 		c = Check{Name: "binfmt_misc in a user namespace", Status: StatusOK, Detail: "QEMU is registered per build; the host's binfmt_misc is untouched"}
-		if err := probe(ctx, "binfmt"); err != nil {
+		if err := sandbox.Probe(ctx, "binfmt"); err != nil {
 			c = Check{Name: c.Name, Status: StatusWarn, Detail: err.Error(),
 				Fix: "needs Linux 6.7+; otherwise foreign arches need a host registration with the F flag (apt-get install qemu-user-static binfmt-support)"}
 		}

@@ -200,3 +200,11 @@ func copyFirst(from []string, to string) error {
 	}
 	return fmt.Errorf("none of %v exists", from)
 }
+
+// MaybeRunStep runs a step action and exits when this process was started
+// as one (argv[1] is StepArg). main calls it right after sandbox.MaybeInit.
+func MaybeRunStep(args []string) {
+	if len(args) > 1 && args[1] == StepArg {
+		os.Exit(stepMain(os.Stdin, os.Stdout))
+	}
+}

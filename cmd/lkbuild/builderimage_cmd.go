@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
@@ -65,7 +66,7 @@ files to other users fail there. Run as root for those.`,
 			}
 			o := builder.BuilderImageOptions{
 				From: c.String("from"), Arch: arch, Run: c.StringSlice("run"),
-				Env:     append([]string{defaultPath, "HOME=/root"}, c.StringSlice("env")...),
+				Env:     append([]string{"PATH=" + kernel.DefaultPath, "HOME=/root"}, c.StringSlice("env")...),
 				Epoch:   time.Unix(secs, 0),
 				Rootfs:  toolchain.RootfsOptions{Registry: reg, Store: store, Dir: filepath.Join(cache, "rootfs")},
 				WorkDir: filepath.Join(cache, "work"),

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/sandbox"
 )
 
 // version is set at link time with -ldflags "-X main.version=...".
@@ -21,7 +22,8 @@ var version = "dev"
 
 func main() {
 	// The sandbox re-executes this binary as its init; catch that first.
-	builder.MaybeInit(os.Args)
+	sandbox.MaybeInit(os.Args)
+	builder.MaybeRunStep(os.Args)
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

@@ -10,12 +10,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
-
-// defaultPath is the PATH commands get in the sandbox unless --env sets one.
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 func registryFlags() []cli.Flag {
 	return []cli.Flag{
@@ -97,47 +96,47 @@ Examples:
 			if err != nil {
 				return err
 			}
-			return exitStatus(builder.Run(c.Context, spec))
+			return exitStatus(sandbox.Run(c.Context, spec))
 		},
 	}
 }
 
 // runSpec turns lkbuild run's flags into a sandbox spec, preparing the
 // rootfs and emulation.
-func runSpec(c *cli.Context) (builder.Spec, error) {
+func runSpec(c *cli.Context) (sandbox.Spec, error) {
 	arch, err := archOrHost(c.String("arch"))
 	if err != nil {
-		return builder.Spec{}, err
+		return sandbox.Spec{}, err
 	}
-	spec := builder.Spec{
+	spec := sandbox.Spec{
 		Rootfs:   c.String("rootfs"),
 		Writable: c.Bool("rw") && c.String("rootfs") != "",
 		Args:     c.Args().Slice(),
-		Env:      append([]string{defaultPath, "HOME=/root"}, c.StringSlice("env")...),
+		Env:      append([]string{"PATH=" + kernel.DefaultPath, "HOME=/root"}, c.StringSlice("env")...),
 		Dir:      c.String("workdir"),
 		Stdin:    os.Stdin, Stdout: c.App.Writer, Stderr: c.App.ErrWriter,
 		Notify: func(s string) { fmt.Fprintln(c.App.ErrWriter, "lkbuild:", s) },
 	}
 	for _, b := range c.StringSlice("bind") {
-		m, err := builder.ParseMount(b)
+		m, err := sandbox.ParseMount(b)
 		if err != nil {
-			return builder.Spec{}, err
+			return sandbox.Spec{}, err
 		}
 		spec.Mounts = append(spec.Mounts, m)
 	}
 	if ref := c.String("builder-image"); ref != "" {
 		rfs, err := prepareRootfs(c.Context, c, ref, arch)
 		if err != nil {
-			return builder.Spec{}, err
+			return sandbox.Spec{}, err
 		}
 		spec.Rootfs = rfs.Dir
 	}
 	e, err := emulationFor(c, arch)
 	if err != nil {
-		return builder.Spec{}, err
+		return sandbox.Spec{}, err
 	}
 	if e != nil {
-		spec.UseEmulation(*e)
+		builder.Emulate(&spec, *e)
 	}
 	return spec, nil
 }
@@ -166,7 +165,7 @@ func prepareRootfs(ctx context.Context, c *cli.Context, ref string, arch toolcha
 
 // exitStatus passes a sandboxed command's exit status through as ours.
 func exitStatus(err error) error {
-	var ee *builder.ExitError
+	var ee *sandbox.ExitError
 	if errors.As(err, &ee) {
 		return cli.Exit("", ee.Code)
 	}

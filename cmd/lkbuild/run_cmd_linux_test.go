@@ -8,12 +8,14 @@ import (
 	"testing"
 
 	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/sandbox"
 )
 
 // TestMain lets the test binary serve as the sandbox init, as lkbuild's
 // main does.
 func TestMain(m *testing.M) {
-	builder.MaybeInit(os.Args)
+	sandbox.MaybeInit(os.Args)
+	builder.MaybeRunStep(os.Args)
 	os.Exit(m.Run())
 }
 

@@ -1,4 +1,4 @@
-package builder
+package sandbox
 
 import (
 	"fmt"
@@ -92,8 +92,8 @@ func (m idMapping) writeMaps(pid int) error {
 	return nil
 }
 
-// sandboxOwnerMap says how owners in an upper dir the sandbox wrote become
+// OwnerMap says how owners in an upper dir the sandbox wrote become
 // owners in a layer.
-func sandboxOwnerMap() func(int, int) (int, int) {
+func OwnerMap() func(int, int) (int, int) {
 	return chooseIDMapping(os.Getuid(), os.Getgid()).containerOwner
 }

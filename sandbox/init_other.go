@@ -1,6 +1,6 @@
 //go:build !linux
 
-package builder
+package sandbox
 
 import (
 	"context"
@@ -16,10 +16,10 @@ func initMain() int {
 // Run is only supported on Linux.
 func Run(ctx context.Context, spec Spec) error { return ErrUnsupported }
 
-func probe(ctx context.Context, kind string) error { return ErrUnsupported }
+func Probe(ctx context.Context, kind string) error { return ErrUnsupported }
 
-func sandboxOwnerMap() func(int, int) (int, int) {
+func OwnerMap() func(int, int) (int, int) {
 	return func(int, int) (int, int) { return 0, 0 }
 }
 
-func removeInUserns(dir string) error { return ErrUnsupported }
+func RemoveTree(dir string) error { return ErrUnsupported }

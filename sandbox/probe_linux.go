@@ -1,4 +1,4 @@
-package builder
+package sandbox
 
 import (
 	"bufio"
@@ -14,9 +14,9 @@ import (
 	"github.com/lkbuild/lkbuild/internal/rmtree"
 )
 
-// probe starts an init in new namespaces that tries one capability
+// Probe starts an init in new namespaces that tries one capability
 // ("userns", "overlay" or "binfmt") and reports whether it worked.
-func probe(ctx context.Context, kind string) error {
+func Probe(ctx context.Context, kind string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -39,9 +39,9 @@ func probe(ctx context.Context, kind string) error {
 	return runInitOnce(cfg)
 }
 
-// removeInUserns removes dir from inside a user namespace with the
+// RemoveTree removes dir from inside a user namespace with the
 // sandbox's id mapping, where files owned by subordinate ids are ours.
-func removeInUserns(dir string) error {
+func RemoveTree(dir string) error {
 	return runInitOnce(initConfig{Probe: "remove", Root: dir})
 }
 

@@ -1,4 +1,4 @@
-package builder
+package sandbox
 
 import (
 	"bufio"
@@ -54,7 +54,7 @@ func Run(ctx context.Context, spec Spec) error {
 		if rmtree.RemoveAll(state) != nil {
 			// Files chowned to subordinate ids: only the namespace's
 			// root may remove them.
-			removeInUserns(state)
+			RemoveTree(state)
 		}
 	}()
 	upper := filepath.Join(state, "upper")

@@ -1,4 +1,4 @@
-package builder
+package sandbox
 
 import (
 	"encoding/json"
@@ -53,7 +53,7 @@ func initMain() int {
 	signal.Notify(sigs)
 	env := cfg.Env
 	if cfg.Emulator != nil {
-		env = withDefaults(env, cfg.Emulator.Env)
+		env = EnvDefaults(env, cfg.Emulator.Env)
 	}
 	proc, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{
 		Dir:   cfg.Dir,

@@ -1,4 +1,4 @@
-package builder
+package sandbox
 
 import (
 	"errors"
@@ -150,8 +150,5 @@ func (e *ExitError) Error() string { return fmt.Sprintf("command exited with sta
 func MaybeInit(args []string) {
 	if len(args) > 0 && args[0] == InitName {
 		os.Exit(initMain())
-	}
-	if len(args) > 1 && args[1] == StepArg {
-		os.Exit(stepMain(os.Stdin, os.Stdout))
 	}
 }

@@ -1,9 +1,8 @@
-package builder
+package sandbox
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -18,19 +17,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lkbuild/lkbuild/internal/rmtree"
+	"github.com/lkbuild/lkbuild/internal/rootfstest"
 	"github.com/lkbuild/lkbuild/internal/testenv"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
-const testPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-func needRootfs(t *testing.T, v string) string {
-	t.Helper()
-	dir, ok := fixtures[v]
-	testenv.Need(t, ok, v+" is not set: point it at rootfs.tar.gz from scripts/fixtures (scripts/test.sh does)")
-	return dir
-}
+var testPath = "PATH=" + kernel.DefaultPath
 
 // sh runs a bash script in the sandbox and returns its stdout, stderr and
 // error.
@@ -102,7 +95,7 @@ func TestInitCommand(t *testing.T) {
 // so chown to other ids works, and that files left owned by such ids are
 // still cleaned up.
 func TestSandboxSubordinateIDs(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	m := chooseIDMapping(os.Getuid(), os.Getgid())
 	testenv.Need(t, os.Getuid() == 0 || m.helper(), "no subordinate id range: needs newuidmap/newgidmap (uidmap) and /etc/subuid, /etc/subgid entries for this user")
 	state := t.TempDir()
@@ -149,7 +142,7 @@ func TestParseMount(t *testing.T) {
 }
 
 func TestSandboxIdentity(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	out := mustSh(t, Spec{Rootfs: root}, `id -u; id -g; hostname; tr '\0' ' ' </proc/1/cmdline; echo; env | sort`)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) < 4 || lines[0] != "0" || lines[1] != "0" || lines[2] != "lkbuild" {
@@ -170,7 +163,7 @@ func TestSandboxIdentity(t *testing.T) {
 }
 
 func TestSandboxNetwork(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	// A listener on the host's loopback: from inside, 127.0.0.1 is the
 	// sandbox's own loopback, so the host's service must be unreachable.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -192,7 +185,7 @@ func TestSandboxNetwork(t *testing.T) {
 }
 
 func TestSandboxHostNetwork(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +204,7 @@ func TestSandboxHostNetwork(t *testing.T) {
 }
 
 func TestSandboxSeesOnlyBinds(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	host := t.TempDir()
 	secret := filepath.Join(host, "secret")
 	shared := filepath.Join(host, "shared")
@@ -244,7 +237,7 @@ func TestSandboxSeesOnlyBinds(t *testing.T) {
 }
 
 func TestSandboxKeepsRootfsPristine(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	for _, noOverlay := range []bool{false, true} {
 		t.Run(map[bool]string{false: "overlay", true: "copy"}[noOverlay], func(t *testing.T) {
 			before, err := os.ReadFile(filepath.Join(root, "etc/os-release"))
@@ -255,7 +248,7 @@ func TestSandboxKeepsRootfsPristine(t *testing.T) {
 			spec := Spec{Rootfs: root, noOverlay: noOverlay, Notify: func(s string) { notes = append(notes, s) }}
 			if noOverlay {
 				// Copying 500 MB would be slow: copy a smaller tree.
-				spec.Rootfs = smallTree(t, root)
+				spec.Rootfs = rootfstest.SmallTree(t, root)
 			}
 			mustSh(t, spec, `
 				echo changed >> /etc/os-release
@@ -286,33 +279,8 @@ func TestSandboxKeepsRootfsPristine(t *testing.T) {
 	}
 }
 
-// smallTree copies the parts of a rootfs a shell needs into a new tree.
-func smallTree(t *testing.T, root string) string {
-	t.Helper()
-	dst := t.TempDir()
-	for _, d := range []string{"bin", "lib", "lib64", "usr/bin", "usr/lib/x86_64-linux-gnu", "usr/lib64", "etc"} {
-		src := filepath.Join(root, d)
-		fi, err := os.Lstat(src)
-		if err != nil {
-			continue
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			link, _ := os.Readlink(src)
-			os.MkdirAll(filepath.Dir(filepath.Join(dst, d)), 0o755)
-			if err := os.Symlink(link, filepath.Join(dst, d)); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if err := copyTree(src, filepath.Join(dst, d)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
-
 func TestSandboxExitStatus(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	tests := []struct {
 		script string
 		want   int
@@ -341,7 +309,7 @@ func TestSandboxExitStatus(t *testing.T) {
 }
 
 func TestSandboxCancelKillsEverything(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	marker := strconv.Itoa(40000 + os.Getpid()%10000)
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
@@ -426,7 +394,7 @@ int main(void) { printf("hello from %d-bit C\n", (int)(8 * sizeof(void *))); ret
 `
 
 func TestSandboxCompilesC(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	root := fixtures.Need(t, rootfstest.AMD64)
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "hello.c"), []byte(helloC), 0o644); err != nil {
 		t.Fatal(err)
@@ -439,7 +407,7 @@ func TestSandboxCompilesC(t *testing.T) {
 }
 
 func TestSandboxForeignArch(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_ARM64_TGZ")
+	root := fixtures.Need(t, rootfstest.ARM64)
 	arm64, err := toolchain.ParseArch("arm64")
 	if err != nil {
 		t.Fatal(err)
@@ -451,7 +419,7 @@ func TestSandboxForeignArch(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := Spec{Rootfs: root, Mounts: []Mount{{Source: src, Target: "/src", ReadOnly: true}}}
-	spec.UseEmulation(emu)
+	useEmulation(&spec, emu)
 	out := mustSh(t, spec, `uname -m; gcc -O2 -o /tmp/hello /src/hello.c && /tmp/hello && od -An -tx1 -j18 -N2 /tmp/hello`)
 	if out != "aarch64\nhello from 64-bit C\n b7 00\n" {
 		t.Errorf("got %q, want aarch64, the program's output and an aarch64 ELF machine (b7 00)", out)
@@ -461,6 +429,15 @@ func TestSandboxForeignArch(t *testing.T) {
 		b, _ := exec.Command("cat", "/proc/sys/fs/binfmt_misc/"+emu.Name).Output()
 		t.Logf("note: host has its own %s entry: %s", emu.Name, b)
 	}
+}
+
+// useEmulation is what builder.Emulate does, without importing builder.
+func useEmulation(s *Spec, e toolchain.Emulation) {
+	if e.Register {
+		s.Emulator = &Emulator{Name: e.Name, Interpreter: e.Interpreter, Magic: e.Magic, Mask: e.Mask, Env: e.Env}
+		return
+	}
+	s.Env = EnvDefaults(s.Env, e.Env)
 }
 
 func errString(err error) string {
@@ -475,7 +452,7 @@ func errString(err error) string {
 // debootstrap --foreign leaves it, and a directory link to a host path that
 // a bind target goes through. Every mount must land inside the root.
 func TestSandboxRootfsSymlinksStayInside(t *testing.T) {
-	root := smallTree(t, needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ"))
+	root := rootfstest.SmallTree(t, fixtures.Need(t, rootfstest.AMD64))
 	host := t.TempDir()
 	for link, target := range map[string]string{"proc": "/proc", "tmp": "/tmp", "escape": host} {
 		os.RemoveAll(filepath.Join(root, link))
@@ -497,7 +474,7 @@ func TestSandboxRootfsSymlinksStayInside(t *testing.T) {
 // TestSandboxQEMUFromImage takes qemu-aarch64-static from an OCI image
 // instead of PATH, as --qemu-image does, and runs the arm64 rootfs with it.
 func TestSandboxQEMUFromImage(t *testing.T) {
-	root := needRootfs(t, "LKBUILD_TEST_ROOTFS_ARM64_TGZ")
+	root := fixtures.Need(t, rootfstest.ARM64)
 	qemu := testenv.LookPath(t, "qemu-aarch64-static", "qemu-user-static")
 	// The image: usr/bin/qemu-aarch64-static, unpacked as PrepareRootfs
 	// would leave it.
@@ -523,14 +500,14 @@ func TestSandboxQEMUFromImage(t *testing.T) {
 		t.Fatalf("interpreter %s is not the image's", emu.Interpreter)
 	}
 	spec := Spec{Rootfs: root}
-	spec.UseEmulation(emu)
+	useEmulation(&spec, emu)
 	if out := mustSh(t, spec, "uname -m"); out != "aarch64\n" {
 		t.Errorf("uname -m: %q", out)
 	}
 }
 
-func TestWithDefaults(t *testing.T) {
-	got := withDefaults([]string{"PATH=/bin", "QEMU_CPU=cortex-a72"}, []string{"QEMU_CPU=max", "QEMU_LD_PREFIX=/x"})
+func TestEnvDefaults(t *testing.T) {
+	got := EnvDefaults([]string{"PATH=/bin", "QEMU_CPU=cortex-a72"}, []string{"QEMU_CPU=max", "QEMU_LD_PREFIX=/x"})
 	want := []string{"PATH=/bin", "QEMU_CPU=cortex-a72", "QEMU_LD_PREFIX=/x"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("got %q, want %q", got, want)
@@ -541,7 +518,7 @@ func TestWithDefaults(t *testing.T) {
 // dir and never in the lower ones, a mount with no upper dir is read-only,
 // and a step action (lkbuild itself, run inside) sees the merged tree.
 func TestSandboxOverlayMounts(t *testing.T) {
-	rootfs := needRootfs(t, "LKBUILD_TEST_ROOTFS_TGZ")
+	rootfs := fixtures.Need(t, rootfstest.AMD64)
 	dir := t.TempDir()
 	lower, upper, work, out := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "out")
 	for _, d := range []string{lower, upper, work, out} {
@@ -578,20 +555,6 @@ func TestSandboxOverlayMounts(t *testing.T) {
 	got := mustSh(t, ro, "cat /src/a /src/b; test -e /src/gone && echo still there; touch /src/x 2>/dev/null && echo writable; true")
 	if got != "changed\nnew\n" {
 		t.Errorf("read-only overlay shows %q", got)
-	}
-
-	req, _ := newStepRequest(&kernel.FileCopy{From: []string{"/src/a"}, To: "/out/a"}, time.Unix(0, 0), nil)
-	in, _ := json.Marshal(req)
-	var stdout bytes.Buffer
-	ro.Args, ro.Env, ro.Stdin, ro.Stdout, ro.StateDir = []string{"/proc/self/exe", StepArg}, []string{testPath}, bytes.NewReader(in), &stdout, t.TempDir()
-	if err := Run(context.Background(), ro); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(stdout.String(), "{}") {
-		t.Errorf("step result %q", stdout.String())
-	}
-	if got, _ := os.ReadFile(filepath.Join(out, "a")); string(got) != "changed\n" {
-		t.Errorf("the step copied %q", got)
 	}
 
 	bad := Spec{Rootfs: rootfs, Args: []string{"true"}, Mounts: []Mount{{Target: "/src", Overlay: &Overlay{Lower: []string{lower}, Upper: upper}}}}

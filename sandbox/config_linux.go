@@ -1,4 +1,4 @@
-package builder
+package sandbox
 
 // initConfig is what the parent sends the sandbox init over fd 3.
 type initConfig struct {
