@@ -322,3 +322,27 @@ func archByUname(name string) (Arch, bool) {
 	}
 	return Arch{}, false
 }
+
+// KeysFile is the file of PGP keys that sign the kernel sources, relative
+// to the directory: common/keys.asc, which upstream's Dockerfile copies
+// into the build, or keys.asc at the top where only that exists (older,
+// flat checkouts).
+func (d *Dir) KeysFile() string {
+	if _, err := fs.Stat(d.FS, "common/keys.asc"); err != nil {
+		if _, err := fs.Stat(d.FS, "keys.asc"); err == nil {
+			return "keys.asc"
+		}
+	}
+	return "common/keys.asc"
+}
+
+// Keyring reads KeysFile.
+func (d *Dir) Keyring() (*Keyring, error) {
+	rel := d.KeysFile()
+	f, err := d.FS.Open(rel)
+	if err != nil {
+		return nil, fmt.Errorf("source signing keys: %w", err)
+	}
+	defer f.Close()
+	return ReadKeyring(d.file(rel), f)
+}

@@ -173,12 +173,35 @@ type Step struct {
 	PrintsRelease bool
 	// Patch, on a patch step, is the patch file as the user knows it
 	// ("kernel/6.6.x/patches/0001-foo.patch"), for the error when it does
-	// not apply.
-	Patch string
+	// not apply; PatchFile is the same file relative to the kernel
+	// directory (Plan.Patches), for the runner to read its hunks.
+	Patch, PatchFile string
+	// Phase is the part of the build the step belongs to, for progress.
+	// The planner sets it: a step's name does not decide it.
+	Phase Phase
+	// Background steps run beside the steps after them, in a read-only
+	// view of the source tree as it is when they start (the source
+	// archive, which needs the patched tree before the build fills it).
+	Background bool
+	// CountsObjects marks the command whose output is kbuild's, one line
+	// per object compiled ("  CC      kernel/fork.o"), for progress.
+	CountsObjects bool
 	// Action, when set, is work the runner does in Go instead of a
 	// command: a *FileContent, *FileCopy, *TarArchive or *ConfigCheck.
 	Action Action
 }
+
+// Phase is a part of a build, as progress reports name it.
+type Phase string
+
+// The phases of a plan's steps, in order.
+const (
+	PhasePatch   Phase = "patch"
+	PhaseConfig  Phase = "config"
+	PhaseCompile Phase = "compile"
+	PhaseModules Phase = "modules"
+	PhasePackage Phase = "package"
+)
 
 // Action is the work of a step the runner does itself. Its types are the
 // ones listed on Step.Action.
@@ -453,6 +476,8 @@ type planner struct {
 	p       *Plan
 	steps   []Step
 	outputs []Output
+	// phase is given to every step added.
+	phase Phase
 }
 
 // run is a command step with the plan's environment.
@@ -465,7 +490,12 @@ func (b *planner) make(name string, args ...string) Step {
 	return b.run(name, b.p.Paths.Source, append([]string{"make"}, args...)...)
 }
 
-func (b *planner) add(steps ...Step) { b.steps = append(b.steps, steps...) }
+func (b *planner) add(steps ...Step) {
+	for _, s := range steps {
+		s.Phase = b.phase
+		b.steps = append(b.steps, s)
+	}
+}
 
 // produce adds s, which writes rel under Paths.Out.
 func (b *planner) produce(rel string, kind OutputKind, s Step) {
@@ -484,6 +514,7 @@ func (p *Plan) plan(d *Dir) {
 	modules := path.Join(p.Paths.Work, modulesDir)
 	headers := path.Join(p.Paths.Work, headersDir)
 
+	b.phase = PhasePatch
 	if u := p.Ucode; u != nil {
 		// --normal-earlyfw: the microcode only, for the early loader, as
 		// upstream asks.
@@ -497,17 +528,18 @@ func (p *Plan) plan(d *Dir) {
 	// upstream's `< file`, which needs a shell; patch reads the same bytes.
 	for _, rel := range p.Patches {
 		s := b.run("patch "+path.Base(rel), src, "patch", "-t", "-F0", "-N", "-u", "-p1", "-i", path.Join(p.Paths.Kernel, rel))
-		s.Patch = d.file(rel)
+		s.Patch, s.PatchFile = d.file(rel), rel
 		b.add(s)
 	}
 
 	// The patched, unbuilt tree, as upstream's
 	// `tar cJf /out/src/linux.tar.xz /linux`: here, before the build
 	// fills the tree with objects.
-	b.produce("src/linux.tar.xz", OutputTarXZ, Step{Name: "src/linux.tar.xz", Action: &TarArchive{
+	b.produce("src/linux.tar.xz", OutputTarXZ, Step{Name: "src/linux.tar.xz", Background: true, Action: &TarArchive{
 		Dir: src, To: b.out("src/linux.tar.xz"), Prefix: path.Base(src) + "/", XZ: true,
 	}})
 
+	b.phase = PhaseConfig
 	b.add(
 		Step{Name: "install config", Action: &FileContent{Path: path.Join(src, p.Arch.Defconfig), Data: p.Config}},
 		b.make("defconfig", "defconfig"),
@@ -525,7 +557,10 @@ func (p *Plan) plan(d *Dir) {
 	// KCFLAGS goes to this make only, exactly as upstream, so that the
 	// later makes see the command lines upstream's see: kbuild rebuilds an
 	// object whose recorded command line changed.
-	b.add(b.make("make", "-j"+strconv.Itoa(p.Jobs), "KCFLAGS=-fno-pie"))
+	b.phase = PhaseCompile
+	compile := b.make("make", "-j"+strconv.Itoa(p.Jobs), "KCFLAGS=-fno-pie")
+	compile.CountsObjects = true
+	b.add(compile)
 	// The release comes from include/config/auto.conf, which the build
 	// writes; before it `make kernelrelease` fails ("run 'make prepare'").
 	// -s keeps make's own messages out of the output.
@@ -549,6 +584,7 @@ func (p *Plan) plan(d *Dir) {
 	// `find | basename`, without a shell, and the runner follows no
 	// symlink of the build's on the host side.
 	relDir := path.Join(modules, "lib/modules", ReleasePlaceholder)
+	b.phase = PhaseModules
 	b.add(
 		b.make("modules_install", "INSTALL_MOD_PATH="+modules, "modules_install"),
 		b.run("remove modules build and source links", "/", "rm", "-f", path.Join(relDir, "build"), path.Join(relDir, "source")),
@@ -564,6 +600,7 @@ func (p *Plan) plan(d *Dir) {
 		b.make("headers_install", "INSTALL_HDR_PATH="+path.Join(headers, "usr"), "headers_install"),
 	)
 	b.produce("kernel-headers.tar", OutputTar, Step{Name: "kernel-headers.tar", Action: &TarArchive{Dir: headers, To: b.out("kernel-headers.tar")}})
+	b.phase = PhasePackage
 	b.produce("kernel-dev.tar", OutputTar, Step{Name: "kernel-dev.tar", Action: &TarArchive{
 		Dir: src, To: b.out("kernel-dev.tar"), Prefix: DevPrefix(ReleasePlaceholder), Dev: true,
 	}})

@@ -104,6 +104,28 @@ func TestNewPlanX86Plain(t *testing.T) {
 	if !slices.Equal(p.Outputs, wantOutputs) {
 		t.Errorf("outputs:\n%v\nwant:\n%v", p.Outputs, wantOutputs)
 	}
+	wantPhases := map[Phase][]string{
+		PhasePatch:   {"intel-ucode.cpio", "intel-ucode-license.txt", "patch 0001-first.patch", "patch 0002-second.patch", "src/linux.tar.xz"},
+		PhaseConfig:  {"install config", "defconfig", "oldconfig", "check config"},
+		PhaseCompile: {"make", "kernelrelease", "kernel", "System.map"},
+		PhaseModules: {"modules_install", "remove modules build and source links", "link modules build to headers", "kernel.tar", "create headers dir", "headers_install", "kernel-headers.tar"},
+		PhasePackage: {"kernel-dev.tar", "kernel-builder", "kernel-source-info"},
+	}
+	for phase, names := range wantPhases {
+		for _, n := range names {
+			if got := step(t, p, n).Phase; got != phase {
+				t.Errorf("step %s: phase %q, want %q", n, got, phase)
+			}
+		}
+	}
+	if s := step(t, p, "patch 0002-second.patch"); s.PatchFile != "6.6.x/patches/0002-second.patch" || s.Patch == "" {
+		t.Errorf("patch step: Patch %q PatchFile %q", s.Patch, s.PatchFile)
+	}
+	for _, s := range p.Steps {
+		if s.Background != (s.Name == "src/linux.tar.xz") || s.CountsObjects != (s.Name == "make") {
+			t.Errorf("step %s: Background %v CountsObjects %v", s.Name, s.Background, s.CountsObjects)
+		}
+	}
 
 	if string(p.Config) != storedConfig || p.LocalVersion != "-linuxkit" {
 		t.Errorf("plain config changed: local version %q\n%s", p.LocalVersion, p.Config)
@@ -435,7 +457,14 @@ func checkPlanInvariants(t *testing.T, p *Plan) {
 	t.Helper()
 	seen := map[string]bool{}
 	releaseAt, firstNeed := -1, -1
+	order := []Phase{PhasePatch, PhaseConfig, PhaseCompile, PhaseModules, PhasePackage}
+	last := 0
 	for i, s := range p.Steps {
+		if at := slices.Index(order, s.Phase); at < last {
+			t.Errorf("step %s: phase %q is unknown or comes after %q", s.Name, s.Phase, order[last])
+		} else {
+			last = at
+		}
 		if seen[s.Name] {
 			t.Errorf("step name %q twice", s.Name)
 		}

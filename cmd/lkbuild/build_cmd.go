@@ -7,17 +7,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
-	"github.com/lkbuild/lkbuild/internal/kernelgit"
+	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
-	"github.com/lkbuild/lkbuild/toolchain"
 )
 
 const buildDescription = `Builds the kernel of one series for one arch the way LinuxKit's
@@ -53,6 +51,7 @@ func buildFlags() []cli.Flag {
 	return append(append(queryFlags(),
 		archFlag("arch to build"),
 		&cli.StringFlag{Name: "builder-image", Usage: "image the build runs in (registry reference or oci:DIR:NAME); default: the series' BUILD_IMAGE"},
+		&cli.StringFlag{Name: "builder-name", Usage: "the builder's name recorded in the image (buildimage label, /kernel-builder); default: --builder-image, or NAME of oci:DIR:NAME"},
 		&cli.StringFlag{Name: "source-mirror", Usage: "kernel.org-style mirror of the sources: URL or local directory", Value: kernel.DefaultSourceMirror, EnvVars: []string{"LKBUILD_SOURCE_MIRROR"}},
 		&cli.StringFlag{Name: "keys", Usage: "PGP keys that sign the sources (default: <kernel-dir>/common/keys.asc)"},
 		&cli.StringFlag{Name: "ucode-repo", Usage: "git URL or local mirror of the Intel microcode (x86_64)", Value: kernel.UcodeRepo, EnvVars: []string{"LKBUILD_UCODE_REPO"}},
@@ -90,81 +89,35 @@ func buildCommand() *cli.Command {
 	}
 }
 
-// buildTarget is what both build and push work out from the flags.
-type buildTarget struct {
-	checkout  *kernel.Checkout
-	kernelDir string
-	repo      *kernelgit.Repo
-	query     kernel.Query
-	arch      kernel.Arch
-	// platform is arch's toolchain form (OCI platform, emulation).
-	platform toolchain.Arch
-	hash     string
-	tags     []kernel.Tag
+// buildRequest is the build the flags name.
+func buildRequest(c *cli.Context) builder.Request {
+	r := builder.Request{
+		KernelDir: c.String("kernel-dir"), HashCommit: c.String("hash-commit"),
+		Query: queryOptions(c), Arch: c.String("arch"),
+		BuilderImage: c.String("builder-image"), BuilderName: c.String("builder-name"),
+		Jobs: c.Int("jobs"), NoUcode: c.Bool("no-ucode"), KeysFile: c.String("keys"),
+	}
+	if c.IsSet("epoch") {
+		e := time.Unix(c.Int64("epoch"), 0)
+		r.Epoch = &e
+	}
+	return r
 }
 
-func resolveTarget(c *cli.Context) (*buildTarget, error) {
-	a, err := kernel.ParseArch(c.String("arch"))
-	if err != nil {
-		return nil, err
-	}
-	opts := openOptions(c)
-	co, err := kernelgit.Open(opts)
-	if err != nil {
-		return nil, err
-	}
-	t := &buildTarget{checkout: co, kernelDir: kernelgit.KernelDir(opts), query: queryOptions(c), arch: a}
-	if t.platform, err = toolchain.ParseArch(a.Uname); err != nil {
-		return nil, err
-	}
-	if t.kernelDir, err = filepath.Abs(t.kernelDir); err != nil {
-		return nil, err
-	}
-	t.repo, _ = co.Rev.(*kernelgit.Repo)
-	if t.repo == nil {
-		return nil, fmt.Errorf("kernel dir %s is not in a git work tree: the image's tags need the series hash", t.kernelDir)
-	}
-	s, _, err := co.Resolve(t.query)
-	if err != nil {
-		return nil, err
-	}
-	if t.hash, err = co.Hash(s); err != nil {
-		return nil, err
-	}
-	if t.tags, err = co.Tags(t.query, a); err != nil {
-		return nil, err
-	}
-	return t, nil
+// cacheDir is --cache-dir's layout.
+func cacheDir(c *cli.Context) (cachedir.Dir, error) {
+	return cachedir.New(c.String("cache-dir"))
 }
 
 func buildAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see lkbuild --help)", c.Args().First())
 	}
-	t, err := resolveTarget(c)
+	t, err := builder.Resolve(c.Context, buildRequest(c))
 	if err != nil {
 		return err
 	}
-	epoch, err := buildEpoch(c, t.repo)
-	if err != nil {
-		return err
-	}
-	jobs := c.Int("jobs")
-	if jobs <= 0 {
-		jobs = toolchain.UsableCPUs().Jobs()
-	}
-	plan, err := kernel.NewPlan(t.checkout.Dir, t.query, t.arch, kernel.PlanOptions{
-		Jobs: jobs, Epoch: epoch, BuilderImage: c.String("builder-image"), NoUcode: c.Bool("no-ucode"),
-	})
-	if err != nil {
-		return err
-	}
-	keys, err := readKeys(c, t.kernelDir)
-	if err != nil {
-		return err
-	}
-	cacheDir := c.String("cache-dir")
-	cache, err := oci.OpenStore(filepath.Join(cacheDir, "blobs"))
+	cache, err := cacheDir(c)
 	if err != nil {
 		return err
 	}
@@ -176,75 +129,34 @@ func buildAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	emu, err := emulationFor(c, t.platform)
-	if err != nil {
-		return err
-	}
-	rev, _, err := t.repo.Commit()
+	emu, err := emulationFor(c, t.Platform)
 	if err != nil {
 		return err
 	}
 	r := newRenderer(c)
 	defer r.close()
-	opts := builder.BuildOptions{
-		Plan: plan, KernelDir: t.kernelDir, Hash: t.hash, Tags: t.tags,
-		Revision: rev, SourceRepo: t.repo.RemoteURL(), Version: c.App.Version,
-		Registry: reg, Cache: cache, CacheDir: cacheDir, Output: out,
-		SourceMirror: c.String("source-mirror"), Keyring: keys, UcodeRepo: c.String("ucode-repo"),
-		Emulation: emu, XZLevel: c.Int("xz-level"),
-		Push: c.Bool("push"), Force: c.Bool("force"),
-		Events: r.event,
+	env := builder.Environment{
+		Registry: reg, Cache: cache, Output: out,
+		SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"), Emulation: emu,
+	}
+	pol := builder.Policy{
+		Push: c.Bool("push"), Force: c.Bool("force"), XZLevel: c.Int("xz-level"),
+		Version: c.App.Version, Events: r.event,
 	}
 	if !c.Bool("json") {
-		r.printf("building %s for %s in %s (make -j%d)\n", t.tags[0], t.arch, plan.BuilderImage, plan.Jobs)
+		r.printf("building %s for %s in %s (make -j%d)\n", t.Tags[0], t.Arch, t.BuilderPull, t.Plan.Jobs)
 	}
-	res, err := builder.Build(c.Context, opts)
+	res, err := builder.Build(c.Context, t, env, pol)
 	r.close()
 	if err != nil {
-		return buildFailure(c, r, res, err)
+		return buildFailure(c, r, t, res, err)
 	}
 	return r.result(res)
 }
 
-// buildEpoch is --epoch, else SOURCE_DATE_EPOCH, else HEAD's commit time.
-func buildEpoch(c *cli.Context, repo *kernelgit.Repo) (time.Time, error) {
-	if e := c.Int64("epoch"); e >= 0 {
-		return time.Unix(e, 0).UTC(), nil
-	}
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		e, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || e < 0 {
-			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a count of seconds", s)
-		}
-		return time.Unix(e, 0).UTC(), nil
-	}
-	_, when, err := repo.Commit()
-	return when, err
-}
-
-// readKeys reads --keys, else the kernel dir's common/keys.asc (or, in the
-// flat layout, keys.asc).
-func readKeys(c *cli.Context, kernelDir string) (*kernel.Keyring, error) {
-	file := c.String("keys")
-	if file == "" {
-		file = filepath.Join(kernelDir, "common", "keys.asc")
-		if _, err := os.Stat(file); err != nil {
-			if _, err2 := os.Stat(filepath.Join(kernelDir, "keys.asc")); err2 == nil {
-				file = filepath.Join(kernelDir, "keys.asc")
-			}
-		}
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("source signing keys (--keys): %w", err)
-	}
-	defer f.Close()
-	return kernel.ReadKeyring(file, f)
-}
-
 // buildFailure prints what a user needs to fix a failed build and returns
 // the error to exit with.
-func buildFailure(c *cli.Context, r *renderer, res *builder.BuildResult, err error) error {
+func buildFailure(c *cli.Context, r *renderer, t *builder.Target, res *builder.BuildResult, err error) error {
 	w := c.App.ErrWriter
 	var se *builder.StepError
 	var cm *kernel.ConfigMismatchError
@@ -266,19 +178,14 @@ func buildFailure(c *cli.Context, r *renderer, res *builder.BuildResult, err err
 			fmt.Fprintln(w, "full log:", se.Log)
 		}
 	case errors.As(err, &pe):
-		args := []string{"lkbuild", "push"}
-		for _, f := range []string{"kernel-dir", "series", "version", "extra", "org", "image", "arch", "output"} {
-			if c.IsSet(f) {
-				args = append(args, "--"+f, c.String(f))
-			}
-		}
-		for _, f := range []string{"debug", "insecure-registry"} {
-			if c.Bool(f) {
-				args = append(args, "--"+f)
-			}
-		}
+		args := []string{"lkbuild"}
 		if c.IsSet("cache-dir") {
-			args = append([]string{args[0], "--cache-dir", c.String("cache-dir")}, args[1:]...)
+			args = append(args, "--cache-dir", c.String("cache-dir"))
+		}
+		args = append(append(args, "push"), t.Request.Args()...)
+		args = append(args, "--output", pe.Layout)
+		if c.Bool("insecure-registry") {
+			args = append(args, "--insecure-registry")
 		}
 		fmt.Fprintf(w, "the image is built and kept in %s; to retry the push:\n  %s\n", pe.Layout, strings.Join(args, " "))
 	}
@@ -308,10 +215,11 @@ Example:
 		Flags: append(append(queryFlags(),
 			archFlag("arch of the image"),
 			&cli.StringFlag{Name: "output", Usage: "OCI layout the image was written to", Value: defaultOutput(), EnvVars: []string{"LKBUILD_OUTPUT"}},
+			&cli.StringFlag{Name: "builder-image", Usage: "the builder image pushed to the -builder tag, when the build took it from an OCI layout (oci:DIR:NAME); default: the image's buildimage label"},
 		), registryFlags()...),
 		Before: needSeriesOrVersion,
 		Action: func(c *cli.Context) error {
-			t, err := resolveTarget(c)
+			t, err := builder.Resolve(c.Context, buildRequest(c))
 			if err != nil {
 				return err
 			}
@@ -319,13 +227,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			var ref string
-			for _, tag := range t.tags {
-				if tag.Kind == kernel.TagArchImage {
-					ref = tag.String()
-				}
-			}
-			img, _, err := out.ImageByName(ref)
+			img, _, err := out.ImageByName(t.Ref)
 			if err != nil {
 				return fmt.Errorf("%w (build it first: lkbuild build)", err)
 			}
@@ -337,9 +239,15 @@ Example:
 			if err != nil {
 				return err
 			}
+			// The builder for the -builder tag: an oci: layout given again,
+			// else the registry reference the image records.
+			builderRef := cfg.Config.Labels[builder.LabelBuildImage]
+			if b := c.String("builder-image"); b != "" {
+				builderRef = b
+			}
 			pushed, err := builder.Push(c.Context, builder.PushOptions{
-				Registry: reg, Image: img, Platform: t.platform.Platform(), Tags: t.tags,
-				BuilderImage: cfg.Config.Labels[builder.LabelBuildImage],
+				Registry: reg, Image: img, Platform: t.Platform.Platform(), Tags: t.Tags,
+				BuilderImage: builderRef,
 				Notify:       func(s string) { fmt.Fprintln(c.App.ErrWriter, s) },
 			})
 			for _, p := range pushed {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -59,8 +58,11 @@ files to other users fail there. Run as root for those.`,
 			if err != nil {
 				return err
 			}
-			cache := c.String("cache-dir")
-			store, err := oci.OpenStore(filepath.Join(cache, "blobs"))
+			cache, err := cacheDir(c)
+			if err != nil {
+				return err
+			}
+			store, err := cache.Blobs()
 			if err != nil {
 				return err
 			}
@@ -68,8 +70,8 @@ files to other users fail there. Run as root for those.`,
 				From: c.String("from"), Arch: arch, Run: c.StringSlice("run"),
 				Env:     append([]string{"PATH=" + kernel.DefaultPath, "HOME=/root"}, c.StringSlice("env")...),
 				Epoch:   time.Unix(secs, 0),
-				Rootfs:  toolchain.RootfsOptions{Registry: reg, Store: store, Dir: filepath.Join(cache, "rootfs")},
-				WorkDir: filepath.Join(cache, "work"),
+				Rootfs:  toolchain.RootfsOptions{Registry: reg, Store: store, Dir: cache.Rootfs()},
+				WorkDir: cache.Work(),
 				Stdout:  c.App.ErrWriter, Stderr: c.App.ErrWriter,
 				Notify: func(s string) { fmt.Fprintln(c.App.ErrWriter, "lkbuild:", s) },
 			}

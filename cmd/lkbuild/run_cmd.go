@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -153,13 +152,16 @@ func prepareRootfs(ctx context.Context, c *cli.Context, ref string, arch toolcha
 	if err != nil {
 		return toolchain.Rootfs{}, err
 	}
-	cache := c.String("cache-dir")
-	store, err := oci.OpenStore(filepath.Join(cache, "blobs"))
+	cache, err := cacheDir(c)
+	if err != nil {
+		return toolchain.Rootfs{}, err
+	}
+	store, err := cache.Blobs()
 	if err != nil {
 		return toolchain.Rootfs{}, err
 	}
 	return toolchain.PrepareRootfs(ctx, ref, arch, toolchain.RootfsOptions{
-		Registry: reg, Store: store, Dir: filepath.Join(cache, "rootfs"),
+		Registry: reg, Store: store, Dir: cache.Rootfs(),
 	})
 }
 

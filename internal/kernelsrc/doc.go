@@ -30,7 +30,7 @@
 //
 // # The cache
 //
-// Under Options.CacheDir/sources:
+// Under Options.Dir:
 //
 //	sha256/<hex>          tarballs whose SHA-256 matched a signed sums line
 //	trees/<hex>/<top>/    extracted trees whose .tar signature verified

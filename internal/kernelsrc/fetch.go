@@ -23,9 +23,9 @@ type Options struct {
 	// layout: an http or https URL, a file URL or a local directory (for
 	// air-gapped hosts). The default is kernel.DefaultSourceMirror.
 	Mirror string
-	// CacheDir is lkbuild's cache directory; sources go under
-	// CacheDir/sources (see the package documentation). Required.
-	CacheDir string
+	// Dir is where verified sources are kept (see the package
+	// documentation): lkbuild's cachedir.Dir.Sources(). Required.
+	Dir string
 	// Keyring holds the keys trusted to sign sha256sums.asc and the
 	// .tar.sign: LinuxKit's kernel/common/keys.asc. Required.
 	Keyring *kernel.Keyring
@@ -134,10 +134,10 @@ func Fetch(ctx context.Context, opts Options, v kernel.Version) (Tree, error) {
 }
 
 func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
-	if o.CacheDir == "" {
+	if o.Dir == "" {
 		return Tree{}, errors.New("no cache directory")
 	}
-	cacheDir, err := filepath.Abs(o.CacheDir)
+	cacheDir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return Tree{}, err
 	}
@@ -189,7 +189,7 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 		return Tree{}, fmt.Errorf("%s: %w: is %s released, and does the mirror have it?", files.Sums, err, v)
 	}
 	sum := hex.EncodeToString(want[:])
-	c, err := openCache(filepath.Join(cacheDir, "sources"))
+	c, err := openCache(cacheDir)
 	if err != nil {
 		return Tree{}, err
 	}

@@ -260,7 +260,7 @@ func replace(t *testing.T, path string, data []byte) {
 func (f *fixture) options(t *testing.T, mirror string) Options {
 	return Options{
 		Mirror:     mirror,
-		CacheDir:   t.TempDir(),
+		Dir:        t.TempDir(),
 		Keyring:    f.keyring,
 		Workers:    3,
 		retryDelay: time.Millisecond,
@@ -296,7 +296,7 @@ func checkTree(t *testing.T, tree Tree, tt *testTar, v kernel.Version) {
 // the digest it is named by.
 func checkClean(t *testing.T, cacheDir string) {
 	t.Helper()
-	src := filepath.Join(cacheDir, "sources")
+	src := cacheDir
 	for _, d := range []string{"tmp", "trees"} {
 		entries, err := os.ReadDir(filepath.Join(src, d))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -368,7 +368,7 @@ func TestFetchLocalMirror(t *testing.T) {
 				if !again.Cached || again.Dir != tree.Dir || again.SHA256 != tree.SHA256 {
 					t.Errorf("second fetch: %+v, want the cached %+v", again, tree)
 				}
-				if entries, _ := os.ReadDir(filepath.Join(o.CacheDir, "sources", "tmp")); len(entries) != 0 {
+				if entries, _ := os.ReadDir(filepath.Join(o.Dir, "tmp")); len(entries) != 0 {
 					t.Errorf("tmp/ holds %d entries after success", len(entries))
 				}
 			}
@@ -517,7 +517,7 @@ func TestFetchResume(t *testing.T) {
 		if len(s.log) != 3 {
 			t.Errorf("%d tarball requests, want 3", len(s.log))
 		}
-		checkClean(t, o.CacheDir)
+		checkClean(t, o.Dir)
 	})
 }
 
@@ -579,7 +579,7 @@ func TestFetchHTTPErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), srv.URL) {
 				t.Errorf("error %q does not name the URL", err)
 			}
-			checkClean(t, o.CacheDir)
+			checkClean(t, o.Dir)
 		})
 	}
 }
@@ -702,7 +702,7 @@ func TestFetchTampered(t *testing.T) {
 			if !strings.Contains(err.Error(), dir) {
 				t.Errorf("error %q does not name the file", err)
 			}
-			checkClean(t, o.CacheDir)
+			checkClean(t, o.Dir)
 		})
 	}
 }
@@ -774,7 +774,7 @@ func TestFetchLeftovers(t *testing.T) {
 	f := newFixture(t)
 	o := f.options(t, f.mirror)
 	sum := sha256.Sum256(f.xz[v71])
-	tmp := filepath.Join(o.CacheDir, "sources", "tmp")
+	tmp := filepath.Join(o.Dir, "tmp")
 	left := []string{
 		filepath.Join(tmp, hex.EncodeToString(sum[:])+".tree-123", "linux-6.6.71"),
 		filepath.Join(tmp, hex.EncodeToString(sum[:])+".xz-456"),
@@ -819,17 +819,17 @@ func TestFetchCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
-	checkClean(t, o.CacheDir)
+	checkClean(t, o.Dir)
 }
 
 func TestFetchOptions(t *testing.T) {
 	f := newFixture(t)
 	for name, o := range map[string]Options{
 		"no cache":     {Mirror: f.mirror, Keyring: f.keyring},
-		"no keyring":   {Mirror: f.mirror, CacheDir: t.TempDir()},
-		"bad scheme":   {Mirror: "ftp://example.invalid/pub", CacheDir: t.TempDir(), Keyring: f.keyring},
-		"remote file":  {Mirror: "file://host/pub", CacheDir: t.TempDir(), Keyring: f.keyring},
-		"zero version": {Mirror: f.mirror, CacheDir: t.TempDir(), Keyring: f.keyring},
+		"no keyring":   {Mirror: f.mirror, Dir: t.TempDir()},
+		"bad scheme":   {Mirror: "ftp://example.invalid/pub", Dir: t.TempDir(), Keyring: f.keyring},
+		"remote file":  {Mirror: "file://host/pub", Dir: t.TempDir(), Keyring: f.keyring},
+		"zero version": {Mirror: f.mirror, Dir: t.TempDir(), Keyring: f.keyring},
 	} {
 		v := v71
 		if name == "zero version" {

@@ -231,10 +231,10 @@ func fetchCmd(args []string) error {
 		defer stop()
 	}
 	tree, err := kernelsrc.Fetch(context.Background(), kernelsrc.Options{
-		Mirror:   *mirror,
-		CacheDir: *cache,
-		Keyring:  kr,
-		Workers:  *workers,
+		Mirror:  *mirror,
+		Dir:     filepath.Join(*cache, "sources"),
+		Keyring: kr,
+		Workers: *workers,
 	}, v)
 	if err != nil {
 		return err

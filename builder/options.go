@@ -1,0 +1,118 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/lkbuild/lkbuild/internal/cachedir"
+	"github.com/lkbuild/lkbuild/internal/gitfetch"
+	"github.com/lkbuild/lkbuild/internal/kernelsrc"
+	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/sandbox"
+	"github.com/lkbuild/lkbuild/toolchain"
+)
+
+// Environment is where a build runs: what it pulls from, caches in and
+// writes to. It does not change the image a build makes.
+type Environment struct {
+	// Registry pulls the builder image and, with Policy.Push, receives
+	// the result. Required.
+	Registry *oci.Registry
+	// Cache is lkbuild's cache directory (blobs, rootfs trees, sources,
+	// microcode, logs, scratch space). Required.
+	Cache cachedir.Dir
+	// Output is the OCI layout the image is written to. Required.
+	Output *oci.Store
+	// SourceMirror is where kernel sources come from (kernelsrc.Options);
+	// "" is kernel.org.
+	SourceMirror string
+	// UcodeRepo overrides the microcode repository (a URL or a local
+	// mirror); the tag is the plan's.
+	UcodeRepo string
+	// Emulation runs a foreign arch's builder; nil for the host's arch.
+	Emulation *toolchain.Emulation
+}
+
+// Policy is how a build goes: what it may skip, whether it pushes, what it
+// reports.
+type Policy struct {
+	// Push pushes every tag after writing the layout. Force builds even
+	// when the image exists (locally, or with Push in the registry).
+	Push, Force bool
+	// XZLevel is the xz preset of src/linux.tar.xz, 0-9 (the CLI's
+	// default is DefaultXZLevel; upstream uses 6).
+	XZLevel int
+	// Version is lkbuild's version, recorded in the Provenance only: it
+	// does not change the image.
+	Version string
+	// Events receives progress; nil discards it.
+	Events func(Event)
+}
+
+// check names the first missing or bad option.
+func (e Environment) check() error {
+	switch {
+	case e.Registry == nil:
+		return errors.New("build: no registry (Environment.Registry)")
+	case e.Cache.IsZero():
+		return errors.New("build: no cache directory (Environment.Cache)")
+	case e.Output == nil:
+		return errors.New("build: no output layout (Environment.Output)")
+	}
+	return nil
+}
+
+func (p Policy) check() error {
+	if p.XZLevel < 0 || p.XZLevel > 9 {
+		return fmt.Errorf("build: xz level %d is not 0-9", p.XZLevel)
+	}
+	return nil
+}
+
+// The work Build hands to other packages, as functions so that tests can
+// put fakes in their place (Option).
+type (
+	fetchSourceFunc   func(context.Context, kernelsrc.Options, kernel.Version) (kernelsrc.Tree, error)
+	fetchGitFunc      func(ctx context.Context, url, ref, dir string) (gitfetch.Checkout, error)
+	prepareRootfsFunc func(context.Context, string, toolchain.Arch, toolchain.RootfsOptions) (toolchain.Rootfs, error)
+	runFunc           func(context.Context, sandbox.Spec) error
+)
+
+// deps are the functions a build calls out to.
+type deps struct {
+	fetchSource   fetchSourceFunc
+	fetchGit      fetchGitFunc
+	prepareRootfs prepareRootfsFunc
+	run           runFunc
+}
+
+// Option changes how Build does its work. There are none for callers yet;
+// tests use the unexported ones to replace a dependency with a fake.
+type Option func(*deps)
+
+func makeDeps(opts []Option) deps {
+	d := deps{
+		fetchSource:   kernelsrc.Fetch,
+		fetchGit:      gitfetch.Fetch,
+		prepareRootfs: toolchain.PrepareRootfs,
+		run:           sandbox.Run,
+	}
+	for _, o := range opts {
+		o(&d)
+	}
+	return d
+}
+
+// withSources replaces kernelsrc.Fetch.
+func withSources(f fetchSourceFunc) Option { return func(d *deps) { d.fetchSource = f } }
+
+// withGit replaces gitfetch.Fetch.
+func withGit(f fetchGitFunc) Option { return func(d *deps) { d.fetchGit = f } }
+
+// withRootfs replaces toolchain.PrepareRootfs.
+func withRootfs(f prepareRootfsFunc) Option { return func(d *deps) { d.prepareRootfs = f } }
+
+// withRunner replaces sandbox.Run.
+func withRunner(f runFunc) Option { return func(d *deps) { d.run = f } }

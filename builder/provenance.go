@@ -1,0 +1,132 @@
+package builder
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/lkbuild/lkbuild/kernel"
+)
+
+// Labels and annotations of a kernel image.
+const (
+	LabelBuildImage = "org.mobyproject.linuxkit.kernel.buildimage"
+	LabelSource     = "org.opencontainers.image.source"
+	LabelRevision   = "org.opencontainers.image.revision"
+
+	// The inputs of the build, as manifest annotations (Provenance).
+	AnnotationPrefix        = "dev.lkbuild."
+	AnnotationSourceURL     = AnnotationPrefix + "source.url"
+	AnnotationSourceSHA256  = AnnotationPrefix + "source.sha256"
+	AnnotationBuilderImage  = AnnotationPrefix + "builder.image"
+	AnnotationBuilderDigest = AnnotationPrefix + "builder.digest"
+	AnnotationConfigSHA256  = AnnotationPrefix + "config.sha256"
+	AnnotationPatches       = AnnotationPrefix + "patches"
+	AnnotationEpoch         = AnnotationPrefix + "epoch"
+	AnnotationArch          = AnnotationPrefix + "arch"
+	AnnotationVariant       = AnnotationPrefix + "variant"
+	AnnotationSeriesHash    = AnnotationPrefix + "series.hash"
+	AnnotationUcodeCommit   = AnnotationPrefix + "ucode.commit"
+	AnnotationSourceXZ      = AnnotationPrefix + "source.xz"
+)
+
+// Provenance is what an image was built from and by. Its inputs are also
+// in the image, as annotations (Annotations), so that lkbuild verify can
+// rebuild it from the image alone. What does not change the build (the
+// lkbuild version that ran it, where the builder was read from) is kept
+// out of the image's digest: it is here only, for a referrer to carry.
+type Provenance struct {
+	// The build's inputs, each recorded in the image.
+	SourceURL     string        `json:"sourceURL"`
+	SourceSHA256  string        `json:"sourceSHA256"`
+	BuilderImage  string        `json:"builderImage"` // the recorded name
+	BuilderDigest string        `json:"builderDigest"`
+	ConfigSHA256  string        `json:"configSHA256"`
+	Patches       []PatchDigest `json:"patches,omitempty"`
+	Epoch         int64         `json:"epoch"`
+	Arch          string        `json:"arch"`
+	Variant       string        `json:"variant,omitempty"`
+	SeriesHash    string        `json:"seriesHash"`
+	UcodeCommit   string        `json:"ucodeCommit,omitempty"`
+	SourceXZ      string        `json:"sourceXZ"`
+
+	// Facts about the run that do not change the image.
+	LkbuildVersion string `json:"lkbuildVersion,omitempty"`
+	BuilderPulled  string `json:"builderPulledFrom,omitempty"`
+}
+
+// PatchDigest is one applied patch.
+type PatchDigest struct {
+	// File is the patch relative to the kernel directory.
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+}
+
+// Annotations are the build's inputs as manifest annotations.
+func (p Provenance) Annotations() map[string]string {
+	a := map[string]string{
+		AnnotationSourceURL:     p.SourceURL,
+		AnnotationSourceSHA256:  p.SourceSHA256,
+		AnnotationBuilderImage:  p.BuilderImage,
+		AnnotationBuilderDigest: p.BuilderDigest,
+		AnnotationConfigSHA256:  p.ConfigSHA256,
+		AnnotationEpoch:         strconv.FormatInt(p.Epoch, 10),
+		AnnotationArch:          p.Arch,
+		AnnotationVariant:       p.Variant,
+		AnnotationSeriesHash:    p.SeriesHash,
+		AnnotationSourceXZ:      p.SourceXZ,
+	}
+	var patches []string
+	for _, pd := range p.Patches {
+		patches = append(patches, pd.SHA256+"  "+path.Base(pd.File))
+	}
+	a[AnnotationPatches] = strings.Join(patches, "\n")
+	if p.UcodeCommit != "" {
+		a[AnnotationUcodeCommit] = p.UcodeCommit
+	}
+	return a
+}
+
+// provenance is this build's, once its inputs are fetched.
+func (b *build) provenance() Provenance {
+	config := sha256.Sum256(b.plan.Config)
+	variant := b.plan.Extra
+	if b.plan.Debug {
+		variant += kernel.DebugSuffix
+	}
+	p := Provenance{
+		SourceURL:      b.plan.SourceURL(),
+		SourceSHA256:   b.src.SHA256,
+		BuilderImage:   b.plan.BuilderImage,
+		BuilderDigest:  b.rootfs.Digest.String(),
+		ConfigSHA256:   hex.EncodeToString(config[:]),
+		Epoch:          b.plan.Epoch.Unix(),
+		Arch:           b.plan.Arch.Uname,
+		Variant:        variant,
+		SeriesHash:     b.t.Hash,
+		SourceXZ:       "-" + strconv.Itoa(b.pol.XZLevel),
+		LkbuildVersion: b.pol.Version,
+		BuilderPulled:  b.t.BuilderPull,
+	}
+	for _, ps := range b.patches {
+		p.Patches = append(p.Patches, PatchDigest{File: ps.rel, SHA256: ps.sha256})
+	}
+	if b.ucode != nil {
+		p.UcodeCommit = b.ucode.Commit
+	}
+	return p
+}
+
+// labels are the image config's labels.
+func (b *build) labels() map[string]string {
+	l := map[string]string{LabelBuildImage: b.plan.BuilderImage}
+	if b.t.Revision != "" {
+		l[LabelRevision] = b.t.Revision
+	}
+	if b.t.SourceRepo != "" {
+		l[LabelSource] = b.t.SourceRepo
+	}
+	return l
+}

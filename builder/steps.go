@@ -1,0 +1,227 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/sandbox"
+)
+
+// steps runs the plan's steps.
+func (b *build) steps(ctx context.Context, d sandboxDirs) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	var bgMu sync.Mutex
+	var bgErr error
+	bgFailed := func() error {
+		bgMu.Lock()
+		defer bgMu.Unlock()
+		return bgErr
+	}
+
+	release := ""
+	after := false
+	for _, s := range b.plan.Steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := bgFailed(); err != nil {
+			return err
+		}
+		s, err := s.Expand(release)
+		if err != nil {
+			return err
+		}
+		b.startPhase(string(s.Phase))
+		b.emit(Event{Kind: EventStep, Step: s.Name, Message: s.String()})
+		b.logf("step %s", s)
+		if s.Background {
+			// The patched tree, archived while the build goes on: a
+			// read-only view of the patches' upper dir, which no later
+			// step writes.
+			t, ok := s.Action.(*kernel.TarArchive)
+			if !ok || !strings.HasPrefix(t.To, b.plan.Paths.Out+"/") {
+				return fmt.Errorf("step %s: only a source archive into %s runs in the background", s.Name, b.plan.Paths.Out)
+			}
+			after = true
+			spec := b.spec(d, true, true)
+			bg.Add(1)
+			go func() {
+				defer bg.Done()
+				if err := b.sourceArchive(ctx, spec, s, filepath.Join(d.out, filepath.FromSlash(strings.TrimPrefix(t.To, b.plan.Paths.Out+"/")))); err != nil {
+					bgMu.Lock()
+					bgErr = err
+					bgMu.Unlock()
+					cancel()
+				}
+			}()
+			continue
+		}
+		spec := b.spec(d, after, false)
+		if s.Action != nil {
+			err = b.action(ctx, spec, s)
+		} else {
+			var out []byte
+			out, err = b.command(ctx, spec, s)
+			if err == nil && s.PrintsRelease {
+				if release, err = kernel.ParseRelease(out, b.plan.Version); err == nil {
+					b.res.Release = release
+					b.emit(Event{Kind: EventNote, Message: "kernel release " + release})
+				}
+			}
+		}
+		if err != nil {
+			if bgErr := bgFailed(); ctx.Err() != nil && bgErr != nil {
+				return bgErr
+			}
+			return err
+		}
+	}
+	bg.Wait()
+	if err := bgFailed(); err != nil {
+		return err
+	}
+	return b.checkOutputs(d.out)
+}
+
+// command runs a command step. It returns what the command printed on
+// standard output when the step prints the release.
+func (b *build) command(ctx context.Context, spec sandbox.Spec, s kernel.Step) ([]byte, error) {
+	spec.Args, spec.Env, spec.Dir = s.Args, s.Env, s.Dir
+	if e := b.env.Emulation; e != nil && !e.Register {
+		spec.Env = sandbox.EnvDefaults(spec.Env, e.Env)
+	}
+	var stdout bytes.Buffer
+	log := logWriter{b}
+	var out io.Writer = log
+	var lines *lineWriter
+	switch {
+	case s.PrintsRelease:
+		out = io.MultiWriter(log, &stdout)
+	case s.Patch != "":
+		out = io.MultiWriter(log, &stdout)
+	case s.CountsObjects:
+		total := b.objectEstimate()
+		var n int64
+		lines = &lineWriter{line: func(l string) {
+			if objectLine.MatchString(l) {
+				n++
+				b.emit(Event{Kind: EventProgress, Step: s.Name, Done: n, Total: total, Unit: "objects"})
+			}
+		}}
+		out = io.MultiWriter(log, lines)
+		defer func() {
+			if n > 0 {
+				b.saveObjectCount(n)
+			}
+		}()
+	}
+	spec.Stdout, spec.Stderr = out, log
+	spec.Notify = func(msg string) { b.emit(Event{Kind: EventNote, Message: msg}) }
+	err := b.deps.run(ctx, spec)
+	if lines != nil {
+		lines.flush()
+	}
+	if err == nil {
+		return stdout.Bytes(), nil
+	}
+	if ctx.Err() != nil {
+		return nil, err
+	}
+	se := &StepError{Step: s.Name, Err: err, Log: b.res.Log}
+	var ee *sandbox.ExitError
+	if errors.As(err, &ee) {
+		se.Code = ee.Code
+	}
+	if s.Patch != "" {
+		se.Patch = s.Patch
+		se.Rejected = rejectedHunks(stdout.String(), filepath.Join(b.t.KernelDir, filepath.FromSlash(s.PatchFile)))
+	}
+	se.Tail = b.tail()
+	return nil, se
+}
+
+// action runs a step lkbuild does itself, inside the sandbox, where the
+// source overlay is.
+func (b *build) action(ctx context.Context, spec sandbox.Spec, s kernel.Step) error {
+	req, err := newStepRequest(s.Action, b.plan.Epoch, b.xzCommand())
+	if err != nil {
+		return err
+	}
+	in, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	spec.Args = []string{"/proc/self/exe", StepArg}
+	spec.Env = []string{"PATH=" + kernel.DefaultPath}
+	if e := b.env.Emulation; e != nil {
+		// The action is lkbuild itself, a host binary; xz is the
+		// builder's and may need the emulator's environment.
+		spec.Env = sandbox.EnvDefaults(spec.Env, e.Env)
+	}
+	spec.Stdin, spec.Stdout, spec.Stderr = bytes.NewReader(in), &out, logWriter{b}
+	if err := b.deps.run(ctx, spec); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return &StepError{Step: s.Name, Err: err, Log: b.res.Log, Tail: b.tail()}
+	}
+	var res stepResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		return &StepError{Step: s.Name, Err: fmt.Errorf("read the step's result: %w", err), Log: b.res.Log}
+	}
+	if res.Mismatch != nil {
+		return res.Mismatch
+	}
+	if res.Error != "" {
+		return &StepError{Step: s.Name, Err: errors.New(res.Error), Log: b.res.Log}
+	}
+	return nil
+}
+
+// checkOutputs makes sure out holds exactly the plan's outputs.
+func (b *build) checkOutputs(out string) error {
+	want := map[string]bool{}
+	for _, o := range b.plan.Outputs {
+		want[o.Path] = true
+	}
+	var extra []string
+	err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(out, p)
+		rel = filepath.ToSlash(rel)
+		if want[rel] {
+			delete(want, rel)
+		} else {
+			extra = append(extra, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("build outputs: %w", err)
+	}
+	if len(want) > 0 || len(extra) > 0 {
+		var missing []string
+		for k := range want {
+			missing = append(missing, k)
+		}
+		slices.Sort(missing)
+		return fmt.Errorf("build outputs: missing %v, unexpected %v", missing, extra)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+// Package cachedir is the layout of lkbuild's cache directory
+// ($XDG_CACHE_HOME/lkbuild, or --cache-dir): every subdirectory is named
+// here and nowhere else, so a bundle or an offline mode has one place to
+// plug in.
+//
+//	blobs/     image blobs by digest (an oci.Store)
+//	rootfs/    unpacked builder rootfs trees, one per manifest digest
+//	sources/   verified kernel tarballs and their extracted trees
+//	git/       fetched git trees (the Intel microcode), by URL and tag
+//	archives/  src/linux.tar.xz by its inputs
+//	stats/     object counts of earlier builds, for progress totals
+//	logs/      the log of each build, by tag
+//	work/      scratch space of running builds (removed when they end)
+package cachedir
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/lkbuild/lkbuild/oci"
+)
+
+// Dir is a cache directory.
+type Dir struct{ root string }
+
+// New returns the cache rooted at root, made absolute. It creates nothing:
+// each user of a subdirectory creates it when it first writes there.
+func New(root string) (Dir, error) {
+	if root == "" {
+		return Dir{}, errors.New("cache directory: none given")
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return Dir{}, fmt.Errorf("cache directory: %w", err)
+	}
+	return Dir{root: abs}, nil
+}
+
+// Root is the cache directory itself.
+func (d Dir) Root() string { return d.root }
+
+// IsZero reports whether d was never set.
+func (d Dir) IsZero() bool { return d.root == "" }
+
+// Blobs opens the blob store.
+func (d Dir) Blobs() (*oci.Store, error) { return oci.OpenStore(d.BlobsDir()) }
+
+// BlobsDir holds image blobs by digest.
+func (d Dir) BlobsDir() string { return d.join("blobs") }
+
+// Rootfs holds unpacked builder rootfs trees.
+func (d Dir) Rootfs() string { return d.join("rootfs") }
+
+// Sources holds verified kernel sources.
+func (d Dir) Sources() string { return d.join("sources") }
+
+// Git holds fetched git trees.
+func (d Dir) Git() string { return d.join("git") }
+
+// Archives holds source archives (src/linux.tar.xz) by their inputs.
+func (d Dir) Archives() string { return d.join("archives") }
+
+// Stats holds object counts of earlier builds.
+func (d Dir) Stats() string { return d.join("stats") }
+
+// Logs holds build logs.
+func (d Dir) Logs() string { return d.join("logs") }
+
+// Work is the scratch space of running builds.
+func (d Dir) Work() string { return d.join("work") }
+
+func (d Dir) join(name string) string { return filepath.Join(d.root, name) }
