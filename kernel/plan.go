@@ -1,3 +1,7 @@
+// This file is long because the plan is one ordered recipe: the steps of
+// upstream's Dockerfile, in its order, with the types that describe them;
+// reading it top to bottom is reading the build.
+
 package kernel
 
 import (

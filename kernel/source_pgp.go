@@ -1,3 +1,7 @@
+// This file is long because it is the whole of source verification by
+// signature (keyring parsing, clearsigned sums, detached tar signatures)
+// and every failure gets its own error a user can act on.
+
 package kernel
 
 import (

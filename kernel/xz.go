@@ -1,3 +1,7 @@
+// This file is a parallel xz block decoder (index, block headers,
+// workers); it is long because the format's parts only make sense
+// together. The sequential fallback is in xz_reader.go.
+
 package kernel
 
 import (

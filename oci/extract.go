@@ -1,3 +1,7 @@
+// This file holds the portable half of the extractor (tar reading,
+// whiteouts, hard links, the checks on names and link targets); it is long
+// because those rules only make sense read together.
+
 package oci
 
 import (

@@ -1,5 +1,10 @@
 //go:build linux
 
+// This file is long because it is one security boundary: every entry of
+// an untrusted layer is created relative to directory fds the extractor
+// holds, and splitting the fd bookkeeping across files would hide how each
+// path is kept inside the root.
+
 package oci
 
 import (

@@ -1,3 +1,7 @@
+// This file is long because it writes a whole newc initramfs in Go: the
+// cpio format, the busybox /init and the module markers the boot tests
+// look for.
+
 package boottest
 
 import (
