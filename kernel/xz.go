@@ -1,6 +1,6 @@
-// This file is a parallel xz block decoder (index, block headers,
-// workers); it is long because the format's parts only make sense
-// together. The sequential fallback is in xz_reader.go.
+// This file is long because it parses the whole .xz container (stream
+// header and footer, index, block headers, checks) in one place; the
+// comment after the imports says why lkbuild reads it itself.
 
 package kernel
 
