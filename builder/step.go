@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/lkbuild/lkbuild/kernel"
@@ -35,10 +36,41 @@ type stepRequest struct {
 	XZ []string `json:",omitempty"`
 }
 
-// stepResult is what a step action writes on its standard output.
+// stepResult is what a step action writes on its standard output. An
+// error keeps its kind across the re-exec: a config mismatch as itself,
+// a failed system call as its errno.
 type stepResult struct {
 	Error    string                      `json:",omitempty"`
+	Errno    syscall.Errno               `json:",omitempty"`
 	Mismatch *kernel.ConfigMismatchError `json:",omitempty"`
+}
+
+// err is the action's error as the runner returns it, nil on success.
+func (r stepResult) err() error {
+	switch {
+	case r.Mismatch != nil:
+		return r.Mismatch
+	case r.Error != "":
+		return &ActionError{Msg: r.Error, Errno: r.Errno}
+	}
+	return nil
+}
+
+// ActionError is a step action that failed inside the sandbox. Errno is
+// the failed system call's error, if one caused it, so that callers can
+// ask errors.Is(err, fs.ErrNotExist).
+type ActionError struct {
+	Msg   string
+	Errno syscall.Errno
+}
+
+func (e *ActionError) Error() string { return e.Msg }
+
+func (e *ActionError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
 }
 
 // newStepRequest wraps a plan action.
@@ -75,6 +107,7 @@ func stepMain(stdin io.Reader, stdout io.Writer) int {
 		if errors.As(err, &m) {
 			res.Mismatch = m
 		}
+		errors.As(err, &res.Errno)
 		res.Error = err.Error()
 	}
 	if err := json.NewEncoder(stdout).Encode(res); err != nil {

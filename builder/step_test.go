@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,7 +80,9 @@ func TestStepActions(t *testing.T) {
 		name    string
 		action  kernel.Action
 		wantErr string
-		check   func(t *testing.T, res stepResult)
+		// wantIs, when set, is what the error must be, across the re-exec.
+		wantIs error
+		check  func(t *testing.T, res stepResult)
 	}{
 		{
 			name:   "content",
@@ -149,6 +152,12 @@ func TestStepActions(t *testing.T) {
 			wantErr: "kernel-dev.tar needs .config",
 		},
 		{
+			name:    "config that was never made",
+			action:  &kernel.ConfigCheck{Path: filepath.Join(src, "no-such/.config"), Want: stored, File: "kernel/6.6.x/config-x86_64"},
+			wantErr: "read the built config",
+			wantIs:  fs.ErrNotExist,
+		},
+		{
 			name:   "config that matches",
 			action: &kernel.ConfigCheck{Path: filepath.Join(src, ".config"), Want: stored, File: "kernel/6.6.x/config-x86_64"},
 		},
@@ -171,6 +180,9 @@ func TestStepActions(t *testing.T) {
 			}
 			if tc.wantErr != "" && !strings.Contains(res.Error, tc.wantErr) {
 				t.Fatalf("error %q, want %q", res.Error, tc.wantErr)
+			}
+			if err := res.err(); tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Fatalf("error %v (errno %d) is not %v", err, res.Errno, tc.wantIs)
 			}
 			if tc.check != nil {
 				tc.check(t, res)

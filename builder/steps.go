@@ -183,11 +183,12 @@ func (b *build) action(ctx context.Context, spec sandbox.Spec, s kernel.Step) er
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		return &StepError{Step: s.Name, Err: fmt.Errorf("read the step's result: %w", err), Log: b.res.Log}
 	}
-	if res.Mismatch != nil {
-		return res.Mismatch
-	}
-	if res.Error != "" {
-		return &StepError{Step: s.Name, Err: errors.New(res.Error), Log: b.res.Log}
+	if err := res.err(); err != nil {
+		var m *kernel.ConfigMismatchError
+		if errors.As(err, &m) {
+			return m
+		}
+		return &StepError{Step: s.Name, Err: err, Log: b.res.Log}
 	}
 	return nil
 }
