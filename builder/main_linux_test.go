@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -17,13 +16,5 @@ var fixtures rootfstest.Trees
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit(os.Args)
 	MaybeRunStep(os.Args)
-	trees, cleanup, err := rootfstest.Unpack(rootfstest.AMD64)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fixtures = trees
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	os.Exit(rootfstest.Run(m, &fixtures, rootfstest.AMD64))
 }

@@ -103,3 +103,17 @@ func unpack(tgz, dir string) error {
 	_, err = oci.ExtractLayer(context.Background(), zr, dir)
 	return err
 }
+
+// Run is the rest of a TestMain: it unpacks the fixtures named by vars
+// into *trees, runs the tests, removes the trees and returns the exit
+// code.
+func Run(m *testing.M, trees *Trees, vars ...string) int {
+	t, cleanup, err := Unpack(vars...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*trees = t
+	defer cleanup()
+	return m.Run()
+}
