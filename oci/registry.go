@@ -159,7 +159,7 @@ func (r *Registry) parse(ref string) (name.Reference, error) {
 
 func (r *Registry) remoteOptions(ctx context.Context) []remote.Option {
 	rt := &retryTransport{
-		base:     r.o.transport,
+		base:     redactTransport{base: r.o.transport},
 		attempts: r.o.attempts,
 		backoff:  r.o.backoff,
 		maxWait:  r.o.maxWait,
