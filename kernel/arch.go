@@ -78,7 +78,11 @@ func ParseArch(s string) (Arch, error) {
 		if s == a.Uname || s == a.OCI {
 			return a, nil
 		}
-		names = append(names, a.Uname+"/"+a.OCI)
+		if a.OCI == a.Uname {
+			names = append(names, a.Uname)
+		} else {
+			names = append(names, a.Uname+"/"+a.OCI)
+		}
 	}
 	return Arch{}, fmt.Errorf("unknown arch %q (want one of %s)", s, strings.Join(names, ", "))
 }

@@ -29,6 +29,11 @@ func TestParseArch(t *testing.T) {
 			t.Errorf("ParseArch(%q) = %+v, want an error", bad, a)
 		}
 	}
+	// The error lists each arch once, by both names where they differ.
+	_, err := ParseArch("s390x")
+	if want := `unknown arch "s390x" (want one of aarch64/arm64, riscv64, x86_64/amd64)`; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
 }
 
 func TestArchBootImagesFallBack(t *testing.T) {
