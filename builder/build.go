@@ -125,7 +125,7 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 	if b.pol.Push {
 		b.startPhase(PhasePush)
 		pushed, err := Push(ctx, PushOptions{
-			Registry: b.env.Registry, Image: img, Platform: b.t.Platform.Platform(), Tags: b.t.Tags,
+			Registry: b.env.Registry, Image: img, Platform: toolchain.Platform(b.t.Arch), Tags: b.t.Tags,
 			BuilderImage: b.t.BuilderPull, BuilderSource: b.builderSource(),
 			Notify: func(s string) { b.emit(Event{Kind: EventNote, Message: s}) },
 		})
@@ -225,7 +225,7 @@ func (b *build) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.rootfs, err = b.deps.prepareRootfs(ctx, b.t.BuilderPull, b.t.Platform, toolchain.RootfsOptions{
+	b.rootfs, err = b.deps.prepareRootfs(ctx, b.t.BuilderPull, b.t.Arch, toolchain.RootfsOptions{
 		Registry: b.env.Registry, Store: store, Dir: b.env.Cache.Rootfs(),
 		Progress: func(p oci.Progress) {
 			b.emit(Event{Kind: EventProgress, Message: "pull " + p.Digest.String(), Done: p.Complete, Total: p.Total, Unit: "bytes"})
@@ -249,7 +249,7 @@ func (b *build) image(ctx context.Context, out string) (v1.Image, error) {
 		return nil, fmt.Errorf("package: %w", err)
 	}
 	img, err := oci.NewImage(oci.ImageSpec{
-		Platform:    b.t.Platform.Platform(),
+		Platform:    toolchain.Platform(b.t.Arch),
 		Created:     b.plan.Epoch,
 		Labels:      b.labels(),
 		Annotations: b.res.Provenance.Annotations(),
@@ -269,7 +269,7 @@ func (b *build) image(ctx context.Context, out string) (v1.Image, error) {
 			names = append(names, t.String())
 		}
 	}
-	if err := b.env.Output.WriteLayout(ctx, img, b.t.Platform.Platform(), names...); err != nil {
+	if err := b.env.Output.WriteLayout(ctx, img, toolchain.Platform(b.t.Arch), names...); err != nil {
 		return nil, fmt.Errorf("package: %w", err)
 	}
 	if b.res.Digest, err = img.Digest(); err != nil {

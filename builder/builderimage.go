@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/lkbuild/lkbuild/internal/rmtree"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
@@ -24,7 +25,7 @@ import (
 type BuilderImageOptions struct {
 	// From is the base image reference.
 	From string
-	Arch toolchain.Arch
+	Arch kernel.Arch
 	// Run holds shell commands, run in order with /bin/sh -c in one
 	// sandbox filesystem, with the host's network (they usually install
 	// packages).

@@ -43,8 +43,8 @@ func TestBuildBuilderImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	amd64, _ := toolchain.ParseArch("amd64")
-	img, err := oci.NewImage(oci.ImageSpec{Platform: amd64.Platform(), Created: epoch, Layers: []oci.ImageLayer{{Layer: base}}})
+	amd64, _ := kernel.ParseArch("amd64")
+	img, err := oci.NewImage(oci.ImageSpec{Platform: toolchain.Platform(amd64), Created: epoch, Layers: []oci.ImageLayer{{Layer: base}}})
 	if err != nil {
 		t.Fatal(err)
 	}

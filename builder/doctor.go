@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
@@ -56,7 +57,7 @@ func Doctor(ctx context.Context) []Check {
 	}
 	host, _ := toolchain.HostArch()
 	for _, name := range []string{"x86_64", "aarch64", "riscv64"} {
-		a, _ := toolchain.ParseArch(name)
+		a, _ := kernel.ParseArch(name)
 		if a.Uname == host.Uname {
 			continue
 		}

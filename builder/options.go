@@ -76,7 +76,7 @@ func (p Policy) check() error {
 type (
 	fetchSourceFunc   func(context.Context, kernelsrc.Options, kernel.Version) (kernelsrc.Tree, error)
 	fetchGitFunc      func(ctx context.Context, url, ref, dir string) (gitfetch.Checkout, error)
-	prepareRootfsFunc func(context.Context, string, toolchain.Arch, toolchain.RootfsOptions) (toolchain.Rootfs, error)
+	prepareRootfsFunc func(context.Context, string, kernel.Arch, toolchain.RootfsOptions) (toolchain.Rootfs, error)
 	runFunc           func(context.Context, sandbox.Spec) error
 )
 

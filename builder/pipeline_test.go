@@ -129,7 +129,7 @@ func (w *fakeWorld) options() []Option {
 		withGit(func(ctx context.Context, url, ref, dir string) (gitfetch.Checkout, error) {
 			return gitfetch.Checkout{}, errors.New("fake git: the tests build without microcode")
 		}),
-		withRootfs(func(ctx context.Context, ref string, a toolchain.Arch, o toolchain.RootfsOptions) (toolchain.Rootfs, error) {
+		withRootfs(func(ctx context.Context, ref string, a kernel.Arch, o toolchain.RootfsOptions) (toolchain.Rootfs, error) {
 			return toolchain.Rootfs{Dir: w.rootDir, Ref: ref, Digest: w.digest}, nil
 		}),
 		withRunner(w.run),

@@ -64,10 +64,8 @@ type Target struct {
 	// Dir is the kernel directory's model; KernelDir its absolute path.
 	Dir       *kernel.Dir
 	KernelDir string
-	// Arch is the target arch; Platform its form for images and
-	// emulation.
-	Arch     kernel.Arch
-	Platform toolchain.Arch
+	// Arch is the target arch.
+	Arch kernel.Arch
 	// Hash is the series hash; Tags every tag of the build; Ref the
 	// single-arch image's name (repository:V-H-A).
 	Hash string
@@ -100,10 +98,6 @@ func Resolve(ctx context.Context, r Request) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	platform, err := toolchain.ParseArch(a.Uname)
-	if err != nil {
-		return nil, err
-	}
 	opts := kernelgit.Options{KernelDir: r.KernelDir, Commit: r.HashCommit}
 	co, err := kernelgit.Open(opts)
 	if err != nil {
@@ -113,7 +107,7 @@ func Resolve(ctx context.Context, r Request) (*Target, error) {
 	if repo == nil {
 		return nil, fmt.Errorf("kernel dir %s is not in a git work tree: the image's tags need the series hash: %w", kernelgit.KernelDir(opts), ErrNoGit)
 	}
-	t := &Target{Dir: co.Dir, Arch: a, Platform: platform, SourceRepo: repo.RemoteURL()}
+	t := &Target{Dir: co.Dir, Arch: a, SourceRepo: repo.RemoteURL()}
 	// The kernel directory as an absolute path: the sandbox binds it.
 	if t.KernelDir, err = filepath.Abs(kernelgit.KernelDir(opts)); err != nil {
 		return nil, fmt.Errorf("kernel dir: %w", err)

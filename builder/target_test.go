@@ -20,7 +20,7 @@ func TestResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tg.Arch.Uname != "x86_64" || tg.Platform.GoArch != "amd64" || len(tg.Revision) != 40 || tg.Hash == "" {
+	if tg.Arch.Uname != "x86_64" || tg.Arch.OCI != "amd64" || len(tg.Revision) != 40 || tg.Hash == "" {
 		t.Errorf("target %+v", tg)
 	}
 	if !strings.HasSuffix(tg.Ref, "-amd64") || !strings.HasPrefix(tg.Ref, kernel.DefaultOrg+"/"+kernel.DefaultImage+":6.12.117-"+tg.Hash) {

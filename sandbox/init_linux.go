@@ -27,7 +27,7 @@ func initMain() int {
 	report := os.NewFile(reportFD, "report")
 	enc := json.NewEncoder(report)
 	fail := func(step string, err error) int {
-		enc.Encode(initReport{Step: step, Error: err.Error()})
+		enc.Encode(failReport(step, err))
 		return ExitSetupFailed
 	}
 	var cfg initConfig
@@ -46,7 +46,8 @@ func initMain() int {
 	}
 	path, err := lookPath(cfg.Args[0], cfg.Env)
 	if err != nil {
-		return fail("find command", err)
+		enc.Encode(failReport(stepStart, err))
+		return 127 // as a shell's "command not found"
 	}
 	// Catch signals before starting the child so none is lost.
 	sigs := make(chan os.Signal, 32)
@@ -65,7 +66,7 @@ func initMain() int {
 		if errors.Is(err, fs.ErrNotExist) {
 			code = 127
 		}
-		enc.Encode(initReport{Step: "start command", Error: err.Error()})
+		enc.Encode(failReport(stepStart, err))
 		return code
 	}
 	report.Close()
@@ -84,7 +85,7 @@ func awaitMapsAndReexec() int {
 	unix.Close(goFD)
 	err := unix.Exec("/proc/self/exe", []string{InitName}, os.Environ())
 	enc := json.NewEncoder(os.NewFile(reportFD, "report"))
-	enc.Encode(initReport{Step: "re-execute after id mapping", Error: err.Error()})
+	enc.Encode(failReport("re-execute after id mapping", err))
 	return ExitSetupFailed
 }
 
@@ -142,8 +143,15 @@ func lookPath(name string, env []string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s: not found in PATH=%s", name, path)
+	return "", &notInPathError{name: name, path: path}
 }
+
+// notInPathError is lookPath's error. Like a shell's "command not found"
+// it wraps ENOENT, which the parent then matches to ErrCommandNotFound.
+type notInPathError struct{ name, path string }
+
+func (e *notInPathError) Error() string { return e.name + ": not found in PATH=" + e.path }
+func (e *notInPathError) Unwrap() error { return unix.ENOENT }
 
 // setupRoot builds the sandbox's root filesystem and pivots into it. It
 // returns the name of the step that failed.
@@ -177,7 +185,7 @@ func setupRoot(cfg *initConfig, note func(string)) (string, error) {
 	}
 	for _, m := range cfg.Mounts {
 		if err := bindMount(root, m); err != nil {
-			return "bind " + m.Source + " to " + m.Target, err
+			return bindStep(m), err
 		}
 	}
 	if cfg.HostNetwork {

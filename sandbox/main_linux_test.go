@@ -11,10 +11,14 @@ import (
 // fixtures are the rootfs trees TestMain unpacked.
 var fixtures rootfstest.Trees
 
-// TestMain doubles as the sandbox init (Run re-executes the test binary),
-// and unpacks the rootfs fixtures once.
+// TestMain doubles as the sandbox init (Run re-executes the test binary)
+// and as the test tool tests run in the sandbox (tinyRootfs), and unpacks
+// the rootfs fixtures once.
 func TestMain(m *testing.M) {
 	MaybeInit(os.Args)
+	if isTool(os.Args) {
+		os.Exit(runTool(os.Args[1:], os.Stdout))
+	}
 	if child := os.Getenv(childTestVar); child != "" {
 		os.Exit(runChildTest(child))
 	}

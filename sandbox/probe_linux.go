@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,14 +53,17 @@ func runInitOnce(cfg initConfig) error {
 		return err
 	}
 	defer repR.Close()
-	var report initReport
+	var failed error
 	sc := bufio.NewScanner(repR)
 	for sc.Scan() {
-		json.Unmarshal(sc.Bytes(), &report)
+		var r initReport
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Error != "" {
+			failed = r.cause()
+		}
 	}
 	werr := cmd.Wait()
-	if report.Error != "" {
-		return errors.New(report.Error)
+	if failed != nil {
+		return failed
 	}
 	if werr != nil {
 		return fmt.Errorf("%s: %w", cfg.Probe, werr)

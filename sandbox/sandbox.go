@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 )
@@ -128,7 +129,9 @@ type Spec struct {
 }
 
 // SetupError is returned when the sandbox could not be set up; the command
-// never ran.
+// never ran. Where the failure came from a syscall, Err wraps its errno,
+// even when the init found it in the sandbox's own process, so
+// errors.Is(err, syscall.EPERM) and the like work.
 type SetupError struct {
 	Step string // what failed, e.g. "mount overlay"
 	Err  error
@@ -136,6 +139,30 @@ type SetupError struct {
 
 func (e *SetupError) Error() string { return "sandbox setup: " + e.Step + ": " + e.Err.Error() }
 func (e *SetupError) Unwrap() error { return e.Err }
+
+// ErrCommandNotFound is matched (errors.Is) by the *StartError of a
+// command whose program is not in the sandbox: not in its PATH, or no file
+// at the path given.
+var ErrCommandNotFound = errors.New("command not found in the sandbox")
+
+// StartError is returned when the sandbox was set up but its command could
+// not be started: the program is missing from the rootfs
+// (errors.Is(err, ErrCommandNotFound)), is not executable, or is not of the
+// sandbox's architecture. Err wraps the errno exec gave (ENOENT, EACCES,
+// ENOEXEC...), so errors.Is(err, syscall.EACCES) and the like work.
+type StartError struct {
+	Name string // the program, Spec.Args[0]
+	Err  error
+}
+
+func (e *StartError) Error() string { return "sandbox: start command: " + e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// Is makes a missing program (ENOENT, which exec also gives for a missing
+// ELF interpreter) match ErrCommandNotFound.
+func (e *StartError) Is(target error) bool {
+	return target == ErrCommandNotFound && errors.Is(e.Err, fs.ErrNotExist)
+}
 
 // ExitError reports a command that ran and exited with a non-zero status.
 // A command killed by signal N is reported as 128+N, as shells do.

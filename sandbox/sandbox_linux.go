@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,10 +95,12 @@ func Run(ctx context.Context, spec Spec) error {
 		if err != nil {
 			return fmt.Errorf("sandbox: bind %s: %w", m.Source, err)
 		}
+		bind := Mount{Source: src, Target: m.Target, ReadOnly: m.ReadOnly}
 		if _, err := os.Stat(src); err != nil {
-			return fmt.Errorf("sandbox: bind source: %w", err)
+			// The init would fail the same way, only later.
+			return &SetupError{Step: bindStep(bind), Err: err}
 		}
-		cfg.Mounts = append(cfg.Mounts, Mount{Source: src, Target: m.Target, ReadOnly: m.ReadOnly})
+		cfg.Mounts = append(cfg.Mounts, bind)
 	}
 	for _, p := range []string{cfg.Lower, cfg.Upper, cfg.Work} {
 		// overlayfs takes these in a comma- and colon-separated option
@@ -123,23 +124,8 @@ func Run(ctx context.Context, spec Spec) error {
 	}
 	defer repR.Close()
 
-	reports := make(chan *SetupError, 1)
-	go func() {
-		var setupErr *SetupError
-		sc := bufio.NewScanner(repR)
-		for sc.Scan() {
-			var r initReport
-			if json.Unmarshal(sc.Bytes(), &r) != nil {
-				continue
-			}
-			if r.Error != "" {
-				setupErr = &SetupError{Step: r.Step, Err: errors.New(r.Error)}
-			} else if r.Note != "" && spec.Notify != nil {
-				spec.Notify(r.Note)
-			}
-		}
-		reports <- setupErr
-	}()
+	reports := make(chan error, 1)
+	go func() { reports <- readReports(repR, spec.Args[0], spec.Notify) }()
 
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
@@ -159,8 +145,8 @@ func Run(ctx context.Context, spec Spec) error {
 		<-reports
 		return fmt.Errorf("sandbox: %w", ctx.Err())
 	}
-	if setupErr := <-reports; setupErr != nil {
-		return setupErr
+	if failed := <-reports; failed != nil {
+		return failed
 	}
 	if werr == nil {
 		return nil
@@ -173,6 +159,14 @@ func Run(ctx context.Context, spec Spec) error {
 		return &ExitError{Code: ee.ExitCode()}
 	}
 	return fmt.Errorf("sandbox: %w", werr)
+}
+
+// bindStep names the setup step of mount m, for a *SetupError.
+func bindStep(m Mount) string {
+	if m.Overlay != nil {
+		return "mount overlay on " + m.Target
+	}
+	return "bind " + m.Source + " to " + m.Target
 }
 
 // absOverlay checks o's directories and makes their paths absolute.

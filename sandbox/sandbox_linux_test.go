@@ -95,24 +95,25 @@ func TestInitCommand(t *testing.T) {
 // so chown to other ids works, and that files left owned by such ids are
 // still cleaned up.
 func TestSandboxSubordinateIDs(t *testing.T) {
-	root := fixtures.Need(t, rootfstest.AMD64)
 	m := chooseIDMapping(os.Getuid(), os.Getgid())
 	testenv.Need(t, os.Getuid() == 0 || m.helper(), "no subordinate id range: needs newuidmap/newgidmap (uidmap) and /etc/subuid, /etc/subgid entries for this user")
 	state := t.TempDir()
-	var out bytes.Buffer
-	err := Run(context.Background(), Spec{
-		Rootfs: root, StateDir: state, Env: []string{testPath}, Stdout: &out, Stderr: &out,
-		Args: []string{"/bin/bash", "-c", `wc -l < /proc/self/uid_map; touch /tmp/x /owned && chown 42:42 /tmp/x /owned && stat -c %u:%g /tmp/x /owned && chmod 700 /owned`},
-	})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
+	out := mustTool(t, Spec{Rootfs: tinyRootfs(t), StateDir: state},
+		"lines", "/proc/self/uid_map",
+		"write", "/tmp/x", "", "write", "/owned", "",
+		"chown", "/tmp/x", "42", "42", "chown", "/owned", "42", "42",
+		"owner", "/tmp/x", "owner", "/owned", "chmod", "/owned", "700")
+	// Real root maps one range onto itself; a user with the helpers maps
+	// itself and the subordinate range.
+	maps := "1"
+	if m.helper() {
+		maps = "2"
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || lines[1] != "42:42" || lines[2] != "42:42" {
-		t.Errorf("inside: %q", lines)
-	}
-	if m.helper() && lines[0] != "2" {
-		t.Errorf("uid_map has %s lines, want 2 (self and the subordinate range)", lines[0])
+	want := "lines /proc/self/uid_map: " + maps + "\n" +
+		"write /tmp/x: ok\nwrite /owned: ok\nchown /tmp/x: ok\nchown /owned: ok\n" +
+		"owner /tmp/x: 42:42\nowner /owned: 42:42\nchmod /owned: ok\n"
+	if out != want {
+		t.Errorf("inside:\n%s\nwant:\n%s", out, want)
 	}
 	if ents, _ := os.ReadDir(state); len(ents) != 0 {
 		t.Errorf("state dir not cleaned up: %v", ents)
@@ -142,28 +143,17 @@ func TestParseMount(t *testing.T) {
 }
 
 func TestSandboxIdentity(t *testing.T) {
-	root := fixtures.Need(t, rootfstest.AMD64)
-	out := mustSh(t, Spec{Rootfs: root}, `id -u; id -g; hostname; tr '\0' ' ' </proc/1/cmdline; echo; env | sort`)
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) < 4 || lines[0] != "0" || lines[1] != "0" || lines[2] != "lkbuild" {
-		t.Fatalf("inside: %q, want uid 0, gid 0, hostname lkbuild", lines)
-	}
-	if !strings.HasPrefix(lines[3], InitName) {
-		t.Errorf("pid 1 is %q, want our init", lines[3])
-	}
-	// The environment is exactly what the spec gives (plus what sh sets).
-	for _, kv := range lines[4:] {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "PATH", "HOME", "PWD", "SHLVL", "_":
-		default:
-			t.Errorf("unexpected variable in the sandbox: %s", kv)
-		}
+	// A variable of the caller's must not leak in.
+	t.Setenv("LKBUILD_TEST_LEAK", "leaked")
+	out := mustTool(t, Spec{Rootfs: tinyRootfs(t), Env: []string{"HOME=/root"}}, "uid", "gid", "hostname", "cmdline", "1", "env")
+	// The environment is exactly what the spec gives.
+	want := "uid=0\ngid=0\nhostname=lkbuild\ncmdline 1=" + InitName + "\nenv=" + testPath + " HOME=/root\n"
+	if out != want {
+		t.Errorf("inside:\n%s\nwant uid 0, gid 0, hostname lkbuild, our init as pid 1 and only the spec's environment:\n%s", out, want)
 	}
 }
 
 func TestSandboxNetwork(t *testing.T) {
-	root := fixtures.Need(t, rootfstest.AMD64)
 	// A listener on the host's loopback: from inside, 127.0.0.1 is the
 	// sandbox's own loopback, so the host's service must be unreachable.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -171,21 +161,15 @@ func TestSandboxNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	out := mustSh(t, Spec{Rootfs: root}, `
-		tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '
-		echo routes=$(tail -n +2 /proc/net/route | wc -l)
-		if (exec 3<>/dev/tcp/127.0.0.1/`+port+`) 2>/dev/null; then echo host-reachable; else echo host-unreachable; fi
-		python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); socket.create_connection(s.getsockname()); print("loopback-ok")'
-	`)
-	want := "lo\nroutes=0\nhost-unreachable\nloopback-ok\n"
+	addr := ln.Addr().String()
+	out := mustTool(t, Spec{Rootfs: tinyRootfs(t)}, "ifaces", "routes", "dial", addr, "loopback")
+	want := "ifaces=lo:up\nroutes=0\ndial " + addr + ": ECONNREFUSED\nloopback: ok\n"
 	if out != want {
 		t.Errorf("network view:\n%s\nwant:\n%s", out, want)
 	}
 }
 
 func TestSandboxHostNetwork(t *testing.T) {
-	root := fixtures.Need(t, rootfstest.AMD64)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -196,15 +180,14 @@ func TestSandboxHostNetwork(t *testing.T) {
 			c.Close()
 		}
 	}()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	out := mustSh(t, Spec{Rootfs: root, HostNetwork: true}, `(exec 3<>/dev/tcp/127.0.0.1/`+port+`) && echo reached`)
-	if out != "reached\n" {
+	addr := ln.Addr().String()
+	out := mustTool(t, Spec{Rootfs: tinyRootfs(t), HostNetwork: true}, "dial", addr)
+	if out != "dial "+addr+": ok\n" {
 		t.Errorf("with HostNetwork the host's loopback service was not reachable: %q", out)
 	}
 }
 
 func TestSandboxSeesOnlyBinds(t *testing.T) {
-	root := fixtures.Need(t, rootfstest.AMD64)
 	host := t.TempDir()
 	secret := filepath.Join(host, "secret")
 	shared := filepath.Join(host, "shared")
@@ -220,16 +203,11 @@ func TestSandboxSeesOnlyBinds(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ro, "in"), []byte("ro-content"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	spec := Spec{Rootfs: root, Mounts: []Mount{{Source: shared, Target: "/shared"}, {Source: ro, Target: "/in", ReadOnly: true}}}
-	out := mustSh(t, spec, `
-		test -e `+secret+` && echo secret-visible
-		test -e `+host+` && echo host-dir-visible
-		echo written > /shared/out
-		cat /in/in; echo
-		if echo x 2>/dev/null > /in/new; then echo ro-writable; else echo ro-refused; fi
-	`)
-	if out != "ro-content\nro-refused\n" {
-		t.Errorf("inside: %q", out)
+	spec := Spec{Rootfs: tinyRootfs(t), Mounts: []Mount{{Source: shared, Target: "/shared"}, {Source: ro, Target: "/in", ReadOnly: true}}}
+	out := mustTool(t, spec, "stat", secret, "stat", host, "write", "/shared/out", "written\n", "cat", "/in/in", "write", "/in/new", "x")
+	want := "stat " + secret + ": ENOENT\nstat " + host + ": ENOENT\nwrite /shared/out: ok\ncat /in/in: \"ro-content\"\nwrite /in/new: EROFS\n"
+	if out != want {
+		t.Errorf("inside:\n%s\nwant:\n%s", out, want)
 	}
 	if b, err := os.ReadFile(filepath.Join(shared, "out")); err != nil || string(b) != "written\n" {
 		t.Errorf("write through read-write bind: %q, %v", b, err)
@@ -237,29 +215,31 @@ func TestSandboxSeesOnlyBinds(t *testing.T) {
 }
 
 func TestSandboxKeepsRootfsPristine(t *testing.T) {
-	root := fixtures.Need(t, rootfstest.AMD64)
 	for _, noOverlay := range []bool{false, true} {
 		t.Run(map[bool]string{false: "overlay", true: "copy"}[noOverlay], func(t *testing.T) {
-			before, err := os.ReadFile(filepath.Join(root, "etc/os-release"))
-			if err != nil {
-				t.Fatal(err)
+			root := tinyRootfs(t)
+			before := "ID=lkbuild-test\n"
+			for name, content := range map[string]string{"etc/os-release": before, "etc/debian_version": "13\n"} {
+				if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			var notes []string
 			spec := Spec{Rootfs: root, noOverlay: noOverlay, Notify: func(s string) { notes = append(notes, s) }}
-			if noOverlay {
-				// Copying 500 MB would be slow: copy a smaller tree.
-				spec.Rootfs = rootfstest.SmallTree(t, root)
+			out := mustTool(t, spec,
+				"append", "/etc/os-release", "changed\n",
+				"write", "/etc/lkbuild-new", "new\n",
+				"rm", "/etc/debian_version",
+				"mkdir", "/lkbuild-dir",
+				"cat", "/etc/os-release")
+			want := "append /etc/os-release: ok\nwrite /etc/lkbuild-new: ok\nrm /etc/debian_version: ok\nmkdir /lkbuild-dir: ok\n" +
+				"cat /etc/os-release: \"ID=lkbuild-test\\nchanged\\n\"\n"
+			if out != want {
+				t.Errorf("inside:\n%s\nwant:\n%s", out, want)
 			}
-			mustSh(t, spec, `
-				echo changed >> /etc/os-release
-				echo new > /etc/lkbuild-new
-				rm /etc/debian_version
-				mkdir /lkbuild-dir
-				cat /etc/os-release | tail -n 1
-			`)
 			after, err := os.ReadFile(filepath.Join(root, "etc/os-release"))
-			if err != nil || !bytes.Equal(before, after) {
-				t.Errorf("pristine os-release changed: %v", err)
+			if err != nil || string(after) != before {
+				t.Errorf("pristine os-release changed to %q: %v", after, err)
 			}
 			for _, p := range []string{"etc/lkbuild-new", "lkbuild-dir"} {
 				if _, err := os.Lstat(filepath.Join(spec.Rootfs, p)); err == nil {
@@ -279,37 +259,153 @@ func TestSandboxKeepsRootfsPristine(t *testing.T) {
 	}
 }
 
+// TestSandboxCopyFallbackDebian runs a Debian userland from the copy
+// fallback: copyTree must keep what a real rootfs holds (links, modes,
+// owners) well enough for bash and coreutils, and leave the tree pristine.
+func TestSandboxCopyFallbackDebian(t *testing.T) {
+	// Copying 500 MB would be slow: copy a smaller tree.
+	root := rootfstest.SmallTree(t, fixtures.Need(t, rootfstest.AMD64))
+	before, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notes []string
+	spec := Spec{Rootfs: root, noOverlay: true, Notify: func(s string) { notes = append(notes, s) }}
+	out := mustSh(t, spec, `echo changed >> /etc/passwd && rm /etc/debian_version && tail -n 1 /etc/passwd`)
+	if out != "changed\n" {
+		t.Errorf("inside: %q", out)
+	}
+	if after, err := os.ReadFile(filepath.Join(root, "etc/passwd")); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("pristine passwd changed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/debian_version")); err != nil {
+		t.Errorf("file deleted in the sandbox is gone from the pristine rootfs: %v", err)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "copying the rootfs") {
+		t.Errorf("copy fallback not reported: %q", notes)
+	}
+}
+
 func TestSandboxExitStatus(t *testing.T) {
-	root := fixtures.Need(t, rootfstest.AMD64)
+	root := tinyRootfs(t)
 	tests := []struct {
-		script string
+		action []string
 		want   int
 	}{
-		{"exit 0", 0},
-		{"exit 7", 7},
-		{"exit 255", 255},
-		{"kill -KILL $$", 128 + 9},
-		{"kill -TERM $$", 128 + 15},
+		{[]string{"exit", "0"}, 0},
+		{[]string{"exit", "7"}, 7},
+		{[]string{"exit", "255"}, 255},
+		{[]string{"kill", "9"}, 128 + 9},
+		{[]string{"kill", "15"}, 128 + 15},
 	}
 	for _, tt := range tests {
-		_, _, err := sh(t, Spec{Rootfs: root}, tt.script)
+		out, _, err := tool(t, Spec{Rootfs: root}, tt.action...)
 		var ee *ExitError
 		switch {
 		case tt.want == 0 && err != nil:
-			t.Errorf("%s: %v", tt.script, err)
+			t.Errorf("%s: %v", tt.action, err)
 		case tt.want != 0 && (!errors.As(err, &ee) || ee.Code != tt.want):
-			t.Errorf("%s: got %v, want exit status %d", tt.script, err, tt.want)
+			t.Errorf("%s: got %v (output %q), want exit status %d", tt.action, err, out, tt.want)
 		}
 	}
-	err := Run(context.Background(), Spec{Rootfs: root, Args: []string{"no-such-command"}, Env: []string{testPath}, StateDir: t.TempDir()})
-	var se *SetupError
-	if !errors.As(err, &se) || !strings.Contains(se.Error(), "no-such-command") {
-		t.Errorf("missing command: got %v, want a SetupError naming it", err)
+}
+
+// TestSandboxStartErrors checks that a command that cannot be started
+// comes back as a *StartError that says why: its errno, and whether the
+// program is missing from the rootfs.
+func TestSandboxStartErrors(t *testing.T) {
+	root := tinyRootfs(t)
+	for name, f := range map[string]struct {
+		content string
+		mode    os.FileMode
+	}{
+		"etc/not-executable": {"#!/bin/sh\n", 0o644},
+		"etc/garbage":        {"\x00\x01\x02\x03 not a program\n", 0o755},
+	} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(f.content), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name     string
+		prog     string
+		errno    syscall.Errno
+		notFound bool
+	}{
+		{"not in PATH", "no-such-command", syscall.ENOENT, true},
+		{"no such file", "/usr/bin/no-such-command", syscall.ENOENT, true},
+		{"not executable", "/etc/not-executable", syscall.EACCES, false},
+		{"not a program", "/etc/garbage", syscall.ENOEXEC, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Run(context.Background(), Spec{Rootfs: root, Args: []string{tt.prog}, Env: []string{testPath}, StateDir: t.TempDir()})
+			var se *StartError
+			if !errors.As(err, &se) {
+				t.Fatalf("got %v (%T), want a *StartError", err, err)
+			}
+			if se.Name != tt.prog {
+				t.Errorf("StartError.Name = %q, want %q", se.Name, tt.prog)
+			}
+			if !errors.Is(err, tt.errno) {
+				t.Errorf("%v: not %s", err, unix.ErrnoName(tt.errno))
+			}
+			if errors.Is(err, ErrCommandNotFound) != tt.notFound {
+				t.Errorf("%v: errors.Is(err, ErrCommandNotFound) = %v, want %v", err, !tt.notFound, tt.notFound)
+			}
+			var ee *ExitError
+			if errors.As(err, &ee) {
+				t.Errorf("%v is also an ExitError", err)
+			}
+			// The message is for people: it must name the program.
+			if !strings.Contains(err.Error(), tt.prog) {
+				t.Errorf("%q does not name %s", err, tt.prog)
+			}
+		})
+	}
+}
+
+// TestSandboxSetupErrno checks that a setup step that failed with an errno
+// returns a *SetupError that wraps it, whether the parent found the fault
+// or the init did, in the sandbox's namespaces, across the re-exec.
+func TestSandboxSetupErrno(t *testing.T) {
+	root := tinyRootfs(t)
+	missing := filepath.Join(t.TempDir(), "missing")
+	src := t.TempDir()
+	tests := []struct {
+		name  string
+		spec  Spec
+		step  string
+		errno syscall.Errno
+	}{
+		{"missing bind source", Spec{Mounts: []Mount{{Source: missing, Target: "/mnt"}}}, "bind " + missing + " to /mnt", syscall.ENOENT},
+		{"missing working directory", Spec{Dir: "/no/such/dir"}, "change to working directory", syscall.ENOENT},
+		{"bind target under a file", Spec{Mounts: []Mount{{Source: src, Target: "/usr/bin/" + toolName + "/mnt"}}}, "bind " + src + " to /usr/bin/" + toolName + "/mnt", syscall.ENOTDIR},
+		{"host name too long", Spec{Hostname: strings.Repeat("h", 65)}, "set hostname", syscall.EINVAL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.spec.Rootfs = root
+			out, _, err := tool(t, tt.spec, "echo", "ran")
+			var se *SetupError
+			if !errors.As(err, &se) {
+				t.Fatalf("got %v (%T), output %q; want a *SetupError", err, err, out)
+			}
+			if se.Step != tt.step {
+				t.Errorf("step %q, want %q", se.Step, tt.step)
+			}
+			if !errors.Is(err, tt.errno) {
+				t.Errorf("%v: not %s", err, unix.ErrnoName(tt.errno))
+			}
+			if out != "" {
+				t.Errorf("the command ran: %q", out)
+			}
+		})
 	}
 }
 
 func TestSandboxCancelKillsEverything(t *testing.T) {
-	root := fixtures.Need(t, rootfstest.AMD64)
+	root := tinyRootfs(t)
 	marker := strconv.Itoa(40000 + os.Getpid()%10000)
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
@@ -319,9 +415,11 @@ func TestSandboxCancelKillsEverything(t *testing.T) {
 	go func() {
 		done <- Run(ctx, Spec{
 			Rootfs: root, Env: []string{testPath}, StateDir: t.TempDir(), Stdout: w,
-			// A background tree that ignores SIGTERM, and a foreground
-			// process: none of them may survive.
-			Args: []string{"/bin/sh", "-c", `(trap '' TERM; sleep ` + marker + `) & sh -c 'sleep ` + marker + `' & echo started; wait`},
+			// Two background processes, one of them ignoring SIGTERM,
+			// and the foreground one waiting for them: none of them
+			// may survive. Only the background ones have "sleep" and
+			// the marker as separate arguments, which countProcs seeks.
+			Args: []string{toolName, "bg", "ignore-term sleep " + marker, "bg", "sleep " + marker, "echo", "started", "wait"},
 		})
 	}()
 	select {
@@ -408,7 +506,7 @@ func TestSandboxCompilesC(t *testing.T) {
 
 func TestSandboxForeignArch(t *testing.T) {
 	root := fixtures.Need(t, rootfstest.ARM64)
-	arm64, err := toolchain.ParseArch("arm64")
+	arm64, err := kernel.ParseArch("arm64")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +550,7 @@ func errString(err error) string {
 // debootstrap --foreign leaves it, and a directory link to a host path that
 // a bind target goes through. Every mount must land inside the root.
 func TestSandboxRootfsSymlinksStayInside(t *testing.T) {
-	root := rootfstest.SmallTree(t, fixtures.Need(t, rootfstest.AMD64))
+	root := tinyRootfs(t)
 	host := t.TempDir()
 	for link, target := range map[string]string{"proc": "/proc", "tmp": "/tmp", "escape": host} {
 		os.RemoveAll(filepath.Join(root, link))
@@ -461,10 +559,13 @@ func TestSandboxRootfsSymlinksStayInside(t *testing.T) {
 		}
 	}
 	src := t.TempDir()
-	out := mustSh(t, Spec{Rootfs: root, Mounts: []Mount{{Source: src, Target: "/escape/mnt"}}},
-		`test -d /proc/self && echo proc-ok; test -d /escape/mnt && echo bind-ok; touch /tmp/x && echo tmp-ok`)
-	if out != "proc-ok\nbind-ok\ntmp-ok\n" {
-		t.Errorf("inside: %q", out)
+	out := mustTool(t, Spec{Rootfs: root, Mounts: []Mount{{Source: src, Target: "/escape/mnt"}}},
+		"stat", "/proc/self", "stat", "/escape/mnt", "write", "/escape/mnt/f", "bound", "write", "/tmp/x", "")
+	if want := "stat /proc/self: dir\nstat /escape/mnt: dir\nwrite /escape/mnt/f: ok\nwrite /tmp/x: ok\n"; out != want {
+		t.Errorf("inside:\n%s\nwant:\n%s", out, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "f")); err != nil || string(b) != "bound" {
+		t.Errorf("write through the bind: %q, %v", b, err)
 	}
 	if ents, _ := os.ReadDir(host); len(ents) != 0 {
 		t.Errorf("a mount point was created outside the root, in %s: %v", host, ents)
@@ -488,7 +589,7 @@ func TestSandboxQEMUFromImage(t *testing.T) {
 	if err := os.Chmod(filepath.Join(imgRoot, "usr/bin/qemu-aarch64-static"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	arm64, _ := toolchain.ParseArch("arm64")
+	arm64, _ := kernel.ParseArch("arm64")
 	h := toolchain.Host()
 	h.LookPath = func(string) (string, error) { return "", errors.New("PATH is not searched here") }
 	h.Dirs = toolchain.QEMUImageDirs(imgRoot)
@@ -518,7 +619,7 @@ func TestEnvDefaults(t *testing.T) {
 // dir and never in the lower ones, a mount with no upper dir is read-only,
 // and a step action (lkbuild itself, run inside) sees the merged tree.
 func TestSandboxOverlayMounts(t *testing.T) {
-	rootfs := fixtures.Need(t, rootfstest.AMD64)
+	rootfs := tinyRootfs(t)
 	dir := t.TempDir()
 	lower, upper, work, out := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "out")
 	for _, d := range []string{lower, upper, work, out} {
@@ -537,7 +638,10 @@ func TestSandboxOverlayMounts(t *testing.T) {
 	os.WriteFile(filepath.Join(lower, "gone"), []byte("x\n"), 0o644)
 
 	rw := Spec{Rootfs: rootfs, Mounts: []Mount{{Target: "/src", Overlay: &Overlay{Lower: []string{lower}, Upper: upper, Work: work}}}}
-	mustSh(t, rw, "cat /src/a && echo changed > /src/a && echo new > /src/b && rm /src/gone")
+	got := mustTool(t, rw, "cat", "/src/a", "write", "/src/a", "changed\n", "write", "/src/b", "new\n", "rm", "/src/gone")
+	if want := "cat /src/a: \"pristine\\n\"\nwrite /src/a: ok\nwrite /src/b: ok\nrm /src/gone: ok\n"; got != want {
+		t.Errorf("read-write overlay:\n%s\nwant:\n%s", got, want)
+	}
 	if got, _ := os.ReadFile(filepath.Join(lower, "a")); string(got) != "pristine\n" {
 		t.Errorf("lower file changed to %q", got)
 	}
@@ -552,12 +656,12 @@ func TestSandboxOverlayMounts(t *testing.T) {
 		{Target: "/src", Overlay: &Overlay{Lower: []string{upper, lower}}},
 		{Source: out, Target: "/out"},
 	}}
-	got := mustSh(t, ro, "cat /src/a /src/b; test -e /src/gone && echo still there; touch /src/x 2>/dev/null && echo writable; true")
-	if got != "changed\nnew\n" {
-		t.Errorf("read-only overlay shows %q", got)
+	got = mustTool(t, ro, "cat", "/src/a", "cat", "/src/b", "stat", "/src/gone", "write", "/src/x", "")
+	if want := "cat /src/a: \"changed\\n\"\ncat /src/b: \"new\\n\"\nstat /src/gone: ENOENT\nwrite /src/x: EROFS\n"; got != want {
+		t.Errorf("read-only overlay:\n%s\nwant:\n%s", got, want)
 	}
 
-	bad := Spec{Rootfs: rootfs, Args: []string{"true"}, Mounts: []Mount{{Target: "/src", Overlay: &Overlay{Lower: []string{lower}, Upper: upper}}}}
+	bad := Spec{Rootfs: rootfs, Args: []string{toolName}, Mounts: []Mount{{Target: "/src", Overlay: &Overlay{Lower: []string{lower}, Upper: upper}}}}
 	if err := Run(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "work directory") {
 		t.Errorf("upper without work: %v", err)
 	}

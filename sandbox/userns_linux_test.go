@@ -28,13 +28,18 @@ func runChildTest(name string) int {
 		}
 		err := Run(context.Background(), Spec{Rootfs: "/", Args: []string{"/bin/true"}})
 		var se *SetupError
-		if !errors.As(err, &se) || se.Step != "create user namespace" {
-			fmt.Fprintf(os.Stderr, "Run: got %v, want a SetupError at create user namespace\n", err)
+		// clone(2) gives ENOSPC for a user namespace over the limit.
+		if !errors.As(err, &se) || se.Step != "create user namespace" || !errors.Is(err, syscall.ENOSPC) {
+			fmt.Fprintf(os.Stderr, "Run: got %v, want a SetupError at create user namespace wrapping ENOSPC\n", err)
 			return 1
 		}
 		fmt.Fprintln(os.Stderr, err)
 		if err := Probe(context.Background(), "userns"); err != nil {
 			fmt.Fprintln(os.Stderr, "probe:", err)
+			if !errors.Is(err, syscall.ENOSPC) {
+				fmt.Fprintln(os.Stderr, "the probe's error does not wrap ENOSPC")
+				return 1
+			}
 		}
 		return 0
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/lkbuild/lkbuild/kernel"
 )
 
 // ErrNoEmulator is returned when a foreign architecture cannot be run:
@@ -59,13 +61,17 @@ func QEMUImageDirs(root string) []string {
 // sandbox's user namespace where the kernel allows (6.7+); otherwise rely
 // on an existing host registration with the F flag; otherwise fail with
 // what to install or change.
-func FindEmulator(a Arch, h EmulatorHost) (Emulation, error) {
-	e := Emulation{Name: a.QEMUName(), Magic: a.elfMagic, Mask: a.elfMask}
-	if a.qemuCPU != "" {
-		e.Env = append(e.Env, "QEMU_CPU="+a.qemuCPU)
+func FindEmulator(a kernel.Arch, h EmulatorHost) (Emulation, error) {
+	magic, mask, cpu := binfmt(a)
+	if magic == "" {
+		return Emulation{}, fmt.Errorf("%w: no binfmt_misc pattern for %s", ErrNoEmulator, a.Uname)
+	}
+	e := Emulation{Name: QEMUName(a), Magic: magic, Mask: mask}
+	if cpu != "" {
+		e.Env = append(e.Env, "QEMU_CPU="+cpu)
 	}
 	if kernelAtLeast(h.KernelRelease, 6, 7) {
-		for _, name := range []string{a.QEMUName() + "-static", a.QEMUName()} {
+		for _, name := range []string{QEMUName(a) + "-static", QEMUName(a)} {
 			for _, dir := range h.Dirs {
 				p := filepath.Join(dir, name)
 				if fi, err := h.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
@@ -74,7 +80,7 @@ func FindEmulator(a Arch, h EmulatorHost) (Emulation, error) {
 				}
 			}
 		}
-		for _, name := range []string{a.QEMUName() + "-static", a.QEMUName()} {
+		for _, name := range []string{QEMUName(a) + "-static", QEMUName(a)} {
 			if p, err := h.LookPath(name); err == nil {
 				e.Interpreter, e.Register = p, true
 				return e, nil
@@ -94,7 +100,7 @@ func FindEmulator(a Arch, h EmulatorHost) (Emulation, error) {
 	if !kernelAtLeast(h.KernelRelease, 6, 7) {
 		return Emulation{}, fmt.Errorf("%w: %s binaries need QEMU: kernel %s cannot register it per user namespace (needs 6.7+) and the host has no %s binfmt_misc entry; install qemu-user-static with binfmt support (Debian: apt-get install qemu-user-static binfmt-support)", ErrNoEmulator, a.Uname, h.KernelRelease, e.Name)
 	}
-	return Emulation{}, fmt.Errorf("%w: %s binaries need %s-static on PATH; install it (Debian: apt-get install qemu-user-static)", ErrNoEmulator, a.Uname, a.QEMUName())
+	return Emulation{}, fmt.Errorf("%w: %s binaries need %s-static on PATH; install it (Debian: apt-get install qemu-user-static)", ErrNoEmulator, a.Uname, QEMUName(a))
 }
 
 // parseBinfmtEntry reads /proc/sys/fs/binfmt_misc/<name>.

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/lkbuild/lkbuild/internal/rmtree"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 )
 
@@ -48,13 +49,13 @@ type RootfsOptions struct {
 //
 // Trees are unpacked by the calling user, so a rootless user's cache holds
 // trees it owns, as rootless overlayfs requires of its lower layer.
-func PrepareRootfs(ctx context.Context, ref string, arch Arch, o RootfsOptions) (Rootfs, error) {
+func PrepareRootfs(ctx context.Context, ref string, arch kernel.Arch, o RootfsOptions) (Rootfs, error) {
 	var img v1.Image
 	var err error
 	if dir, name, ok := ParseLayoutRef(ref); ok {
 		img, err = LayoutImage(dir, name)
 	} else {
-		img, err = o.Registry.Pull(ctx, ref, arch.Platform(), o.Store, o.Progress)
+		img, err = o.Registry.Pull(ctx, ref, Platform(arch), o.Store, o.Progress)
 	}
 	if err != nil {
 		return Rootfs{}, fmt.Errorf("builder image: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 )
 
@@ -37,8 +38,8 @@ func TestPrepareRootfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	arm64, _ := ParseArch("arm64")
-	img, err := oci.NewImage(oci.ImageSpec{Platform: arm64.Platform(), Layers: []oci.ImageLayer{{Layer: l}}})
+	arm64, _ := kernel.ParseArch("arm64")
+	img, err := oci.NewImage(oci.ImageSpec{Platform: Platform(arm64), Layers: []oci.ImageLayer{{Layer: l}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestPrepareRootfs(t *testing.T) {
 			t.Errorf("temporary tree left behind: %s", e.Name())
 		}
 	}
-	amd64, _ := ParseArch("amd64")
+	amd64, _ := kernel.ParseArch("amd64")
 	if _, err := PrepareRootfs(context.Background(), ref, amd64, opts); err == nil {
 		t.Error("an arm64-only image was accepted for amd64")
 	}

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/lkbuild/lkbuild/kernel"
 )
 
 // mapFiles is a ReadFileFunc over a map.
@@ -17,25 +19,31 @@ func mapFiles(m map[string]string) ReadFileFunc {
 	}
 }
 
-func TestParseArch(t *testing.T) {
-	for _, tt := range []struct{ in, uname, goarch string }{
-		{"x86_64", "x86_64", "amd64"}, {"amd64", "x86_64", "amd64"},
-		{"aarch64", "aarch64", "arm64"}, {"arm64", "aarch64", "arm64"},
-		{"riscv64", "riscv64", "riscv64"},
-	} {
-		a, err := ParseArch(tt.in)
-		if err != nil || a.Uname != tt.uname || a.GoArch != tt.goarch {
-			t.Errorf("ParseArch(%q) = %+v, %v", tt.in, a, err)
+// TestBinfmt: every arch lkbuild builds for can be emulated, each with
+// its own ELF machine.
+func TestBinfmt(t *testing.T) {
+	seen := map[string]string{}
+	for _, a := range kernel.Arches() {
+		magic, mask, _ := binfmt(a)
+		if len(magic) != len(elf64Magic)+8 || mask != elf64Mask {
+			t.Errorf("%s: magic %q mask %q", a, magic, mask)
+		}
+		if other, ok := seen[magic]; ok {
+			t.Errorf("%s and %s share a binfmt pattern", a, other)
+		}
+		seen[magic] = a.Uname
+		if p := Platform(a); p.OS != "linux" || p.Architecture != a.OCI {
+			t.Errorf("%s: platform %+v", a, p)
 		}
 	}
-	if _, err := ParseArch("s390x"); err == nil || !strings.Contains(err.Error(), "aarch64/arm64") {
-		t.Errorf("unknown arch error should list the known ones: %v", err)
+	if _, err := FindEmulator(kernel.Arch{Uname: "s390x"}, EmulatorHost{}); !errors.Is(err, ErrNoEmulator) {
+		t.Errorf("an arch with no pattern: %v", err)
 	}
 }
 
 func TestFindEmulator(t *testing.T) {
-	arm64, _ := ParseArch("arm64")
-	riscv, _ := ParseArch("riscv64")
+	arm64, _ := kernel.ParseArch("arm64")
+	riscv, _ := kernel.ParseArch("riscv64")
 	onPath := func(names ...string) func(string) (string, error) {
 		return func(n string) (string, error) {
 			for _, m := range names {
@@ -49,7 +57,7 @@ func TestFindEmulator(t *testing.T) {
 	hostEntry := "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\nmagic 7f454c46\n"
 	tests := []struct {
 		name     string
-		arch     Arch
+		arch     kernel.Arch
 		host     EmulatorHost
 		wantErr  string
 		register bool
@@ -76,7 +84,7 @@ func TestFindEmulator(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e.Register != tt.register || e.Interpreter != tt.interp || e.Name != tt.arch.QEMUName() {
+			if e.Register != tt.register || e.Interpreter != tt.interp || e.Name != QEMUName(tt.arch) {
 				t.Errorf("got %+v", e)
 			}
 		})

@@ -16,6 +16,7 @@ import (
 	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/toolchain"
 )
 
 const buildDescription = `Builds the kernel of one series for one arch the way LinuxKit's
@@ -106,7 +107,7 @@ func buildRequest(c *cli.Context) builder.Request {
 
 // cacheDir is --cache-dir's layout.
 func cacheDir(c *cli.Context) (cachedir.Dir, error) {
-	return cachedir.New(c.String("cache-dir"))
+	return cachedir.Open(c.String("cache-dir"))
 }
 
 func buildAction(c *cli.Context) error {
@@ -129,7 +130,7 @@ func buildAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	emu, err := emulationFor(c, t.Platform)
+	emu, err := emulationFor(c, t.Arch)
 	if err != nil {
 		return err
 	}
@@ -246,7 +247,7 @@ Example:
 				builderRef = b
 			}
 			pushed, err := builder.Push(c.Context, builder.PushOptions{
-				Registry: reg, Image: img, Platform: t.Platform.Platform(), Tags: t.Tags,
+				Registry: reg, Image: img, Platform: toolchain.Platform(t.Arch), Tags: t.Tags,
 				BuilderImage: builderRef,
 				Notify:       func(s string) { fmt.Fprintln(c.App.ErrWriter, s) },
 			})

@@ -98,7 +98,7 @@ files to other users fail there. Run as root for those.`,
 			if err != nil {
 				return err
 			}
-			if err := out.WriteLayout(c.Context, img, arch.Platform(), tag); err != nil {
+			if err := out.WriteLayout(c.Context, img, toolchain.Platform(arch), tag); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "%s@%s in %s\n", tag, d, out.Dir())

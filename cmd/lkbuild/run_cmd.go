@@ -27,7 +27,7 @@ func qemuImageFlag() cli.Flag {
 
 // emulationFor says how to run arch's binaries: nil for the host's own
 // arch, else QEMU found in --qemu-image or on PATH.
-func emulationFor(c *cli.Context, arch toolchain.Arch) (*toolchain.Emulation, error) {
+func emulationFor(c *cli.Context, arch kernel.Arch) (*toolchain.Emulation, error) {
 	host, err := toolchain.HostArch()
 	if err == nil && host.Uname == arch.Uname {
 		return nil, nil
@@ -140,14 +140,14 @@ func runSpec(c *cli.Context) (sandbox.Spec, error) {
 	return spec, nil
 }
 
-func archOrHost(s string) (toolchain.Arch, error) {
+func archOrHost(s string) (kernel.Arch, error) {
 	if s == "" {
 		return toolchain.HostArch()
 	}
-	return toolchain.ParseArch(s)
+	return kernel.ParseArch(s)
 }
 
-func prepareRootfs(ctx context.Context, c *cli.Context, ref string, arch toolchain.Arch) (toolchain.Rootfs, error) {
+func prepareRootfs(ctx context.Context, c *cli.Context, ref string, arch kernel.Arch) (toolchain.Rootfs, error) {
 	reg, err := newRegistry(c)
 	if err != nil {
 		return toolchain.Rootfs{}, err
@@ -166,10 +166,20 @@ func prepareRootfs(ctx context.Context, c *cli.Context, ref string, arch toolcha
 }
 
 // exitStatus passes a sandboxed command's exit status through as ours.
+// A command that could not be started gets what docker run gives: 127 for
+// a program missing from the rootfs, 126 for one that cannot be run.
 func exitStatus(err error) error {
 	var ee *sandbox.ExitError
 	if errors.As(err, &ee) {
 		return cli.Exit("", ee.Code)
+	}
+	var se *sandbox.StartError
+	if errors.As(err, &se) {
+		code := 126
+		if errors.Is(err, sandbox.ErrCommandNotFound) {
+			code = 127
+		}
+		return cli.Exit(err.Error(), code)
 	}
 	return err
 }

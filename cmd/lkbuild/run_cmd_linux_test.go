@@ -67,6 +67,8 @@ func TestRunPassesExitStatus(t *testing.T) {
 		{"signal", []string{"--", "/bin/sh", "-c", "kill -9 $$"}, 137, ""},
 		{"env and workdir", []string{"--env", "FOO=bar", "--workdir", "/lib64", "--", "/bin/sh", "-c", `test "$FOO" = bar && test "$PWD" = /lib64 && exit 3`}, 3, ""},
 		{"bind", []string{"--bind", shared + ":/shared", "--", "/bin/sh", "-c", "echo hi > /shared/f"}, 0, ""},
+		{"missing program", []string{"--", "no-such-program"}, 127, ""},
+		{"not a program", []string{"--", "/lib64/ld-linux-x86-64.so.2/x"}, 126, ""},
 		{"no command", []string{}, 1, ""},
 	}
 	for _, tt := range tests {

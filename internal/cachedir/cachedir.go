@@ -16,6 +16,8 @@ package cachedir
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/lkbuild/lkbuild/oci"
@@ -35,6 +37,56 @@ func New(root string) (Dir, error) {
 		return Dir{}, fmt.Errorf("cache directory: %w", err)
 	}
 	return Dir{root: abs}, nil
+}
+
+// Open returns the cache rooted at root and makes it private: the root
+// (when Open creates it) and every subdirectory get mode 0700, and those
+// that exist already and belong to us are set to it. As root, the cache
+// holds unpacked rootfs trees with their setuid binaries and device
+// owners: nothing in it may be reachable by other users, whatever the
+// mode of the directory it sits in (--cache-dir in a shared place).
+func Open(root string) (Dir, error) {
+	d, err := New(root)
+	if err != nil {
+		return Dir{}, err
+	}
+	for _, p := range append([]string{d.root}, d.subdirs()...) {
+		if err := private(p); err != nil {
+			return Dir{}, fmt.Errorf("cache directory: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// private creates p with mode 0700, or sets an existing p of ours to it.
+func private(p string) error {
+	err := os.Mkdir(p, 0o700)
+	if err == nil || !errors.Is(err, fs.ErrExist) {
+		if errors.Is(err, fs.ErrNotExist) {
+			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+				err = os.Mkdir(p, 0o700)
+			}
+		}
+		return err
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s: not a directory", p)
+	}
+	if fi.Mode().Perm() == 0o700 {
+		return nil
+	}
+	if err := os.Chmod(p, 0o700); err != nil {
+		return fmt.Errorf("make %s private: %w", p, err)
+	}
+	return nil
+}
+
+func (d Dir) subdirs() []string {
+	return []string{d.BlobsDir(), d.Rootfs(), d.Sources(), d.Git(), d.Archives(), d.Stats(), d.Logs(), d.Work()}
 }
 
 // Root is the cache directory itself.
