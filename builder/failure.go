@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/sandbox"
 )
 
 // tailLines is how much of the log a failure shows.
@@ -21,8 +23,11 @@ type StepError struct {
 	// holds the hunks patch rejected, as they are in the patch.
 	Patch    string
 	Rejected []string
-	// Code is the command's exit status (0 for a step lkbuild did itself).
+	// Code is the command's exit status (0 for a step lkbuild did itself,
+	// or a command that never started).
 	Code int
+	// Builder is the builder image the step ran in.
+	Builder string
 	// Log is the path of the full log; Tail its last lines.
 	Log  string
 	Tail []string
@@ -30,10 +35,20 @@ type StepError struct {
 }
 
 func (e *StepError) Error() string {
-	if e.Patch != "" {
+	var start *sandbox.StartError
+	switch {
+	case errors.As(e.Err, &start) && errors.Is(e.Err, sandbox.ErrCommandNotFound):
+		return fmt.Sprintf("step %s: %s is not in the builder image %s (a builder needs the toolchain: lkbuild builder-image makes one)", e.Step, start.Name, e.Builder)
+	case start != nil:
+		return fmt.Sprintf("step %s: %v", e.Step, e.Err)
+	}
+	var exit *sandbox.ExitError
+	if e.Patch != "" && errors.As(e.Err, &exit) {
 		msg := "patch " + e.Patch + " does not apply"
 		if len(e.Rejected) > 0 {
 			msg += fmt.Sprintf(" (%d hunk(s) rejected)", len(e.Rejected))
+		} else {
+			msg += fmt.Sprintf(" (patch exited with status %d)", exit.Code)
 		}
 		return msg
 	}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -400,6 +401,32 @@ func TestBuildPatchFailure(t *testing.T) {
 			t.Errorf("ran %q after the patch failed", s)
 		}
 	}
+}
+
+// TestBuildMissingProgram: a builder without patch is reported as that,
+// not as a patch that does not apply.
+func TestBuildMissingProgram(t *testing.T) {
+	w := newFakeWorld(t)
+	w.fail = func(spec sandbox.Spec) (string, error) {
+		if spec.Args[0] == "patch" {
+			return "", &sandbox.StartError{Name: "patch", Err: fmt.Errorf("exec: %w", syscall.ENOENT)}
+		}
+		return "", nil
+	}
+	fb := newFakeBuild(t, t.TempDir(), Request{BuilderImage: "registry.example/bare:1"})
+	_, err := fb.run(w)
+	var se *StepError
+	if !errors.As(err, &se) || !errors.Is(err, sandbox.ErrCommandNotFound) {
+		t.Fatalf("got %v, want a StepError for a missing program", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "patch is not in the builder image registry.example/bare:1") || strings.Contains(msg, "does not apply") {
+		t.Errorf("message %q", msg)
+	}
+	log, _ := os.ReadFile(se.Log)
+	if !strings.Contains(string(log), "no such file or directory") {
+		t.Errorf("the log does not say why the step failed:\n%s", log)
+	}
+	fb.checkNothingLeft(t)
 }
 
 func TestBuildCancelCleansUp(t *testing.T) {

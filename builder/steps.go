@@ -140,7 +140,8 @@ func (b *build) command(ctx context.Context, spec sandbox.Spec, s kernel.Step) (
 	if ctx.Err() != nil {
 		return nil, err
 	}
-	se := &StepError{Step: s.Name, Err: err, Log: b.res.Log}
+	b.logf("step %s: %v", s.Name, err)
+	se := &StepError{Step: s.Name, Err: err, Log: b.res.Log, Builder: b.t.BuilderPull}
 	var ee *sandbox.ExitError
 	if errors.As(err, &ee) {
 		se.Code = ee.Code
