@@ -56,11 +56,11 @@ func initMain() int {
 	if cfg.Emulator != nil {
 		env = EnvDefaults(env, cfg.Emulator.Env)
 	}
-	proc, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{
-		Dir:   cfg.Dir,
-		Env:   env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
-	})
+	// The command runs as the same ids as we do: without this, it could
+	// read our /proc/1/fd (the caller's streams and pipes). Set before the
+	// command starts; its own exec makes it dumpable again.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	proc, err := startCommand(path, &cfg, env)
 	if err != nil {
 		code := 126
 		if errors.Is(err, fs.ErrNotExist) {

@@ -23,3 +23,11 @@ func OwnerMap() func(int, int) (int, int) {
 }
 
 func RemoveTree(dir string) error { return ErrUnsupported }
+
+// execName is the command shim's argv[0] (see exec_linux.go).
+const execName = "lkbuild-sandbox-exec"
+
+func execMain([]string) int {
+	fmt.Fprintln(os.Stderr, ErrUnsupported)
+	return ExitSetupFailed
+}

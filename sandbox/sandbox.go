@@ -178,4 +178,7 @@ func MaybeInit(args []string) {
 	if len(args) > 0 && args[0] == InitName {
 		os.Exit(initMain())
 	}
+	if len(args) > 0 && args[0] == execName {
+		os.Exit(execMain(args))
+	}
 }

@@ -135,6 +135,26 @@ func toolActions() map[string]toolAction {
 			}
 			return "chmod " + a[0] + ": " + result("ok", err)
 		}},
+		"remount-rw": {1, func(a []string) string {
+			err := unix.Mount("", a[0], "", unix.MS_REMOUNT|unix.MS_BIND, "")
+			return "remount-rw " + a[0] + ": " + result("ok", err)
+		}},
+		"umount": {1, func(a []string) string {
+			return "umount " + a[0] + ": " + result("ok", unix.Unmount(a[0], unix.MNT_DETACH))
+		}},
+		"status": {1, func(a []string) string {
+			b, err := os.ReadFile("/proc/self/status")
+			for _, l := range strings.Split(string(b), "\n") {
+				if k, v, ok := strings.Cut(l, ":"); ok && k == a[0] {
+					return a[0] + "=" + strings.TrimSpace(v)
+				}
+			}
+			return a[0] + "=" + result("missing", err)
+		}},
+		"readdir": {1, func(a []string) string {
+			ents, err := os.ReadDir(a[0])
+			return "readdir " + a[0] + ": " + result(strconv.Itoa(len(ents)), err)
+		}},
 		"ignore-term": {0, func([]string) string { signal.Ignore(syscall.SIGTERM); return "" }},
 		"sleep": {1, func(a []string) string {
 			s, err := strconv.Atoi(a[0])

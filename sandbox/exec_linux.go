@@ -1,0 +1,189 @@
+package sandbox
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The command does not run in the namespaces the init set up, but in a
+// user and mount namespace nested in them, entered through execName:
+//
+//   - Mounts the init made (the read-only binds, the rootfs) are copied
+//     into a mount namespace owned by a less privileged user namespace,
+//     so the kernel locks their flags: `mount -o remount,rw` of a
+//     read-only bind fails with EPERM whatever capabilities the command
+//     holds, and none of them can be unmounted to show what is below.
+//   - execName then drops the capabilities a build step does not need
+//     from the bounding set (CAP_SYS_ADMIN above all: no new mounts, no
+//     namespaces of its own) and sets no_new_privs, so a setuid binary in
+//     the rootfs gains nothing, before executing the command.
+//
+// Commands keep what package installs need (chown, setuid to a package
+// user, mknod). Spec.Writable (bootstrapping a rootfs: debootstrap's
+// second stage mounts /proc itself) keeps CAP_SYS_ADMIN; its mounts are
+// locked all the same.
+
+// execName is argv[0] of the shim that starts the command.
+const execName = "lkbuild-sandbox-exec"
+
+// execStatusFD is where the shim reports an exec that failed: the errno
+// as 4 bytes. The pipe is close-on-exec, so it ends empty when the
+// command started.
+const execStatusFD = 3
+
+// droppedCaps are taken from every command's bounding set.
+func droppedCaps() []uintptr {
+	return []uintptr{
+		unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE, unix.CAP_SYS_MODULE, unix.CAP_SYS_RAWIO,
+		unix.CAP_SYS_BOOT, unix.CAP_SYS_TIME, unix.CAP_MAC_ADMIN, unix.CAP_MAC_OVERRIDE,
+		unix.CAP_SYSLOG, unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_NET_ADMIN,
+	}
+}
+
+// keepSysAdmin is the shim's first argument when CAP_SYS_ADMIN stays.
+const keepSysAdmin = "keep-sys-admin"
+
+// execMain is the shim: argv is [execName, mode, path, argv...].
+func execMain(args []string) int {
+	// Capabilities and no_new_privs are per thread: do both on the thread
+	// that executes the command.
+	runtime.LockOSThread()
+	status := os.NewFile(execStatusFD, "exec status")
+	fail := func(err error) int {
+		errno, ok := err.(syscall.Errno)
+		if !ok {
+			errno = unix.EINVAL
+		}
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], uint32(errno))
+		status.Write(b[:])
+		fmt.Fprintln(os.Stderr, "lkbuild sandbox:", err)
+		if errno == unix.ENOENT {
+			return 127
+		}
+		return 126
+	}
+	if len(args) < 4 {
+		return fail(unix.EINVAL)
+	}
+	mode, path, argv := args[1], args[2], args[3:]
+	for _, c := range droppedCaps() {
+		if c == unix.CAP_SYS_ADMIN && mode == keepSysAdmin {
+			continue
+		}
+		// EINVAL: a capability this kernel does not know.
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fail(err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fail(err)
+	}
+	unix.CloseOnExec(execStatusFD)
+	return fail(unix.Exec(path, argv, os.Environ()))
+}
+
+// nestedAttr is how the init starts the shim: in a user namespace that
+// maps every id of the sandbox's to itself, and a mount namespace of its
+// own, which locks the mounts copied into it.
+func nestedAttr() (*syscall.SysProcAttr, error) {
+	uids, err := readIDMap("/proc/self/uid_map")
+	if err != nil {
+		return nil, err
+	}
+	gids, err := readIDMap("/proc/self/gid_map")
+	if err != nil {
+		return nil, err
+	}
+	// A child namespace may allow setgroups(2) only where ours does.
+	sg, err := os.ReadFile("/proc/self/setgroups")
+	if err != nil {
+		return nil, err
+	}
+	return &syscall.SysProcAttr{
+		Cloneflags:                 unix.CLONE_NEWUSER | unix.CLONE_NEWNS,
+		UidMappings:                uids,
+		GidMappings:                gids,
+		GidMappingsEnableSetgroups: strings.TrimSpace(string(sg)) == "allow",
+	}, nil
+}
+
+// readIDMap reads the id map of our user namespace as an identity map for
+// a child namespace: each range the sandbox has, mapped to itself.
+func readIDMap(file string) ([]syscall.SysProcIDMap, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseIDMap(f)
+}
+
+// parseIDMap reads /proc/PID/uid_map lines ("inside outside count").
+func parseIDMap(r io.Reader) ([]syscall.SysProcIDMap, error) {
+	var m []syscall.SysProcIDMap
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 3 {
+			return nil, fmt.Errorf("id map line %q", sc.Text())
+		}
+		inside, err1 := strconv.Atoi(f[0])
+		size, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil || size <= 0 {
+			return nil, fmt.Errorf("id map line %q", sc.Text())
+		}
+		m = append(m, syscall.SysProcIDMap{ContainerID: inside, HostID: inside, Size: size})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("empty id map")
+	}
+	return m, nil
+}
+
+// startCommand starts the command at path through the shim, in the
+// nested namespaces, and waits until it has been executed: an exec that
+// failed comes back as its errno.
+func startCommand(path string, cfg *initConfig, env []string) (*os.Process, error) {
+	attr, err := nestedAttr()
+	if err != nil {
+		return nil, fmt.Errorf("id maps for the command: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	mode := "drop"
+	if cfg.Writable {
+		mode = keepSysAdmin
+	}
+	proc, err := os.StartProcess("/proc/self/exe", append([]string{execName, mode, path}, cfg.Args...), &os.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, w},
+		Sys:   attr,
+	})
+	w.Close()
+	if err != nil {
+		return nil, err
+	}
+	var b [4]byte
+	if n, _ := io.ReadFull(r, b[:]); n == 4 {
+		proc.Wait()
+		return nil, &os.PathError{Op: "exec", Path: path, Err: syscall.Errno(binary.LittleEndian.Uint32(b[:]))}
+	}
+	return proc, nil
+}
