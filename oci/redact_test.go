@@ -3,11 +3,17 @@ package oci
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -97,5 +103,31 @@ func TestCredentialSecrets(t *testing.T) {
 		if strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Errorf("credentialSecrets(%q) = %q, want %q", auth, got, want)
 		}
+	}
+}
+
+// refusingTransport refuses every connection, counting the tries.
+type refusingTransport struct{ tries *atomic.Int32 }
+
+func (t refusingTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	t.tries.Add(1)
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+}
+
+// TestRefusedConnectionFailsFast: a registry address where nothing
+// listens is tried a few times, not retried at every layer for minutes.
+func TestRefusedConnectionFailsFast(t *testing.T) {
+	var tries atomic.Int32
+	reg, err := NewRegistry(WithTransport(refusingTransport{&tries}), WithRetry(6, time.Millisecond), WithKeychain(authn.NewMultiKeychain()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = reg.Pull(context.Background(), "127.0.0.1:1/x:y", v1.Platform{OS: "linux", Architecture: "amd64"}, nil, nil)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("got %v, want ECONNREFUSED", err)
+	}
+	// go-containerregistry tries https, then http, for a local address.
+	if n := tries.Load(); n > 2*refusedAttempts {
+		t.Errorf("%d connection attempts, want at most %d", n, 2*refusedAttempts)
 	}
 }

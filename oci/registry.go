@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -192,6 +193,10 @@ func (r *Registry) blobRetry() retryPolicy {
 // retryable decides which errors from go-containerregistry restart a
 // whole operation (such as a blob upload).
 func retryable(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		// Nothing listens there: the transport has tried enough.
+		return false
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		for _, d := range te.Errors {

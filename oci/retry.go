@@ -61,6 +61,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// refusedAttempts is how often a refused connection is tried in all.
+const refusedAttempts = 3
+
 func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err error, attempt int) (time.Duration, bool) {
 	if attempt >= t.attempts || req.Context().Err() != nil {
 		return 0, false
@@ -72,6 +75,14 @@ func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err
 	// Full jitter on the exponential part spreads concurrent clients.
 	wait = wait/2 + rand.N(wait/2+1)
 	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		// Nothing listens there (a wrong address, a registry not up
+		// yet): a few quick tries, a couple of seconds in all, rather
+		// than minutes of silence.
+		if attempt >= refusedAttempts {
+			return 0, false
+		}
+		return min(wait, time.Second), true
 	case err != nil:
 		// The request may or may not have been acted on.
 		if !isConnectionDrop(err) || !idempotent(req) {
