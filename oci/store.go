@@ -38,10 +38,16 @@ type Store struct {
 	path layout.Path
 }
 
+// staleTempAge is how old an unlocked temporary blob must be for
+// OpenStore to remove it.
+const staleTempAge = time.Minute
+
 // OpenStore opens the OCI layout at dir, creating an empty one if dir does
-// not hold a layout yet.
+// not hold a layout yet. Temporary blobs a killed process left behind
+// (unlocked, over a minute old) are removed.
 func OpenStore(dir string) (*Store, error) {
 	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err == nil {
+		removeStaleTemps(filepath.Join(dir, "blobs", "sha256"), time.Now().Add(-staleTempAge))
 		return &Store{path: layout.Path(dir)}, nil
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
@@ -132,6 +138,7 @@ func (s *Store) newBlobWriter() (*blobWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create blob: %w", err)
 	}
+	lockTemp(f)
 	return &blobWriter{s: s, f: f, h: sha256.New()}, nil
 }
 
