@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,10 +123,18 @@ func buildAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// A failed build leaves no empty layout behind where there was none.
+	_, statErr := os.Stat(c.String("output"))
 	out, err := oci.OpenStore(c.String("output"))
 	if err != nil {
 		return err
 	}
+	keep := !errors.Is(statErr, fs.ErrNotExist)
+	defer func() {
+		if !keep {
+			os.RemoveAll(out.Dir())
+		}
+	}()
 	reg, err := newRegistry(c)
 	if err != nil {
 		return err
@@ -149,6 +158,9 @@ func buildAction(c *cli.Context) error {
 	}
 	res, err := builder.Build(c.Context, t, env, pol)
 	r.close()
+	// The image is in the layout when the build made it, even if its
+	// push failed.
+	keep = keep || err == nil || errors.As(err, new(*builder.PushError))
 	if err != nil {
 		return buildFailure(c, r, t, res, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
-	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
@@ -50,6 +49,10 @@ files to other users fail there. Run as root for those.`,
 			if err != nil {
 				return err
 			}
+			env, err := commandEnv(c)
+			if err != nil {
+				return err
+			}
 			secs, err := strconv.ParseInt(c.String("source-date-epoch"), 10, 64)
 			if err != nil {
 				return fmt.Errorf("--source-date-epoch %q: not a number of seconds", c.String("source-date-epoch"))
@@ -68,7 +71,7 @@ files to other users fail there. Run as root for those.`,
 			}
 			o := builder.BuilderImageOptions{
 				From: c.String("from"), Arch: arch, Run: c.StringSlice("run"),
-				Env:     append([]string{"PATH=" + kernel.DefaultPath, "HOME=/root"}, c.StringSlice("env")...),
+				Env:     env,
 				Epoch:   time.Unix(secs, 0),
 				Rootfs:  toolchain.RootfsOptions{Registry: reg, Store: store, Dir: cache.Rootfs()},
 				WorkDir: cache.Work(),

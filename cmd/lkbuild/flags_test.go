@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -35,5 +37,42 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 	t.Setenv("LKBUILD_OUTPUT", t.TempDir())
 	if out := lkbuildOK(t, "version"); !strings.HasPrefix(out, "lkbuild ") {
 		t.Errorf("version with LKBUILD_OUTPUT set: %q", out)
+	}
+}
+
+// TestBadFlagValuesAreRefused: values that used to be taken silently.
+func TestBadFlagValuesAreRefused(t *testing.T) {
+	testGit(t)
+	k := kernelRepo(t, "kernel", seriesKernelFiles())
+	cache := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--rootfs", t.TempDir(), "--env", "NOEQUALS", "--", "true"}, `--env "NOEQUALS": want NAME=VALUE`},
+		{[]string{"run", "--rootfs", t.TempDir(), "--env", "=x", "--", "true"}, `--env "=x": want NAME=VALUE`},
+		{[]string{"builder-image", "--from", "127.0.0.1:1/x:y", "--tag", "t", "--run", "true", "--env", "NOEQUALS"}, `--env "NOEQUALS": want NAME=VALUE`},
+		{[]string{"build", "--kernel-dir", k, "--series", "6.6.x", "--jobs", "-5"}, "jobs -5: want a count of at least 1"},
+	} {
+		_, stderr, code := lkbuild(t, append([]string{"--cache-dir", cache}, tc.args...)...)
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("lkbuild %q: exit %d, stderr %q, want %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
+
+// TestFailedBuildLeavesNoLayout: a build that fails before it has an image
+// does not leave an empty output layout where there was none.
+func TestFailedBuildLeavesNoLayout(t *testing.T) {
+	testGit(t)
+	k := kernelRepo(t, "kernel", seriesKernelFiles())
+	out := filepath.Join(t.TempDir(), "layout")
+	_, stderr, code := lkbuild(t, "--cache-dir", t.TempDir(), "build", "--kernel-dir", k, "--series", "6.6.x",
+		"--output", out, "--keys", filepath.Join(t.TempDir(), "no-keys.asc"))
+	if code == 0 {
+		t.Fatalf("the build succeeded without keys: %s", stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("a failed build left %s behind", out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -107,11 +108,15 @@ func runSpec(c *cli.Context) (sandbox.Spec, error) {
 	if err != nil {
 		return sandbox.Spec{}, err
 	}
+	env, err := commandEnv(c)
+	if err != nil {
+		return sandbox.Spec{}, err
+	}
 	spec := sandbox.Spec{
 		Rootfs:   c.String("rootfs"),
 		Writable: c.Bool("rw") && c.String("rootfs") != "",
 		Args:     c.Args().Slice(),
-		Env:      append([]string{"PATH=" + kernel.DefaultPath, "HOME=/root"}, c.StringSlice("env")...),
+		Env:      env,
 		Dir:      c.String("workdir"),
 		Stdin:    os.Stdin, Stdout: c.App.Writer, Stderr: c.App.ErrWriter,
 		Notify: func(s string) { fmt.Fprintln(c.App.ErrWriter, "lkbuild:", s) },
@@ -138,6 +143,19 @@ func runSpec(c *cli.Context) (sandbox.Spec, error) {
 		builder.Emulate(&spec, *e)
 	}
 	return spec, nil
+}
+
+// commandEnv is the environment of a sandboxed command: PATH, HOME=/root
+// and each --env K=V, which must have a name and an '='.
+func commandEnv(c *cli.Context) ([]string, error) {
+	env := []string{"PATH=" + kernel.DefaultPath, "HOME=/root"}
+	for _, kv := range c.StringSlice("env") {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, fmt.Errorf("--env %q: want NAME=VALUE", kv)
+		}
+		env = append(env, kv)
+	}
+	return env, nil
 }
 
 func archOrHost(s string) (kernel.Arch, error) {
