@@ -8,9 +8,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -30,6 +33,10 @@ import (
 // checked either; they are stored as written and resolved inside the root,
 // as if the root were a chroot, whenever a later entry goes through them.
 var ErrUnsafePath = errors.New("unsafe path in layer")
+
+// ErrDiffIDMismatch is returned (wrapped) when a layer's uncompressed
+// contents do not hash to the diff_id its image config gives for it.
+var ErrDiffIDMismatch = errors.New("layer does not match its diff_id")
 
 // errSparse refuses GNU sparse entries: archive/tar expands their holes into
 // zeros, so a few hundred bytes of header could make us write terabytes.
@@ -286,7 +293,10 @@ func applyImageLayer(ctx context.Context, a layerApplier, l v1.Layer) (_ Extract
 	if closeDec != nil {
 		defer closeDec()
 	}
-	ra := newReadahead(src, 512<<10, 8)
+	// The uncompressed stream is hashed as it is read, in the readahead's
+	// goroutine, and checked against the config's diff_id at its end.
+	sum := sha256.New()
+	ra := newReadahead(io.TeeReader(src, sum), 512<<10, 8)
 	defer ra.Close()
 	stats, err := a.apply(ctx, ra)
 	if err != nil {
@@ -300,6 +310,13 @@ func applyImageLayer(ctx context.Context, a layerApplier, l v1.Layer) (_ Extract
 	}
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return stats, fmt.Errorf("read layer: %w", err)
+	}
+	want, err := l.DiffID()
+	if err != nil {
+		return stats, fmt.Errorf("layer diff_id: %w", err)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); want.Algorithm != "sha256" || want.Hex != got {
+		return stats, fmt.Errorf("%w: the config says %s, the layer is sha256:%s", ErrDiffIDMismatch, want, got)
 	}
 	return stats, nil
 }
@@ -414,7 +431,7 @@ func cleanEntryName(name string) (string, error) {
 		case "", ".":
 		case "..":
 			if len(parts) == 0 {
-				return "", fmt.Errorf("%w: %q climbs above the root", ErrUnsafePath, name)
+				return "", fmt.Errorf("%w: %q climbs above the root", ErrUnsafePath, shortName(name))
 			}
 			parts = parts[:len(parts)-1]
 		default:
@@ -481,7 +498,7 @@ func parseWhiteout(base string) (whiteoutKind, string, error) {
 	}
 	target := base[len(whiteoutPrefix):]
 	if target == "" || target == "." || target == ".." {
-		return whiteoutFile, "", fmt.Errorf("%w: whiteout %q", ErrUnsafePath, base)
+		return whiteoutFile, "", fmt.Errorf("%w: whiteout %q", ErrUnsafePath, shortName(base))
 	}
 	return whiteoutFile, target, nil
 }
@@ -492,4 +509,23 @@ func parseWhiteout(base string) (whiteoutKind, string, error) {
 func initialIDMap(data string) bool {
 	f := strings.Fields(data)
 	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
+}
+
+// maxNameInError is how much of an entry name an error message shows.
+const maxNameInError = 160
+
+// shortName returns name for an error message: whole when short, else its
+// first and last bytes around a count of what was left out, so a hostile
+// 10,000-byte name cannot make a message of tens of kilobytes.
+func shortName(name string) string {
+	if len(name) <= maxNameInError {
+		return name
+	}
+	const keep = maxNameInError / 2
+	return fmt.Sprintf("%s...(%d bytes)...%s", name[:keep], len(name)-2*keep, name[len(name)-keep:])
+}
+
+// pathError is an os.PathError naming the entry by its short name.
+func pathError(op, path string, err error) error {
+	return &os.PathError{Op: op, Path: shortName(path), Err: err}
 }

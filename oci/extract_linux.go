@@ -159,7 +159,7 @@ func (e *extractor) apply(ctx context.Context, r io.Reader) (ExtractStats, error
 			return e.stats, fmt.Errorf("read tar: %w", err)
 		}
 		if err := e.entry(hdr, tr); err != nil {
-			return e.stats, fmt.Errorf("extract %q: %w", hdr.Name, err)
+			return e.stats, fmt.Errorf("extract %q: %w", shortName(hdr.Name), err)
 		}
 	}
 	if err := e.finishDirs(); err != nil {
@@ -304,7 +304,7 @@ func (e *extractor) dirFd(rel string, create bool) (int, error) {
 		}
 		if err != nil {
 			release()
-			return -1, &os.PathError{Op: "openat", Path: rel[:end], Err: err}
+			return -1, pathError("openat", rel[:end], err)
 		}
 		release()
 		cur, owned = next, false
@@ -377,19 +377,19 @@ func (e *extractor) resolveDir(rel string, create bool) (int, error) {
 		h, err = pathrs.OpenatInRoot(e.root, rel)
 	}
 	if err != nil {
-		return -1, fmt.Errorf("resolve %q in root: %w", rel, err)
+		return -1, fmt.Errorf("resolve %q in root: %w", shortName(rel), err)
 	}
 	defer h.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(h.Fd()), &st); err != nil {
-		return -1, &os.PathError{Op: "fstat", Path: rel, Err: err}
+		return -1, pathError("fstat", rel, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return -1, &os.PathError{Op: "resolve", Path: rel, Err: unix.ENOTDIR}
+		return -1, pathError("resolve", rel, unix.ENOTDIR)
 	}
 	fd, err := unix.FcntlInt(h.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return -1, &os.PathError{Op: "dup", Path: rel, Err: err}
+		return -1, pathError("dup", rel, err)
 	}
 	if len(e.dirs) < hardMaxDirFds {
 		e.dirs[rel] = fd
@@ -407,13 +407,13 @@ func (e *extractor) removeExisting(dir int, rel, name string) (bool, error) {
 		if errors.Is(err, unix.ENOENT) {
 			return false, nil
 		}
-		return false, &os.PathError{Op: "fstatat", Path: rel, Err: err}
+		return false, pathError("fstatat", rel, err)
 	}
 	if t := st.Mode & unix.S_IFMT; t == unix.S_IFDIR || t == unix.S_IFLNK {
 		e.stale = true
 	}
 	if err := removeAllAt(dir, name); err != nil {
-		return false, &os.PathError{Op: "remove", Path: rel, Err: err}
+		return false, pathError("remove", rel, err)
 	}
 	return true, nil
 }
@@ -519,7 +519,7 @@ func (e *extractor) opaque(rel string) error {
 func (e *extractor) clearLower(dir int, rel string) error {
 	names, err := dirNames(dir)
 	if err != nil {
-		return &os.PathError{Op: "readdir", Path: rel, Err: err}
+		return pathError("readdir", rel, err)
 	}
 	for _, name := range names {
 		child := name
@@ -543,7 +543,7 @@ func (e *extractor) clearLower(dir int, rel string) error {
 			continue
 		}
 		if err != nil {
-			return &os.PathError{Op: "openat", Path: child, Err: err}
+			return pathError("openat", child, err)
 		}
 		err = e.clearLower(fd, child)
 		_ = unix.Close(fd)
@@ -583,7 +583,7 @@ func timespecOf(t time.Time) unix.Timespec {
 // setTimes sets the times of name in dir, not following a symlink.
 func setTimes(dir int, rel, name string, m dirMeta) error {
 	if err := unix.UtimesNanoAt(dir, name, m.times[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "utimensat", Path: rel, Err: err}
+		return pathError("utimensat", rel, err)
 	}
 	return nil
 }
@@ -602,7 +602,7 @@ func (e *extractor) mkdir(rel, parent, base string, hdr *tar.Header) error {
 	if errors.Is(err, unix.EEXIST) {
 		var st unix.Stat_t
 		if err := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return &os.PathError{Op: "fstatat", Path: rel, Err: err}
+			return pathError("fstatat", rel, err)
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			err = nil // merge with the existing directory
@@ -611,7 +611,7 @@ func (e *extractor) mkdir(rel, parent, base string, hdr *tar.Header) error {
 		}
 	}
 	if err != nil {
-		return &os.PathError{Op: "mkdirat", Path: rel, Err: err}
+		return pathError("mkdirat", rel, err)
 	}
 	e.dirMeta[rel] = m
 	e.stats.Dirs++
@@ -639,11 +639,11 @@ func (e *extractor) finishDirs() error {
 				continue // removed or replaced later in the layer
 			}
 			if err != nil {
-				return fmt.Errorf("extract %q: %w", rel, err)
+				return fmt.Errorf("extract %q: %w", shortName(rel), err)
 			}
 		}
 		if err := e.setDirMeta(dir, rel, base, m); err != nil {
-			return fmt.Errorf("extract %q: %w", rel, err)
+			return fmt.Errorf("extract %q: %w", shortName(rel), err)
 		}
 	}
 	e.closeTemps()
@@ -656,12 +656,12 @@ func (e *extractor) setDirMeta(dir int, rel, base string, m dirMeta) error {
 		return nil // replaced by a non-directory later in the layer
 	}
 	if err != nil {
-		return &os.PathError{Op: "openat", Path: rel, Err: err}
+		return pathError("openat", rel, err)
 	}
 	defer unix.Close(fd)
 	if e.o.ownership {
 		if err := unix.Fchown(fd, m.uid, m.gid); err != nil {
-			return &os.PathError{Op: "fchown", Path: rel, Err: err}
+			return pathError("fchown", rel, err)
 		}
 	}
 	mode := m.mode
@@ -669,7 +669,7 @@ func (e *extractor) setDirMeta(dir int, rel, base string, m dirMeta) error {
 		mode |= 0o700
 	}
 	if err := unix.Fchmod(fd, mode); err != nil {
-		return &os.PathError{Op: "fchmod", Path: rel, Err: err}
+		return pathError("fchmod", rel, err)
 	}
 	return setTimes(dir, rel, base, m)
 }
@@ -718,11 +718,11 @@ func (e *extractor) file(rel, parent, base string, hdr *tar.Header, r io.Reader)
 		}
 	})
 	if err != nil {
-		return &os.PathError{Op: "create", Path: rel, Err: err}
+		return pathError("create", rel, err)
 	}
 	defer func() {
 		if cerr := unix.Close(fd); cerr != nil && err == nil {
-			err = &os.PathError{Op: "close", Path: rel, Err: cerr}
+			err = pathError("close", rel, cerr)
 		}
 	}()
 	if hdr.Size > 0 {
@@ -732,17 +732,17 @@ func (e *extractor) file(rel, parent, base string, hdr *tar.Header, r io.Reader)
 		n, err := io.CopyBuffer(fdWriter(fd), r, e.buf)
 		e.stats.Bytes += n
 		if err != nil {
-			return &os.PathError{Op: "write", Path: rel, Err: err}
+			return pathError("write", rel, err)
 		}
 	}
 	// chown before chmod: chown clears the setuid and setgid bits.
 	if e.o.ownership {
 		if err := unix.Fchown(fd, m.uid, m.gid); err != nil {
-			return &os.PathError{Op: "fchown", Path: rel, Err: err}
+			return pathError("fchown", rel, err)
 		}
 	}
 	if err := unix.Fchmod(fd, m.mode); err != nil {
-		return &os.PathError{Op: "fchmod", Path: rel, Err: err}
+		return pathError("fchmod", rel, err)
 	}
 	if err := setTimes(dir, rel, base, m); err != nil {
 		return err
@@ -764,11 +764,11 @@ func (e *extractor) symlink(rel, parent, base string, hdr *tar.Header) error {
 	// inside the root.
 	err = e.createAt(dir, rel, base, func() error { return unix.Symlinkat(hdr.Linkname, dir, base) })
 	if err != nil {
-		return &os.PathError{Op: "symlinkat", Path: rel, Err: err}
+		return pathError("symlinkat", rel, err)
 	}
 	if e.o.ownership {
 		if err := unix.Fchownat(dir, base, m.uid, m.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return &os.PathError{Op: "lchown", Path: rel, Err: err}
+			return pathError("lchown", rel, err)
 		}
 	}
 	if err := setTimes(dir, rel, base, m); err != nil {
@@ -797,10 +797,10 @@ func (e *extractor) hardlink(rel, parent, base string, hdr *tar.Header) error {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(tdir, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("hard link target: %w", &os.PathError{Op: "fstatat", Path: target, Err: err})
+		return fmt.Errorf("hard link target: %w", pathError("fstatat", target, err))
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%w: hard link target %q is not a regular file", ErrUnsafePath, hdr.Linkname)
+		return fmt.Errorf("%w: hard link target %q is not a regular file", ErrUnsafePath, shortName(hdr.Linkname))
 	}
 	dir, err := e.dirFd(parent, true)
 	if err != nil {
@@ -833,38 +833,38 @@ func (e *extractor) hardlink(rel, parent, base string, hdr *tar.Header) error {
 func (e *extractor) copyFile(sdir int, sname, srel string, dir int, name, rel string) (err error) {
 	src, err := unix.Openat(sdir, sname, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: srel, Err: err}
+		return pathError("open", srel, err)
 	}
 	defer unix.Close(src)
 	var st unix.Stat_t
 	if err := unix.Fstat(src, &st); err != nil {
-		return &os.PathError{Op: "fstat", Path: srel, Err: err}
+		return pathError("fstat", srel, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%w: hard link target %q is not a regular file", ErrUnsafePath, srel)
+		return fmt.Errorf("%w: hard link target %q is not a regular file", ErrUnsafePath, shortName(srel))
 	}
 	dst, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return &os.PathError{Op: "create", Path: rel, Err: err}
+		return pathError("create", rel, err)
 	}
 	defer func() {
 		if cerr := unix.Close(dst); cerr != nil && err == nil {
-			err = &os.PathError{Op: "close", Path: rel, Err: cerr}
+			err = pathError("close", rel, cerr)
 		}
 	}()
 	if e.buf == nil {
 		e.buf = make([]byte, extractCopyBuffer)
 	}
 	if _, err := io.CopyBuffer(fdWriter(dst), fdReader(src), e.buf); err != nil {
-		return &os.PathError{Op: "copy", Path: rel, Err: err}
+		return pathError("copy", rel, err)
 	}
 	if e.o.ownership {
 		if err := unix.Fchown(dst, int(st.Uid), int(st.Gid)); err != nil {
-			return &os.PathError{Op: "fchown", Path: rel, Err: err}
+			return pathError("fchown", rel, err)
 		}
 	}
 	if err := unix.Fchmod(dst, st.Mode&0o7777); err != nil {
-		return &os.PathError{Op: "fchmod", Path: rel, Err: err}
+		return pathError("fchmod", rel, err)
 	}
 	return setTimes(dir, rel, name, dirMeta{times: [2]unix.Timespec{st.Atim, st.Mtim}})
 }
@@ -918,11 +918,11 @@ func (e *extractor) device(rel, parent, base string, hdr *tar.Header) error {
 	}
 	err = e.createAt(dir, rel, base, func() error { return unix.Mknodat(dir, base, typ|0o600, int(dev)) })
 	if err != nil {
-		return &os.PathError{Op: "mknodat", Path: rel, Err: err}
+		return pathError("mknodat", rel, err)
 	}
 	if e.o.ownership {
 		if err := unix.Fchownat(dir, base, m.uid, m.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return &os.PathError{Op: "lchown", Path: rel, Err: err}
+			return pathError("lchown", rel, err)
 		}
 	}
 	// We just created base and it is not a symlink; fchmodat2 makes sure
@@ -932,7 +932,7 @@ func (e *extractor) device(rel, parent, base string, hdr *tar.Header) error {
 		err = unix.Fchmodat(dir, base, m.mode, 0)
 	}
 	if err != nil {
-		return &os.PathError{Op: "fchmodat", Path: rel, Err: err}
+		return pathError("fchmodat", rel, err)
 	}
 	if err := setTimes(dir, rel, base, m); err != nil {
 		return err

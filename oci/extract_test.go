@@ -1005,6 +1005,48 @@ func TestExtractErrors(t *testing.T) {
 			t.Errorf("Extract: %v, want context.Canceled", err)
 		}
 	})
+	t.Run("long names are shortened", func(t *testing.T) {
+		for _, layer := range [][]byte{
+			buildTar(t, tFile(strings.Repeat("a", 10000), "x", 0o644)),
+			buildTar(t, tFile("f", "x", 0o644), tHardlink("l", strings.Repeat("../", 3000)+"f")),
+		} {
+			s := newSandbox(t)
+			_, err := ExtractLayer(context.Background(), bytes.NewReader(layer), s.root)
+			if err == nil {
+				t.Fatal("ExtractLayer of a hostile long name succeeded")
+			}
+			if n := len(err.Error()); n > 1000 {
+				t.Errorf("error is %d bytes long: %.200s...", n, err)
+			}
+			s.checkOutside(t)
+		}
+	})
+	for _, compression := range []string{"gzip", "zstd", "none"} {
+		t.Run("diff_id mismatch "+compression, func(t *testing.T) {
+			honest := imageOf(t, compression, good)
+			layers, err := honest.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := v1.NewHash("sha256:" + strings.Repeat("ab", 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := mutate.AppendLayers(empty.Image, lyingLayer{layers[0], other})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSandbox(t)
+			_, err = Extract(context.Background(), img, s.root)
+			if !errors.Is(err, ErrDiffIDMismatch) {
+				t.Fatalf("Extract: %v, want ErrDiffIDMismatch", err)
+			}
+			if !strings.Contains(err.Error(), other.String()) {
+				t.Errorf("error %q does not name the config's diff_id", err)
+			}
+			s.checkOutside(t)
+		})
+	}
 	t.Run("corrupt gzip", func(t *testing.T) {
 		z := gzipBytes(t, good)
 		z[len(z)-5] ^= 0xff // the CRC
@@ -1057,3 +1099,12 @@ func TestExtractReadahead(t *testing.T) {
 	}
 	ra.Close()
 }
+
+// lyingLayer is a layer whose image config gives another diff_id than its
+// contents have.
+type lyingLayer struct {
+	v1.Layer
+	diffID v1.Hash
+}
+
+func (l lyingLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
