@@ -20,13 +20,26 @@ import (
 	"github.com/lkbuild/lkbuild/internal/rootfstest"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
-func TestBuildBuilderImage(t *testing.T) {
+// baseImage is a builder image's base, pushed to a registry of the test's.
+type baseImage struct {
+	from  string // its reference
+	reg   *oci.Registry
+	store *oci.Store
+	cache string
+	epoch time.Time
+	arch  kernel.Arch
+}
+
+// pushBaseImage pushes a small amd64 tree as a one-layer image.
+func pushBaseImage(t *testing.T) baseImage {
+	t.Helper()
 	tree := rootfstest.SmallTree(t, fixtures.Need(t, rootfstest.AMD64))
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	reg, err := oci.NewRegistry(oci.WithKeychain(authn.NewMultiKeychain()))
 	if err != nil {
 		t.Fatal(err)
@@ -53,17 +66,28 @@ func TestBuildBuilderImage(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	return baseImage{from: from, reg: reg, store: store, cache: cache, epoch: epoch, arch: amd64}
+}
+
+// options are builder-image options that run cmds on the base.
+func (b baseImage) options(stderr io.Writer, cmds ...string) BuilderImageOptions {
+	return BuilderImageOptions{
+		From: b.from, Arch: b.arch, Epoch: b.epoch, Env: []string{"PATH=" + kernel.DefaultPath},
+		Run:     cmds,
+		Rootfs:  toolchain.RootfsOptions{Registry: b.reg, Store: b.store, Dir: filepath.Join(b.cache, "rootfs")},
+		WorkDir: filepath.Join(b.cache, "work"), Stderr: stderr,
+	}
+}
+
+func TestBuildBuilderImage(t *testing.T) {
+	b := pushBaseImage(t)
+	epoch := b.epoch
 	build := func() (digest string, layer []byte) {
 		var stderr bytes.Buffer
-		out, err := BuildBuilderImage(context.Background(), BuilderImageOptions{
-			From: from, Arch: amd64, Epoch: epoch, Env: []string{"PATH=" + kernel.DefaultPath},
-			Run: []string{
-				"echo provisioned > /etc/lkbuild-tool && mkdir -p /opt/tool && ln /etc/lkbuild-tool /opt/tool/hardlink",
-				"rm /etc/debian_version && ln -s /etc/lkbuild-tool /opt/tool/link && rm -rf /etc/apt && mkdir /etc/apt && touch /etc/apt/fresh",
-			},
-			Rootfs:  toolchain.RootfsOptions{Registry: reg, Store: store, Dir: filepath.Join(cache, "rootfs")},
-			WorkDir: filepath.Join(cache, "work"), Stderr: &stderr,
-		})
+		out, err := BuildBuilderImage(context.Background(), b.options(&stderr,
+			"echo provisioned > /etc/lkbuild-tool && mkdir -p /opt/tool && ln /etc/lkbuild-tool /opt/tool/hardlink",
+			"rm /etc/debian_version && ln -s /etc/lkbuild-tool /opt/tool/link && rm -rf /etc/apt && mkdir /etc/apt && touch /etc/apt/fresh",
+		))
 		if err != nil {
 			t.Fatalf("%v\n%s", err, stderr.String())
 		}
@@ -77,11 +101,11 @@ func TestBuildBuilderImage(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rc.Close()
-		b, err := io.ReadAll(rc)
+		data, err := io.ReadAll(rc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return d.String(), b
+		return d.String(), data
 	}
 	d1, layer := build()
 	d2, _ := build()
@@ -121,6 +145,35 @@ func TestBuildBuilderImage(t *testing.T) {
 	for _, h := range entries {
 		if !h.ModTime.Equal(epoch) || h.Uname != "" {
 			t.Errorf("%s: mtime %v uname %q", h.Name, h.ModTime, h.Uname)
+		}
+	}
+}
+
+// TestBuilderImageRunIsLocked: a --run command (the base image's own
+// programs) cannot remount the host's resolv.conf, bound read-only for the
+// network builder-image allows, and write it; nor mount anything new.
+func TestBuilderImageRunIsLocked(t *testing.T) {
+	if _, err := os.Stat("/etc/resolv.conf"); err != nil {
+		t.Skipf("the host has no /etc/resolv.conf to bind: %v", err)
+	}
+	before, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := pushBaseImage(t)
+	for _, cmd := range []string{
+		"mount -o remount,bind,rw /etc/resolv.conf && echo nameserver 127.0.0.9 >>/etc/resolv.conf",
+		"umount /etc/resolv.conf",
+		"mount -t tmpfs none /mnt",
+	} {
+		var stderr bytes.Buffer
+		_, err := BuildBuilderImage(context.Background(), b.options(&stderr, cmd))
+		var exit *sandbox.ExitError
+		if !errors.As(err, &exit) {
+			t.Errorf("%q: %v, want the command's exit status\n%s", cmd, err, stderr.String())
+		}
+		if after, _ := os.ReadFile("/etc/resolv.conf"); !bytes.Equal(after, before) {
+			t.Fatalf("%q changed the host's /etc/resolv.conf: %q", cmd, after)
 		}
 	}
 }

@@ -15,8 +15,19 @@ import (
 // CAP_SYS_ADMIN. Unmounting a bind to reach what is below fails too.
 func TestSandboxReadOnlyBindsAreLocked(t *testing.T) {
 	root := tinyRootfs(t)
-	for _, writable := range []bool{false, true} {
-		t.Run(map[bool]string{false: "build", true: "writable rootfs"}[writable], func(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		writable bool
+		args     []string
+	}{
+		{"build step", false, nil},
+		{"writable rootfs", true, nil},
+		// The builder's in-sandbox Go actions: lkbuild itself, started
+		// as /proc/self/exe from outside the rootfs.
+		{"lkbuild action", false, []string{"/proc/self/exe", toolName}},
+	} {
+		writable := tt.writable
+		t.Run(tt.name, func(t *testing.T) {
 			host := t.TempDir()
 			if err := os.WriteFile(filepath.Join(host, "a"), []byte("pristine"), 0o644); err != nil {
 				t.Fatal(err)
@@ -25,7 +36,7 @@ func TestSandboxReadOnlyBindsAreLocked(t *testing.T) {
 			if writable {
 				r = tinyRootfs(t) // changed in place
 			}
-			spec := Spec{Rootfs: r, Writable: writable, Mounts: []Mount{{Source: host, Target: "/ro", ReadOnly: true}}}
+			spec := Spec{Rootfs: r, Writable: writable, Args: tt.args, Mounts: []Mount{{Source: host, Target: "/ro", ReadOnly: true}}}
 			out := mustTool(t, spec,
 				"remount-rw", "/ro", "write", "/ro/b", "z", "write", "/ro/a", "changed",
 				"umount", "/ro", "write", "/ro/c", "z",

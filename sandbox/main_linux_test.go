@@ -16,8 +16,8 @@ var fixtures rootfstest.Trees
 // the rootfs fixtures once.
 func TestMain(m *testing.M) {
 	MaybeInit(os.Args)
-	if isTool(os.Args) {
-		os.Exit(runTool(os.Args[1:], os.Stdout))
+	if args, ok := toolArgs(os.Args); ok {
+		os.Exit(runTool(args, os.Stdout))
 	}
 	if child := os.Getenv(childTestVar); child != "" {
 		os.Exit(runChildTest(child))

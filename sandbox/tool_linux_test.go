@@ -27,8 +27,18 @@ import (
 // installs the binary as /usr/bin/<toolName>, so it is found in PATH.
 const toolName = "lkbuild-sandbox-test-tool"
 
-// isTool reports whether args are those of the test tool.
-func isTool(args []string) bool { return len(args) > 0 && filepath.Base(args[0]) == toolName }
+// toolArgs returns the tool's actions when args are those of the test
+// tool: argv[0] named toolName, or /proc/self/exe and then toolName, as the
+// builder starts its in-sandbox Go actions.
+func toolArgs(args []string) ([]string, bool) {
+	switch {
+	case len(args) > 0 && filepath.Base(args[0]) == toolName:
+		return args[1:], true
+	case len(args) > 1 && args[0] == "/proc/self/exe" && args[1] == toolName:
+		return args[2:], true
+	}
+	return nil, false
+}
 
 // toolAction is one thing the tool can do: it takes nargs arguments and
 // returns the line it prints ("" prints nothing).
@@ -269,7 +279,10 @@ func writeFile(name, content string, flag int) error {
 func tool(t *testing.T, spec Spec, actions ...string) (string, string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	spec.Args = append([]string{toolName}, actions...)
+	if spec.Args == nil {
+		spec.Args = []string{toolName}
+	}
+	spec.Args = append(spec.Args, actions...)
 	spec.Env = append([]string{testPath}, spec.Env...)
 	spec.Stdout, spec.Stderr = &out, &errb
 	if spec.StateDir == "" {

@@ -11,6 +11,9 @@
 #      wherever the clone lives. The end-to-end kernel build (e2e) runs only
 #      here: it is what an unprivileged user does.
 #
+#   3. the sandbox and hostile-builder tests again as lktest-nosub, a user
+#      without subordinate ids (the single-id mapping).
+#
 # Arguments are package patterns (default ./...): scripts/test.sh ./e2e runs
 # the end-to-end suite alone (make e2e).
 #
@@ -155,6 +158,34 @@ for line in "${pkgs[@]}"; do
 	fi
 done
 echo "== as $testuser: done ($((SECONDS - phase)) s)"
+
+# --- 3. the sandbox without subordinate ids ------------------------------------
+# lktest has a subordinate id range (useradd gives one); a user without one
+# gets the single-id mapping, a sandbox of its own kind. The sandbox tests
+# and the hostile-builder ones run again as such a user; only the test of
+# the range itself is left out.
+nosub=lktest-nosub
+if ! id "$nosub" >/dev/null 2>&1; then
+	useradd -m "$nosub"
+fi
+sed -i "/^$nosub:/d" /etc/subuid /etc/subgid
+nosubenv=("${testenv[@]/#HOME=*/HOME=$(getent passwd "$nosub" | cut -d: -f6)}")
+nosubenv=("${nosubenv[@]/#USER=*/USER=$nosub}")
+nosubenv=("${nosubenv[@]/#LOGNAME=*/LOGNAME=$nosub}")
+chmod -R a+rX "$work/src"
+for run in "sandbox ^Test -test.skip=^TestSandboxSubordinateIDs$" \
+	"builder ^(TestHostileBuilderCannotWriteTheCheckout|TestBuilderImageRunIsLocked|TestStepActionInSandbox)$"; do
+	read -r rel pattern skip <<<"$run"
+	[[ -x $work/bin/$rel.test ]] || continue # not among the packages asked for
+	t0=$SECONDS
+	if (cd "$work/src/$rel" && runuser -u "$nosub" -- env -i "${nosubenv[@]}" "$work/bin/$rel.test" -test.count=1 -test.run="$pattern" ${skip:+"$skip"} </dev/null) 2>&1; then
+		echo "ok   ./$rel (as $nosub, no subordinate ids) $((SECONDS - t0)) s"
+		passed=$((passed + 1))
+	else
+		echo "FAIL ./$rel (as $nosub, no subordinate ids) $((SECONDS - t0)) s"
+		failed=$((failed + 1))
+	fi
+done
 
 echo "test.sh: took $((SECONDS - began)) s"
 echo "$passed passed, $failed failed"
