@@ -64,6 +64,9 @@ func PrepareRootfs(ctx context.Context, ref string, arch kernel.Arch, o RootfsOp
 	if err != nil {
 		return Rootfs{}, fmt.Errorf("builder image %s: %w", ref, err)
 	}
+	if err := checkPlatform(ref, img, arch); err != nil {
+		return Rootfs{}, err
+	}
 	r := Rootfs{Ref: ref, Digest: d, Image: img, Dir: filepath.Join(o.Dir, d.Algorithm, d.Hex)}
 	if isDir(r.Dir) {
 		r.Cached = true
@@ -95,6 +98,43 @@ func PrepareRootfs(ctx context.Context, ref string, arch kernel.Arch, o RootfsOp
 		return Rootfs{}, fmt.Errorf("rootfs cache: %w", err)
 	}
 	return r, nil
+}
+
+// PlatformError is returned by PrepareRootfs for an image made for another
+// platform than the build's arch: its programs would run under emulation
+// for the wrong arch, or not at all, and the build would fail late with a
+// message about the compiler.
+type PlatformError struct {
+	Ref  string
+	Have string // the image config's os/arch ("" when it names none)
+	Want kernel.Arch
+}
+
+func (e *PlatformError) Error() string {
+	have := e.Have
+	if have == "" {
+		have = "of no stated platform"
+	} else {
+		have = "for " + have
+	}
+	return fmt.Sprintf("builder image %s is %s, not %s (--arch %s): give a builder image for %s (lkbuild builder-image --from dir:ROOTFS makes one from a rootfs tree)",
+		e.Ref, have, e.Want.Platform(), e.Want, e.Want.Platform())
+}
+
+// checkPlatform refuses img unless its config is for linux/arch.
+func checkPlatform(ref string, img v1.Image, arch kernel.Arch) error {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("builder image %s: %w", ref, err)
+	}
+	have := ""
+	if cf.OS != "" || cf.Architecture != "" {
+		have = cf.OS + "/" + cf.Architecture
+	}
+	if cf.OS != "linux" || cf.Architecture != arch.OCI {
+		return &PlatformError{Ref: ref, Have: have, Want: arch}
+	}
+	return nil
 }
 
 // LayoutPrefix starts a reference to an image in a local OCI layout,

@@ -2,6 +2,7 @@ package toolchain
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
@@ -96,5 +99,56 @@ func TestPrepareRootfs(t *testing.T) {
 	amd64, _ := kernel.ParseArch("amd64")
 	if _, err := PrepareRootfs(context.Background(), ref, amd64, opts); err == nil {
 		t.Error("an arm64-only image was accepted for amd64")
+	}
+}
+
+// TestPrepareRootfsRefusesOtherPlatforms: a builder image is checked
+// against --arch before anything is unpacked or run, whether it comes
+// from a layout (which has no index to pick a platform from) or names no
+// platform at all.
+func TestPrepareRootfsRefusesOtherPlatforms(t *testing.T) {
+	amd64, _ := kernel.ParseArch("amd64")
+	riscv64, _ := kernel.ParseArch("riscv64")
+	tests := []struct {
+		name     string
+		platform v1.Platform
+		have     string
+	}{
+		{"other arch", Platform(amd64), "linux/amd64"},
+		{"no platform", v1.Platform{}, ""},
+		{"other os", v1.Platform{OS: "windows", Architecture: "riscv64"}, "windows/riscv64"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			store, err := oci.OpenStore(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := empty.Image // names no platform
+			if tt.platform.OS != "" {
+				if img, err = oci.NewImage(oci.ImageSpec{Platform: tt.platform}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := store.WriteLayout(context.Background(), img, tt.platform, "builder"); err != nil {
+				t.Fatal(err)
+			}
+			cache := t.TempDir()
+			ref := LayoutPrefix + dir + ":builder"
+			_, err = PrepareRootfs(context.Background(), ref, riscv64, RootfsOptions{Dir: filepath.Join(cache, "rootfs")})
+			var pe *PlatformError
+			if !errors.As(err, &pe) || pe.Have != tt.have || pe.Want.Uname != riscv64.Uname {
+				t.Fatalf("PrepareRootfs: %v, want a PlatformError from %q", err, tt.have)
+			}
+			for _, want := range []string{ref, "linux/riscv64", "--arch riscv64"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %q", err, want)
+				}
+			}
+			if ents, _ := os.ReadDir(cache); len(ents) != 0 {
+				t.Errorf("the cache holds %v after a refused builder", ents)
+			}
+		})
 	}
 }
