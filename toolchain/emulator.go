@@ -100,7 +100,7 @@ func FindEmulator(a kernel.Arch, h EmulatorHost) (Emulation, error) {
 	if !kernelAtLeast(h.KernelRelease, 6, 7) {
 		return Emulation{}, fmt.Errorf("%w: %s binaries need QEMU: kernel %s cannot register it per user namespace (needs 6.7+) and the host has no %s binfmt_misc entry; install qemu-user-static with binfmt support (Debian: apt-get install qemu-user-static binfmt-support)", ErrNoEmulator, a.Uname, h.KernelRelease, e.Name)
 	}
-	return Emulation{}, fmt.Errorf("%w: %s binaries need %s-static on PATH; install it (Debian: apt-get install qemu-user-static)", ErrNoEmulator, a.Uname, QEMUName(a))
+	return Emulation{}, fmt.Errorf("%w: %s binaries need %s-static on PATH; install it (Debian: apt-get install qemu-user-static; lkbuild doctor checks it)", ErrNoEmulator, a.Uname, QEMUName(a))
 }
 
 // parseBinfmtEntry reads /proc/sys/fs/binfmt_misc/<name>.

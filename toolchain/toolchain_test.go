@@ -65,7 +65,7 @@ func TestFindEmulator(t *testing.T) {
 	}{
 		{"userns registration", arm64, EmulatorHost{LookPath: onPath("qemu-aarch64-static"), KernelRelease: "6.18.44-fc", ReadFile: mapFiles(nil)}, "", true, "/usr/bin/qemu-aarch64-static"},
 		{"plain qemu name", riscv, EmulatorHost{LookPath: onPath("qemu-riscv64"), KernelRelease: "6.7.0", ReadFile: mapFiles(nil)}, "", true, "/usr/bin/qemu-riscv64"},
-		{"missing qemu", arm64, EmulatorHost{LookPath: onPath(), KernelRelease: "6.18.0", ReadFile: mapFiles(nil)}, "apt-get install qemu-user-static", false, ""},
+		{"missing qemu", arm64, EmulatorHost{LookPath: onPath(), KernelRelease: "6.18.0", ReadFile: mapFiles(nil)}, "apt-get install qemu-user-static; lkbuild doctor", false, ""},
 		{"old kernel, host entry with F", arm64, EmulatorHost{LookPath: onPath("qemu-aarch64-static"), KernelRelease: "6.1.0-18-amd64",
 			ReadFile: mapFiles(map[string]string{"/proc/sys/fs/binfmt_misc/qemu-aarch64": hostEntry})}, "", false, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P"},
 		{"old kernel, host entry without F", arm64, EmulatorHost{LookPath: onPath(), KernelRelease: "5.15.0",
