@@ -20,15 +20,22 @@ import (
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
+// DirPrefix names a rootfs directory as a builder image's base: dir:PATH,
+// e.g. a tree debootstrap made. The tree becomes the image's first layer
+// with its modes and owners.
+const DirPrefix = "dir:"
+
 // BuilderImageOptions describes a provisioned builder image: a base image
 // plus the changes some setup commands make to it.
 type BuilderImageOptions struct {
-	// From is the base image reference.
+	// From is the base image reference, or dir:PATH for a rootfs tree.
 	From string
+	// Arch is the image's arch. A dir: tree must be for it (see
+	// toolchain.DetectArch).
 	Arch kernel.Arch
 	// Run holds shell commands, run in order with /bin/sh -c in one
 	// sandbox filesystem, with the host's network (they usually install
-	// packages).
+	// packages). A dir: base may have none: the tree is packed as it is.
 	Run []string
 	// Env is the commands' environment.
 	Env []string
@@ -49,16 +56,30 @@ type BuilderImageOptions struct {
 // changed, deletions as whiteouts. This is LinuxKit's `apk add` step, done
 // once into an image instead of at every (hermetic) build.
 func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, error) {
-	if len(o.Run) == 0 {
+	tree, fromDir := strings.CutPrefix(o.From, DirPrefix)
+	if len(o.Run) == 0 && !fromDir {
 		return nil, errors.New("builder image: no setup commands")
 	}
-	rfs, err := toolchain.PrepareRootfs(ctx, o.From, o.Arch, o.Rootfs)
-	if err != nil {
-		return nil, err
-	}
-	base, ok := o.Rootfs.Store.Image(rfs.Digest)
-	if !ok {
-		return nil, fmt.Errorf("builder image: base %s@%s missing from the blob store", o.From, rfs.Digest)
+	var base v1.Image
+	if fromDir {
+		img, err := dirImage(tree, o)
+		if err != nil {
+			return nil, err
+		}
+		if len(o.Run) == 0 {
+			return img, nil
+		}
+		base = img
+	} else {
+		rfs, err := toolchain.PrepareRootfs(ctx, o.From, o.Arch, o.Rootfs)
+		if err != nil {
+			return nil, err
+		}
+		img, ok := o.Rootfs.Store.Image(rfs.Digest)
+		if !ok {
+			return nil, fmt.Errorf("builder image: base %s@%s missing from the blob store", o.From, rfs.Digest)
+		}
+		base, tree = img, rfs.Dir
 	}
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("builder image: %w", err)
@@ -71,7 +92,7 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 	upper := filepath.Join(work, "upper")
 	for _, cmd := range o.Run {
 		spec := sandbox.Spec{
-			Rootfs: rfs.Dir, UpperDir: upper, HostNetwork: true,
+			Rootfs: tree, UpperDir: upper, HostNetwork: true,
 			Args: []string{"/bin/sh", "-c", cmd}, Env: o.Env,
 			Stdout: o.Stdout, Stderr: o.Stderr, Notify: o.Notify,
 		}
@@ -100,6 +121,37 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 		return nil, fmt.Errorf("builder image: %w", err)
 	}
 	img, err = mutate.CreatedAt(img, v1.Time{Time: o.Epoch.UTC()})
+	if err != nil {
+		return nil, fmt.Errorf("builder image: %w", err)
+	}
+	return img, nil
+}
+
+// dirImage packs a rootfs tree as a one-layer image for o.Arch, after
+// checking that its programs are for that arch. The layer records modes,
+// setuid bits and owners (mapped as the sandbox maps them), every mtime
+// the epoch, and nothing of where the tree was.
+func dirImage(tree string, o BuilderImageOptions) (v1.Image, error) {
+	if fi, err := os.Stat(tree); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("builder image: %s%s: not a directory (%v)", DirPrefix, tree, err)
+	}
+	arch, err := toolchain.DetectArch(tree)
+	if err != nil {
+		return nil, fmt.Errorf("builder image: %w", err)
+	}
+	if arch.Uname != o.Arch.Uname {
+		return nil, fmt.Errorf("builder image: %s%s holds %s programs, not %s (--arch %s)", DirPrefix, tree, arch, o.Arch, o.Arch)
+	}
+	layer, err := o.Rootfs.Store.WriteLayer(func(w io.Writer) error {
+		return oci.WriteDiffTar(w, tree, oci.DiffOptions{Epoch: o.Epoch, MapOwner: sandbox.OwnerMap()})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("builder image: %w", err)
+	}
+	img, err := oci.NewImage(oci.ImageSpec{
+		Platform: toolchain.Platform(o.Arch), Created: o.Epoch,
+		Layers: []oci.ImageLayer{{Layer: layer, CreatedBy: "lkbuild builder-image --from " + DirPrefix + "ROOTFS"}},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("builder image: %w", err)
 	}

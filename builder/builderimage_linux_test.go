@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/lkbuild/lkbuild/internal/rootfstest"
 	"github.com/lkbuild/lkbuild/kernel"
@@ -176,4 +177,110 @@ func TestBuilderImageRunIsLocked(t *testing.T) {
 			t.Fatalf("%q changed the host's /etc/resolv.conf: %q", cmd, after)
 		}
 	}
+}
+
+// TestBuilderImageFromDir packs a rootfs tree as a builder image: the
+// platform is the tree's, modes and setuid bits survive, the host path is
+// nowhere in the image, the same tree gives the same digest, setup commands
+// add a layer over it, and a tree for another arch than --arch is refused.
+func TestBuilderImageFromDir(t *testing.T) {
+	tree := rootfstest.SmallTree(t, fixtures.Need(t, rootfstest.AMD64))
+	if err := os.WriteFile(filepath.Join(tree, "usr/bin/suid"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(tree, "usr/bin/suid"), os.ModeSetuid|0o755); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	store, err := oci.OpenStore(filepath.Join(cache, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd64, _ := kernel.ParseArch("amd64")
+	riscv64, _ := kernel.ParseArch("riscv64")
+	opts := func(from string, arch kernel.Arch, run ...string) BuilderImageOptions {
+		return BuilderImageOptions{
+			From: from, Arch: arch, Epoch: time.Unix(1700000000, 0), Env: []string{"PATH=" + kernel.DefaultPath}, Run: run,
+			Rootfs:  toolchain.RootfsOptions{Store: store, Dir: filepath.Join(cache, "rootfs")},
+			WorkDir: filepath.Join(cache, "work"), Stderr: io.Discard,
+		}
+	}
+	img, err := BuildBuilderImage(context.Background(), opts(DirPrefix+tree, amd64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil || cf.OS != "linux" || cf.Architecture != "amd64" {
+		t.Fatalf("config %+v, %v", cf, err)
+	}
+	raw, _ := img.RawConfigFile()
+	if strings.Contains(string(raw), tree) {
+		t.Errorf("the config names the tree's host path %s: %s", tree, raw)
+	}
+	layers, _ := img.Layers()
+	if len(layers) != 1 {
+		t.Fatalf("%d layers, want 1", len(layers))
+	}
+	rc, _ := layers[0].Uncompressed()
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var sawSuid, sawSh bool
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch strings.TrimPrefix(h.Name, "./") {
+		case "usr/bin/suid":
+			sawSuid = h.Mode&0o4000 != 0
+		case "usr/bin/sh", "bin/sh":
+			sawSh = true
+		}
+	}
+	if !sawSuid || !sawSh {
+		t.Errorf("layer: setuid file kept %v, sh present %v", sawSuid, sawSh)
+	}
+
+	// The same tree copied elsewhere gives the same image.
+	other := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.Rename(tree, other); err != nil {
+		t.Fatal(err)
+	}
+	again, err := BuildBuilderImage(context.Background(), opts(DirPrefix+other, amd64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1, d2 := digestOf(t, img), digestOf(t, again); d1 != d2 {
+		t.Errorf("one tree in two places gave %s and %s", d1, d2)
+	}
+
+	// Setup commands over the tree add a layer.
+	provisioned, err := BuildBuilderImage(context.Background(), opts(DirPrefix+other, amd64, "echo ok >/etc/provisioned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := provisioned.Layers(); len(l) != 2 {
+		t.Errorf("%d layers after --run, want 2", len(l))
+	}
+
+	_, err = BuildBuilderImage(context.Background(), opts(DirPrefix+other, riscv64))
+	if err == nil || !strings.Contains(err.Error(), "x86_64 programs, not riscv64") {
+		t.Errorf("an x86_64 tree as riscv64: %v", err)
+	}
+	_, err = BuildBuilderImage(context.Background(), opts(DirPrefix+filepath.Join(other, "nothere"), amd64))
+	if err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("a missing tree: %v", err)
+	}
+}
+
+func digestOf(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
@@ -24,20 +26,29 @@ LinuxKit's Dockerfile runs at every build.
 
 Without --push the image goes to the OCI layout --output, named by --tag.
 
+--from dir:PATH starts from a rootfs tree instead of an image, for example one
+that debootstrap made for another arch: the tree becomes the first layer with
+its modes and owners, and the platform is that of its programs (read from
+their ELF headers; --arch must agree). --run is optional then.
+
 Examples:
    lkbuild builder-image --from debian:bookworm \
        --run 'apt-get update && apt-get install -y build-essential bc bison flex libelf-dev libssl-dev kmod cpio' \
        --tag registry.example/lkbuild/builder:bookworm --push
    lkbuild builder-image --from alpine:3.20 --run 'apk add build-base bc bison flex elfutils-dev openssl-dev' \
        --tag builder:alpine --output ./out
+   debootstrap --foreign --arch riscv64 --variant=minbase \
+       --include=build-essential,bc,bison,flex,libelf-dev,libssl-dev,kmod,cpio,patch,xz-utils trixie ./rv
+   lkbuild run --arch riscv64 --rootfs ./rv --rw --env container=lxc -- /debootstrap/debootstrap --second-stage
+   lkbuild builder-image --from dir:./rv --tag builder:riscv64 --output ./out
 
 Rootless, the sandbox maps only you, to root: package managers that chown
 files to other users fail there. Run as root for those.`,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "from", Usage: "base image", Required: true},
-			&cli.StringSliceFlag{Name: "run", Usage: "setup command, run with /bin/sh -c (repeatable, in order)", Required: true},
+			&cli.StringFlag{Name: "from", Usage: "base image, or dir:PATH for a rootfs tree", Required: true},
+			&cli.StringSliceFlag{Name: "run", Usage: "setup command, run with /bin/sh -c (repeatable, in order; needed unless --from dir:)"},
 			&cli.StringFlag{Name: "tag", Usage: "name of the new image", Required: true},
-			&cli.StringFlag{Name: "arch", Usage: "architecture (x86_64/amd64, aarch64/arm64, riscv64); default: the host's"},
+			&cli.StringFlag{Name: "arch", Usage: "architecture (x86_64/amd64, aarch64/arm64, riscv64); default: the host's, or a dir: tree's"},
 			&cli.BoolFlag{Name: "push", Usage: "push to the registry named by --tag"},
 			&cli.StringFlag{Name: "output", Usage: "OCI layout to write when not pushing", Value: "out"},
 			&cli.StringSliceFlag{Name: "env", Usage: "set K=V for the setup commands (repeatable)"},
@@ -45,7 +56,17 @@ files to other users fail there. Run as root for those.`,
 			&cli.StringFlag{Name: "source-date-epoch", Usage: "time recorded in the image, seconds since 1970", EnvVars: []string{"SOURCE_DATE_EPOCH"}, Value: "0"},
 		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
-			arch, err := archOrHost(c.String("arch"))
+			tree, fromDir := strings.CutPrefix(c.String("from"), builder.DirPrefix)
+			if !fromDir && len(c.StringSlice("run")) == 0 {
+				return fmt.Errorf("builder-image needs --run (a base image unchanged is no new builder), or --from %sPATH to pack a rootfs tree", builder.DirPrefix)
+			}
+			var arch kernel.Arch
+			var err error
+			if fromDir && c.String("arch") == "" {
+				arch, err = toolchain.DetectArch(tree)
+			} else {
+				arch, err = archOrHost(c.String("arch"))
+			}
 			if err != nil {
 				return err
 			}
@@ -78,8 +99,10 @@ files to other users fail there. Run as root for those.`,
 				Stdout:  c.App.ErrWriter, Stderr: c.App.ErrWriter,
 				Notify: func(s string) { fmt.Fprintln(c.App.ErrWriter, "lkbuild:", s) },
 			}
-			if o.Emulation, err = emulationFor(c, arch); err != nil {
-				return err
+			if len(o.Run) > 0 {
+				if o.Emulation, err = emulationFor(c, arch); err != nil {
+					return err
+				}
 			}
 			img, err := builder.BuildBuilderImage(c.Context, o)
 			if err != nil {

@@ -44,7 +44,7 @@ func TestSetuidTreeIsUnreachable(t *testing.T) {
 	if err := os.WriteFile(suid, sh, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(suid, 0o4755); err != nil {
+	if err := os.Chmod(suid, os.ModeSetuid|0o755); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(suid, "-c", "id -u")
