@@ -79,6 +79,9 @@ type build struct {
 	scr   string // scratch dir
 
 	rootfs toolchain.Rootfs
+	// fast is the fast path's cross toolchain, nil for a native or fully
+	// emulated build.
+	fast   *FastPath
 	src    kernelsrc.Tree
 	ucode  *gitfetch.Checkout
 	// patches are the plan's patches with their SHA-256, read once: for
@@ -112,6 +115,9 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 		return nil, err
 	}
 	if err := b.fetch(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.prepareToolchain(ctx, d); err != nil {
 		return nil, err
 	}
 	b.res.Provenance = b.provenance()

@@ -33,6 +33,11 @@ type Environment struct {
 	UcodeRepo string
 	// Emulation runs a foreign arch's builder; nil for the host's arch.
 	Emulation *toolchain.Emulation
+	// CrossImage, with Emulation, is an image for the host's arch holding
+	// the cross toolchain of the builder's own gcc and binutils versions
+	// (a registry reference or oci:DIR:NAME): the fast path, whose output
+	// is the fully emulated build's. "" builds fully emulated.
+	CrossImage string
 }
 
 // Policy is how a build goes: what it may skip, whether it pushes, what it

@@ -98,6 +98,8 @@ type fakeWorld struct {
 	srcDir  string
 	rootDir string
 	digest  v1.Hash
+	// crossDir is the tree of fakeCrossImage, for the fast path.
+	crossDir string
 
 	mu    sync.Mutex
 	steps []string // step commands and actions, in the order they ran
@@ -131,6 +133,9 @@ func (w *fakeWorld) options() []Option {
 			return gitfetch.Checkout{}, errors.New("fake git: the tests build without microcode")
 		}),
 		withRootfs(func(ctx context.Context, ref string, a kernel.Arch, o toolchain.RootfsOptions) (toolchain.Rootfs, error) {
+			if ref == fakeCrossImage {
+				return toolchain.Rootfs{Dir: w.crossDir, Ref: ref, Digest: w.digest}, nil
+			}
 			return toolchain.Rootfs{Dir: w.rootDir, Ref: ref, Digest: w.digest}, nil
 		}),
 		withRunner(w.run),

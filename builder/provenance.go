@@ -55,7 +55,21 @@ type Provenance struct {
 	// Facts about the run that do not change the image.
 	LkbuildVersion string `json:"lkbuildVersion,omitempty"`
 	BuilderPulled  string `json:"builderPulledFrom,omitempty"`
+	// Toolchain is how the compiler ran: ToolchainNative, ToolchainEmulated
+	// or ToolchainFastPath (then CrossImage and CrossDigest name the cross
+	// toolchain). The fast path gives the emulated build's bytes, so the
+	// image does not record which one made it.
+	Toolchain   string `json:"toolchain"`
+	CrossImage  string `json:"crossImage,omitempty"`
+	CrossDigest string `json:"crossDigest,omitempty"`
 }
+
+// How a build's compiler ran (Provenance.Toolchain).
+const (
+	ToolchainNative   = "native"
+	ToolchainEmulated = "emulated"
+	ToolchainFastPath = "fast path"
+)
 
 // PatchDigest is one applied patch.
 type PatchDigest struct {
@@ -109,6 +123,13 @@ func (b *build) provenance() Provenance {
 		SourceXZ:       "-" + strconv.Itoa(b.pol.XZLevel),
 		LkbuildVersion: b.pol.Version,
 		BuilderPulled:  b.t.BuilderPull,
+		Toolchain:      ToolchainNative,
+	}
+	switch {
+	case b.fast != nil:
+		p.Toolchain, p.CrossImage, p.CrossDigest = ToolchainFastPath, b.fast.image, b.fast.digest
+	case b.env.Emulation != nil:
+		p.Toolchain = ToolchainEmulated
 	}
 	for _, ps := range b.patches {
 		p.Patches = append(p.Patches, PatchDigest{File: ps.rel, SHA256: ps.sha256})

@@ -103,6 +103,9 @@ func (b *build) command(ctx context.Context, spec sandbox.Spec, s kernel.Step) (
 	if e := b.env.Emulation; e != nil && !e.Register {
 		spec.Env = sandbox.EnvDefaults(spec.Env, e.Env)
 	}
+	if b.fast != nil {
+		b.fast.Apply(&spec)
+	}
 	var stdout bytes.Buffer
 	log := logWriter{b}
 	var out io.Writer = log

@@ -17,6 +17,7 @@ packages=(
 	qemu-user-static    # foreign-arch emulation
 	linux-source-6.12   # kernel source fixture
 	qemu-system-x86 busybox-static cpio # boot tests (internal/boottest)
+	qemu-system-arm qemu-system-misc opensbi # boots of the aarch64 and riscv64 kernels
 	git make time hyperfine jq curl ca-certificates
 )
 staticcheck_version=0.8.2

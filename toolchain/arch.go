@@ -44,3 +44,8 @@ func Platform(a kernel.Arch) v1.Platform { return v1.Platform{OS: "linux", Archi
 
 // QEMUName is the arch's name in qemu-user binaries (qemu-aarch64).
 func QEMUName(a kernel.Arch) string { return "qemu-" + a.Uname }
+
+// Triplet is the GNU target triplet of an arch's Debian toolchain, the
+// prefix of its cross tools (aarch64-linux-gnu-gcc) and the multiarch
+// library directory (/usr/lib/aarch64-linux-gnu).
+func Triplet(a kernel.Arch) string { return a.Uname + "-linux-gnu" }

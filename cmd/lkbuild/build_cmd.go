@@ -25,7 +25,10 @@ kernel/Makefile and Dockerfile do, without Docker: the source is fetched
 and verified (sha256sums.asc and the .tar.sign, against common/keys.asc),
 the builder image is pulled and unpacked, and every step (patches, config,
 make, modules_install, headers_install) runs in a rootless sandbox with no
-network. The result is the image LinuxKit expects (kernel, System.map,
+network. A foreign --arch (aarch64 or riscv64 on x86_64) runs its builder
+under QEMU user-mode, about 10x slower than native; with --cross-image the
+compilers run natively inside that build and the output stays the same
+(see the README's "Foreign arches"). The result is the image LinuxKit expects (kernel, System.map,
 kernel.tar, kernel-headers.tar, kernel-dev.tar, src/linux.tar.xz, ...),
 bit for bit reproducible, written to an OCI layout (--output) and, with
 --push, pushed under every tag (lkbuild tags lists them).
@@ -45,6 +48,8 @@ directory; a failure prints its last lines and its path.
 Examples:
    lkbuild --series 6.6.x --arch x86_64 --builder-image registry.example/kbuilder:1
    lkbuild build --series 6.6.x --arch arm64 --push --org registry.example/linuxkit
+   lkbuild --series 6.6.x --arch riscv64 --builder-image oci:fixtures:builder-riscv64 \
+       --cross-image oci:fixtures:cross
    lkbuild build --series 6.6.x --debug --source-mirror /srv/kernel.org --no-ucode
    lkbuild build --series 6.6.x --json > events.jsonl`
 
@@ -66,6 +71,8 @@ func buildFlags() []cli.Flag {
 		&cli.IntFlag{Name: "xz-level", Usage: "xz preset of src/linux.tar.xz (upstream: 6)", Value: builder.DefaultXZLevel},
 		&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout instead of text"},
 		qemuImageFlag(),
+		&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: an image for this host's arch with the cross gcc and binutils of the builder's versions (registry reference or oci:DIR:NAME); the compilers then run natively, the output is the fully emulated build's", EnvVars: []string{"LKBUILD_CROSS_IMAGE"}},
+		&cli.BoolFlag{Name: "no-fast-path", Usage: "build a foreign arch fully emulated even with --cross-image"},
 	), registryFlags()...)
 }
 
@@ -148,6 +155,12 @@ func buildAction(c *cli.Context) error {
 	env := builder.Environment{
 		Registry: reg, Cache: cache, Output: out,
 		SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"), Emulation: emu,
+	}
+	if cross := c.String("cross-image"); cross != "" && !c.Bool("no-fast-path") {
+		if emu == nil {
+			return fmt.Errorf("--cross-image is for a foreign --arch: %s builds natively here", t.Arch)
+		}
+		env.CrossImage = cross
 	}
 	pol := builder.Policy{
 		Push: c.Bool("push"), Force: c.Bool("force"), XZLevel: c.Int("xz-level"),

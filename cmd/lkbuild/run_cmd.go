@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -80,6 +81,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "env", Usage: "set K=V in the command's environment (repeatable)"},
 			&cli.StringFlag{Name: "workdir", Usage: "working directory inside the sandbox", Value: "/"},
 			qemuImageFlag(),
+			&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: run gcc, as, ld and binutils natively from this host-arch image of cross tools (as lkbuild build --cross-image does)"},
 			&cli.BoolFlag{Name: "rw", Usage: "with --rootfs: change the directory in place instead of through an overlay (to bootstrap a rootfs, e.g. debootstrap --second-stage)"},
 		}, registryFlags()...),
 		Before: func(c *cli.Context) error {
@@ -95,6 +97,16 @@ Examples:
 			spec, err := runSpec(c)
 			if err != nil {
 				return err
+			}
+			if cross := c.String("cross-image"); cross != "" {
+				links, err := os.MkdirTemp("", "lkbuild-fastpath-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(links)
+				if err := fastPath(c, &spec, cross, filepath.Join(links, "bin")); err != nil {
+					return err
+				}
 			}
 			return exitStatus(sandbox.Run(c.Context, spec))
 		},
@@ -143,6 +155,32 @@ func runSpec(c *cli.Context) (sandbox.Spec, error) {
 		builder.Emulate(&spec, *e)
 	}
 	return spec, nil
+}
+
+// fastPath makes spec, a foreign arch's sandbox, run the cross tools of
+// the image cross natively; links is a new directory for their links.
+func fastPath(c *cli.Context, spec *sandbox.Spec, cross, links string) error {
+	target, err := archOrHost(c.String("arch"))
+	if err != nil {
+		return err
+	}
+	host, err := toolchain.HostArch()
+	if err != nil {
+		return err
+	}
+	if target.Uname == host.Uname {
+		return fmt.Errorf("--cross-image is for a foreign --arch: %s runs natively here", target)
+	}
+	rfs, err := prepareRootfs(c.Context, c, cross, host)
+	if err != nil {
+		return err
+	}
+	f, err := builder.NewFastPath(cross, rfs.Dir, target, host, links)
+	if err != nil {
+		return err
+	}
+	f.Apply(spec)
+	return nil
 }
 
 // commandEnv is the environment of a sandboxed command: PATH, HOME=/root

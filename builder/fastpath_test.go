@@ -1,0 +1,198 @@
+package builder
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/sandbox"
+	"github.com/lkbuild/lkbuild/toolchain"
+)
+
+// fakeCrossImage is the cross image the fast-path tests name.
+const fakeCrossImage = "registry.example/cross:1"
+
+// elfWithInterp is a minimal x86_64 ELF executable whose only program
+// header names interp as its loader.
+func elfWithInterp(interp string) []byte {
+	const ehsize, phsize = 64, 56
+	b := make([]byte, ehsize+phsize)
+	copy(b, "\x7fELF\x02\x01\x01")
+	le := binary.LittleEndian
+	le.PutUint16(b[16:], 3)  // ET_DYN
+	le.PutUint16(b[18:], 62) // EM_X86_64
+	le.PutUint32(b[20:], 1)
+	le.PutUint64(b[32:], ehsize) // e_phoff
+	le.PutUint16(b[52:], ehsize)
+	le.PutUint16(b[54:], phsize)
+	le.PutUint16(b[56:], 1) // e_phnum
+	ph := b[ehsize:]
+	le.PutUint32(ph[0:], 3) // PT_INTERP
+	le.PutUint64(ph[8:], uint64(len(b)))
+	le.PutUint64(ph[32:], uint64(len(interp)+1))
+	le.PutUint64(ph[40:], uint64(len(interp)+1))
+	return append(b, append([]byte(interp), 0)...)
+}
+
+// fakeCrossTree lays out Debian's cross toolchain for triplet, as an
+// amd64 image holds it.
+func fakeCrossTree(t *testing.T, triplet string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"usr/bin", "usr/lib/gcc-cross/" + triplet + "/14", "usr/libexec/gcc-cross/" + triplet + "/14",
+		"usr/" + triplet + "/bin", "usr/lib/x86_64-linux-gnu", "usr/lib64"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Symlink("usr/lib64", filepath.Join(root, "lib64"))
+	os.WriteFile(filepath.Join(root, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), []byte("loader"), 0o755)
+	os.Symlink("../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", filepath.Join(root, "usr/lib64/ld-linux-x86-64.so.2"))
+	gcc := elfWithInterp("/lib64/ld-linux-x86-64.so.2")
+	os.WriteFile(filepath.Join(root, "usr/bin", triplet+"-gcc-14"), gcc, 0o755)
+	os.Symlink(triplet+"-gcc-14", filepath.Join(root, "usr/bin", triplet+"-gcc"))
+	for _, tool := range []string{"ld", "ld.bfd", "as", "objcopy", "cpp"} {
+		os.WriteFile(filepath.Join(root, "usr/bin", triplet+"-"+tool), gcc, 0o755)
+	}
+	os.WriteFile(filepath.Join(root, "usr/bin/gcc"), gcc, 0o755) // the image's own, not bound
+	return root
+}
+
+func TestNewFastPath(t *testing.T) {
+	arm64, host := arch(t, "aarch64"), arch(t, "x86_64")
+	root := fakeCrossTree(t, "aarch64-linux-gnu")
+	links := filepath.Join(t.TempDir(), "links")
+	f, err := NewFastPath(fakeCrossImage, root, arm64, host, links)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, m := range f.mounts {
+		if !m.ReadOnly {
+			t.Errorf("mount %+v is writable", m)
+		}
+		if !strings.HasPrefix(m.Source, root) && m.Source != links {
+			t.Errorf("mount %+v comes from outside the cross tree", m)
+		}
+		targets = append(targets, m.Target)
+	}
+	for _, want := range []string{"/usr/bin/aarch64-linux-gnu-gcc", "/usr/bin/aarch64-linux-gnu-ld", "/usr/lib/gcc-cross", "/usr/libexec/gcc-cross",
+		"/usr/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64/ld-linux-x86-64.so.2", fastBin} {
+		if !slices.Contains(targets, want) {
+			t.Errorf("no mount at %s: %v", want, targets)
+		}
+	}
+	if slices.Contains(targets, "/usr/bin/gcc") {
+		t.Error("the cross image's own gcc is bound over the builder's")
+	}
+	for name, want := range map[string]string{"gcc": "/usr/bin/aarch64-linux-gnu-gcc", "cc": "/usr/bin/aarch64-linux-gnu-gcc", "ld": "/usr/bin/aarch64-linux-gnu-ld"} {
+		if got, err := os.Readlink(filepath.Join(links, name)); err != nil || got != want {
+			t.Errorf("link %s -> %q (%v), want %s", name, got, err, want)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(links, "nm")); err == nil {
+		t.Error("a link to a tool the image lacks")
+	}
+	spec := sandboxSpec([]string{"PATH=/usr/bin:/bin", "ARCH=arm64"})
+	f.Apply(&spec)
+	if !slices.Equal(spec.Env, []string{"PATH=" + fastBin + ":/usr/bin:/bin", "ARCH=arm64", gccExecPrefix}) {
+		t.Errorf("env %q", spec.Env)
+	}
+
+	// An image without this arch's toolchain is refused, naming what to
+	// install.
+	_, err = NewFastPath(fakeCrossImage, root, arch(t, "riscv64"), host, filepath.Join(t.TempDir(), "l"))
+	if err == nil || !strings.Contains(err.Error(), "gcc-14-riscv64-linux-gnu") || !strings.Contains(err.Error(), fakeCrossImage) {
+		t.Errorf("no riscv64 cross tools: %v", err)
+	}
+}
+
+func sandboxSpec(env []string) sandbox.Spec { return sandbox.Spec{Env: env} }
+
+func arch(t *testing.T, name string) kernel.Arch {
+	t.Helper()
+	a, err := kernel.ParseArch(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestBuildFastPath runs a foreign-arch build with a cross image through
+// the fake sandbox: the toolchains are compared before any step, a match
+// gives every command the cross tools and an image identical to the fully
+// emulated build's, a mismatch refuses the build naming both versions.
+func TestBuildFastPath(t *testing.T) {
+	const native = "gcc (Debian 14.2.0-19) 14.2.0\nGNU assembler (GNU Binutils for Debian) 2.44\nGNU ld (GNU Binutils for Debian) 2.44\nx86_64-linux-gnu\n"
+	var makes []sandbox.Spec // the compile steps' sandboxes
+	build := func(t *testing.T, cross string, crossImage string) (*fakeWorld, *fakeBuild, *BuildResult, error) {
+		makes = nil
+		w := newFakeWorld(t)
+		w.crossDir = fakeCrossTree(t, "x86_64-linux-gnu")
+		w.fail = func(spec sandbox.Spec) (string, error) {
+			if len(spec.Args) == 3 && spec.Args[2] == toolchainProbe {
+				if slices.Contains(spec.Env, gccExecPrefix) {
+					_, err := spec.Stdout.Write([]byte(cross))
+					return "", err
+				}
+				_, err := spec.Stdout.Write([]byte(native))
+				return "", err
+			}
+			if len(spec.Args) > 1 && spec.Args[0] == "make" && strings.HasPrefix(spec.Args[1], "-j") {
+				makes = append(makes, spec)
+			}
+			return "", nil
+		}
+		fb := newFakeBuild(t, t.TempDir(), Request{})
+		fb.env.Emulation = &toolchain.Emulation{Env: []string{"QEMU_CPU=max"}}
+		fb.env.CrossImage = crossImage
+		res, err := fb.run(w)
+		return w, fb, res, err
+	}
+	_, _, emulated, err := build(t, native, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, fast, err := build(t, native, fakeCrossImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(makes) != 1 {
+		t.Fatalf("%d compile steps, want 1", len(makes))
+	}
+	if env := makes[0].Env; !slices.Contains(env, gccExecPrefix) || !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH="+fastBin+":") }) {
+		t.Errorf("the compile step's environment lacks the fast path: %q", env)
+	}
+	if !slices.ContainsFunc(makes[0].Mounts, func(m sandbox.Mount) bool { return m.Target == "/usr/lib/gcc-cross" && m.ReadOnly }) {
+		t.Errorf("the compile step has no cross toolchain: %+v", makes[0].Mounts)
+	}
+	if fast.Digest != emulated.Digest {
+		t.Errorf("fast path image %s, fully emulated %s: the image must not say which path made it", fast.Digest, emulated.Digest)
+	}
+	if p := fast.Provenance; p.Toolchain != ToolchainFastPath || p.CrossImage != fakeCrossImage || p.CrossDigest == "" {
+		t.Errorf("fast path provenance %+v", p)
+	}
+	if p := emulated.Provenance; p.Toolchain != ToolchainEmulated || p.CrossImage != "" {
+		t.Errorf("emulated provenance %+v", p)
+	}
+	if !slices.ContainsFunc(w.steps, func(s string) bool { return strings.HasPrefix(s, "make -j") }) {
+		t.Errorf("no compile step ran: %q", w.steps)
+	}
+
+	_, fb, _, err := build(t, strings.Replace(native, "14.2.0-19", "14.2.0-19cross1", 1), fakeCrossImage)
+	var mm *ToolchainMismatchError
+	if !errors.As(err, &mm) {
+		t.Fatalf("mismatched toolchains: %v, want a ToolchainMismatchError", err)
+	}
+	for _, want := range []string{"14.2.0-19)", "14.2.0-19cross1", fakeCrossImage, "--no-fast-path"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	fb.checkNothingLeft(t)
+}

@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lkbuild/lkbuild/internal/testenv"
+)
+
+// foreignArches are the arches the foreign-arch tests build, with the
+// kernel's ARCH and the variables naming their builder images.
+var foreignArches = []struct{ arch, make, builderVar string }{
+	{"aarch64", "arm64", "LKBUILD_E2E_BUILDER_ARM64"},
+	{"riscv64", "riscv", "LKBUILD_E2E_BUILDER_RISCV64"},
+}
+
+// identityScript configures and compiles a slice of the kernel, enough to
+// exercise every kind of tool the fast path replaces: the defconfig's
+// compiler probes (the .config records the compiler), the host programs
+// (fixdep, conf, modpost, ... built by the target's compiler, run
+// emulated), the generated headers and the vdso (compiled, assembled and
+// linked), and a few dozen kernel objects.
+const identityScript = `set -e
+command -v gcc | xargs readlink -f >/out/gcc
+make -s -C /src O=/build defconfig
+make -s -C /src O=/build -j2 prepare
+make -s -C /src O=/build -j2 init/ lib/sort.o lib/string.o lib/bsearch.o lib/kasprintf.o lib/cmdline.o kernel/panic.o kernel/exit.o
+`
+
+// TestFastPathIdentity builds the same slice of the kernel twice for each
+// foreign arch, in the same builder: fully emulated, and with the cross
+// compilers of the fast path running natively, and compares every byte of
+// the two object trees. This is the fast path's contract at a scale CI
+// can afford (the whole-image comparison is in bench/foreign.sh).
+func TestFastPathIdentity(t *testing.T) {
+	e := setupForeign(t)
+	src := e.kernelSource(t)
+	for _, a := range foreignArches {
+		t.Run(a.arch, func(t *testing.T) {
+			builder := testenv.Getenv(t, a.builderVar, "run scripts/fixtures/e2e.sh and export its output")
+			trees := map[string]string{}
+			took := map[string]time.Duration{}
+			for _, mode := range []string{"emulated", "fast"} {
+				build, out := filepath.Join(e.work, a.arch+"-"+mode), filepath.Join(e.work, a.arch+"-"+mode+"-out")
+				for _, d := range []string{build, out} {
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				args := []string{"--cache-dir", e.cache, "run", "--arch", a.arch, "--builder-image", builder,
+					"--bind", src + ":/src:ro", "--bind", build + ":/build", "--bind", out + ":/out",
+					"--env", "ARCH=" + a.make, "--env", "LC_ALL=C", "--env", "KBUILD_BUILD_TIMESTAMP=Thu Jan  1 00:00:00 UTC 1970",
+					"--env", "KBUILD_BUILD_USER=lkbuild", "--env", "KBUILD_BUILD_HOST=lkbuild", "--env", "SOURCE_DATE_EPOCH=0"}
+				if mode == "fast" {
+					args = append(args, "--cross-image", e.cross)
+				}
+				args = append(args, "--", "/bin/sh", "-c", identityScript)
+				began := time.Now()
+				cmd := exec.Command(e.bin, args...)
+				var stderr bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &stderr, &stderr
+				if err := cmd.Run(); err != nil {
+					t.Fatalf("%s build: %v\n%s", mode, err, tailString(stderr.String(), 40))
+				}
+				took[mode] = time.Since(began)
+				trees[mode] = build
+				gcc, _ := os.ReadFile(filepath.Join(out, "gcc"))
+				want := "/usr/bin/gcc-14"
+				if mode == "fast" {
+					want = "/usr/bin/" + a.arch + "-linux-gnu-gcc-14"
+				}
+				if strings.TrimSpace(string(gcc)) != want {
+					t.Fatalf("%s build: gcc is %q, want %s", mode, gcc, want)
+				}
+			}
+			emu, fast := treeDigests(t, trees["emulated"]), treeDigests(t, trees["fast"])
+			var differ []string
+			for name, d := range emu {
+				if fast[name] != d {
+					differ = append(differ, name)
+				}
+			}
+			for name := range fast {
+				if _, ok := emu[name]; !ok {
+					differ = append(differ, name+" (only in the fast build)")
+				}
+			}
+			sort.Strings(differ)
+			objects := 0
+			for name := range emu {
+				if strings.HasSuffix(name, ".o") {
+					objects++
+				}
+			}
+			t.Logf("%s: %d files (%d objects) compared; emulated %s, fast path %s (%.1fx)",
+				a.arch, len(emu), objects, took["emulated"].Round(time.Second), took["fast"].Round(time.Second),
+				took["emulated"].Seconds()/took["fast"].Seconds())
+			if len(differ) > 0 {
+				t.Errorf("%d of %d files differ between the emulated and the fast-path build: %s", len(differ), len(emu), strings.Join(differ[:min(len(differ), 30)], ", "))
+			}
+			if objects < 40 {
+				t.Errorf("only %d objects built: the comparison proves little", objects)
+			}
+		})
+	}
+}
+
+// foreignEnv is what the foreign-arch tests run against.
+type foreignEnv struct {
+	bin, cross, work, cache string
+}
+
+func setupForeign(t *testing.T) *foreignEnv {
+	t.Helper()
+	e := setup(t)
+	return &foreignEnv{
+		bin:   e.bin,
+		cross: testenv.Getenv(t, "LKBUILD_E2E_CROSS", "run scripts/fixtures/e2e.sh and export its output"),
+		work:  e.work,
+		cache: filepath.Join(e.work, "cache"),
+	}
+}
+
+// kernelSource unpacks the Debian kernel source the fixtures use.
+func (e *foreignEnv) kernelSource(t *testing.T) string {
+	t.Helper()
+	tarball := "/usr/src/linux-source-6.12.tar.xz"
+	if _, err := os.Stat(tarball); err != nil {
+		testenv.Need(t, false, tarball+" is missing: install linux-source-6.12 (scripts/deps.sh)")
+	}
+	dir := filepath.Join(e.work, "src")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "", "tar", "-C", dir, "--strip-components=1", "-xJf", tarball)
+	return dir
+}
+
+// treeDigests maps every file, link and directory under root to a digest
+// of its type, mode and contents (or link target).
+func treeDigests(t *testing.T, root string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		fmt.Fprintf(h, "%v\n", fi.Mode())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			h.Write([]byte(target))
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(data)
+		}
+		m[rel] = fmt.Sprintf("%x", h.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
