@@ -81,9 +81,9 @@ type build struct {
 	rootfs toolchain.Rootfs
 	// fast is the fast path's cross toolchain, nil for a native or fully
 	// emulated build.
-	fast   *FastPath
-	src    kernelsrc.Tree
-	ucode  *gitfetch.Checkout
+	fast  *FastPath
+	src   kernelsrc.Tree
+	ucode *gitfetch.Checkout
 	// patches are the plan's patches with their SHA-256, read once: for
 	// the provenance and the source archive's cache key.
 	patches []patchSum
