@@ -86,7 +86,27 @@ func NewFastPath(image, root string, target, host kernel.Arch, links string) (*F
 			return nil, err
 		}
 	}
-	if !have[triplet+"-gcc"] || !have[triplet+"-ld"] {
+	// Debian's gcc-14-<triplet> has only the versioned driver
+	// (<triplet>-gcc-14); the unversioned name is another package's.
+	cross := func(name string) string {
+		if name == "cc" {
+			name = "gcc"
+		}
+		if have[triplet+"-"+name] {
+			return triplet + "-" + name
+		}
+		var versioned []string
+		for n := range have {
+			if v, ok := strings.CutPrefix(n, triplet+"-"+name+"-"); ok && v != "" && strings.Trim(v, "0123456789") == "" {
+				versioned = append(versioned, n)
+			}
+		}
+		if len(versioned) == 1 {
+			return versioned[0]
+		}
+		return ""
+	}
+	if cross("gcc") == "" || cross("ld") == "" {
 		return nil, missing("/usr/bin/" + triplet + "-gcc or -ld")
 	}
 	for _, dir := range []string{"/usr/lib/gcc-cross", "/usr/libexec/gcc-cross", "/usr/" + triplet, "/usr/lib/" + toolchain.Triplet(host)} {
@@ -95,7 +115,7 @@ func NewFastPath(image, root string, target, host kernel.Arch, links string) (*F
 		}
 	}
 	// The host's dynamic loader, at the path the cross tools name.
-	interp, err := interpreter(root, "/usr/bin/"+triplet+"-gcc")
+	interp, err := interpreter(root, "/usr/bin/"+cross("gcc"))
 	if err != nil {
 		return nil, fmt.Errorf("cross image %s: %w", image, err)
 	}
@@ -106,14 +126,11 @@ func NewFastPath(image, root string, target, host kernel.Arch, links string) (*F
 		return nil, fmt.Errorf("fast path: %w", err)
 	}
 	for _, name := range fastTools() {
-		cross := triplet + "-" + name
-		if name == "cc" {
-			cross = triplet + "-gcc"
-		}
-		if !have[cross] {
+		prog := cross(name)
+		if prog == "" {
 			continue
 		}
-		if err := os.Symlink("/usr/bin/"+cross, filepath.Join(links, name)); err != nil {
+		if err := os.Symlink("/usr/bin/"+prog, filepath.Join(links, name)); err != nil {
 			return nil, fmt.Errorf("fast path: %w", err)
 		}
 	}

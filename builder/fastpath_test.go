@@ -54,9 +54,10 @@ func fakeCrossTree(t *testing.T, triplet string) string {
 	os.WriteFile(filepath.Join(root, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), []byte("loader"), 0o755)
 	os.Symlink("../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", filepath.Join(root, "usr/lib64/ld-linux-x86-64.so.2"))
 	gcc := elfWithInterp("/lib64/ld-linux-x86-64.so.2")
+	// Only the versioned driver, as Debian's gcc-14-<triplet> has it.
 	os.WriteFile(filepath.Join(root, "usr/bin", triplet+"-gcc-14"), gcc, 0o755)
-	os.Symlink(triplet+"-gcc-14", filepath.Join(root, "usr/bin", triplet+"-gcc"))
-	for _, tool := range []string{"ld", "ld.bfd", "as", "objcopy", "cpp"} {
+	os.WriteFile(filepath.Join(root, "usr/bin", triplet+"-cpp-14"), gcc, 0o755)
+	for _, tool := range []string{"ld", "ld.bfd", "as", "objcopy"} {
 		os.WriteFile(filepath.Join(root, "usr/bin", triplet+"-"+tool), gcc, 0o755)
 	}
 	os.WriteFile(filepath.Join(root, "usr/bin/gcc"), gcc, 0o755) // the image's own, not bound
@@ -81,7 +82,7 @@ func TestNewFastPath(t *testing.T) {
 		}
 		targets = append(targets, m.Target)
 	}
-	for _, want := range []string{"/usr/bin/aarch64-linux-gnu-gcc", "/usr/bin/aarch64-linux-gnu-ld", "/usr/lib/gcc-cross", "/usr/libexec/gcc-cross",
+	for _, want := range []string{"/usr/bin/aarch64-linux-gnu-gcc-14", "/usr/bin/aarch64-linux-gnu-ld", "/usr/lib/gcc-cross", "/usr/libexec/gcc-cross",
 		"/usr/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64/ld-linux-x86-64.so.2", fastBin} {
 		if !slices.Contains(targets, want) {
 			t.Errorf("no mount at %s: %v", want, targets)
@@ -90,7 +91,7 @@ func TestNewFastPath(t *testing.T) {
 	if slices.Contains(targets, "/usr/bin/gcc") {
 		t.Error("the cross image's own gcc is bound over the builder's")
 	}
-	for name, want := range map[string]string{"gcc": "/usr/bin/aarch64-linux-gnu-gcc", "cc": "/usr/bin/aarch64-linux-gnu-gcc", "ld": "/usr/bin/aarch64-linux-gnu-ld"} {
+	for name, want := range map[string]string{"gcc": "/usr/bin/aarch64-linux-gnu-gcc-14", "cc": "/usr/bin/aarch64-linux-gnu-gcc-14", "cpp": "/usr/bin/aarch64-linux-gnu-cpp-14", "ld": "/usr/bin/aarch64-linux-gnu-ld"} {
 		if got, err := os.Readlink(filepath.Join(links, name)); err != nil || got != want {
 			t.Errorf("link %s -> %q (%v), want %s", name, got, err, want)
 		}

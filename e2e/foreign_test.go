@@ -30,7 +30,7 @@ var foreignArches = []struct{ arch, make, builderVar string }{
 // emulated), the generated headers and the vdso (compiled, assembled and
 // linked), and a few dozen kernel objects.
 const identityScript = `set -e
-command -v gcc | xargs readlink -f >/out/gcc
+command -v gcc >/out/gcc
 make -s -C /src O=/build defconfig
 make -s -C /src O=/build -j2 prepare
 make -s -C /src O=/build -j2 init/ lib/sort.o lib/string.o lib/bsearch.o lib/kasprintf.o lib/cmdline.o kernel/panic.o kernel/exit.o
@@ -74,9 +74,9 @@ func TestFastPathIdentity(t *testing.T) {
 				took[mode] = time.Since(began)
 				trees[mode] = build
 				gcc, _ := os.ReadFile(filepath.Join(out, "gcc"))
-				want := "/usr/bin/gcc-14"
+				want := "/usr/bin/gcc"
 				if mode == "fast" {
-					want = "/usr/bin/" + a.arch + "-linux-gnu-gcc-14"
+					want = "/usr/libexec/lkbuild-fastpath/gcc"
 				}
 				if strings.TrimSpace(string(gcc)) != want {
 					t.Fatalf("%s build: gcc is %q, want %s", mode, gcc, want)
