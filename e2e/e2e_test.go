@@ -154,6 +154,7 @@ type result struct {
 
 type event struct {
 	Kind    string        `json:"kind"`
+	Message string        `json:"message"`
 	Phase   string        `json:"phase"`
 	Step    string        `json:"step"`
 	Unit    string        `json:"unit"`

@@ -2,17 +2,21 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lkbuild/lkbuild/internal/boottest"
 	"github.com/lkbuild/lkbuild/internal/testenv"
 )
 
@@ -182,4 +186,110 @@ func treeDigests(t *testing.T, root string) map[string]string {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestForeignBuild builds the test kernel for each foreign arch on the
+// fast path (the arch's trixie builder, the cross image's compilers),
+// pushes it next to the other arches' images, and boots it under that
+// arch's qemu-system with a module from kernel.tar. kernel-dev.tar must
+// hold host tools for the target, as a fully emulated build's does.
+// LKBUILD_E2E_FOREIGN_ARCHES (default: all) picks the arches.
+func TestForeignBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds kernels")
+	}
+	base := setup(t)
+	e := setupForeign(t)
+	kdir := base.checkout(t, nil)
+	org := base.registry + "/e2e-foreign"
+	want := os.Getenv("LKBUILD_E2E_FOREIGN_ARCHES")
+	for _, a := range foreignArches {
+		if want != "" && !slices.Contains(strings.Fields(want), a.arch) {
+			continue
+		}
+		t.Run(a.arch, func(t *testing.T) {
+			builder := testenv.Getenv(t, a.builderVar, "run scripts/fixtures/e2e.sh and export its output")
+			busybox := testenv.Getenv(t, a.builderVar+"_BUSYBOX", "run scripts/fixtures/e2e.sh and export its output")
+			cache, out := filepath.Join(e.work, "cache-"+a.arch), filepath.Join(e.work, "oci-"+a.arch)
+			r := base.lkbuild(t, nil, "--cache-dir", cache, "build", "--json",
+				"--kernel-dir", kdir, "--series", series, "--arch", a.arch,
+				"--builder-image", builder, "--cross-image", e.cross, "--source-mirror", base.mirror,
+				"--output", out, "--org", org, "--insecure-registry", "--push")
+			if r.code != 0 {
+				t.Fatalf("build exited %d after %s\n%s", r.code, r.elapsed.Round(time.Second), tailString(r.stderr+r.stdout, 40))
+			}
+			fast := false
+			for _, ev := range r.events {
+				if ev.Kind == "note" && strings.Contains(ev.Message, "fast path") {
+					fast = true
+				}
+			}
+			if !fast {
+				t.Errorf("no event says the fast path built it")
+			}
+			t.Logf("%s: fast-path build in %s", a.arch, r.elapsed.Round(time.Second))
+			tags := strings.Fields(run(t, "", base.bin, "tags", "--kernel-dir", kdir, "--series", series, "--arch", a.arch, "--org", org))
+			img := base.unpack(t, tags[0])
+			if img.config.Architecture != map[string]string{"aarch64": "arm64", "riscv64": "riscv64"}[a.arch] {
+				t.Errorf("image architecture %q", img.config.Architecture)
+			}
+			index := base.skopeo(t, "inspect", "--tls-verify=false", "--raw", "docker://"+tags[1])
+			if !strings.Contains(index, img.config.Architecture) {
+				t.Errorf("index %s lacks %s: %s", tags[1], img.config.Architecture, index)
+			}
+			// The kernel's host tools in kernel-dev.tar run on the target.
+			dev := filepath.Join(t.TempDir(), "dev")
+			os.MkdirAll(dev, 0o755)
+			run(t, "", "tar", "-C", dev, "-xf", filepath.Join(img.root, "kernel-dev.tar"))
+			fixdep := filepath.Join(dev, "usr/src/linux-headers-"+release, "scripts/basic/fixdep")
+			ef, err := elf.Open(fixdep)
+			if err != nil {
+				t.Fatalf("kernel-dev.tar's fixdep: %v", err)
+			}
+			machine := ef.Machine
+			ef.Close()
+			if wantM := map[string]elf.Machine{"aarch64": elf.EM_AARCH64, "riscv64": elf.EM_RISCV}[a.arch]; machine != wantM {
+				t.Errorf("kernel-dev.tar's fixdep is for %s, want %s", machine, wantM)
+			}
+			bootForeign(t, img, a.arch, busybox)
+		})
+	}
+}
+
+// bootForeign boots img's kernel with crc7 from its kernel.tar.
+func bootForeign(t *testing.T, img *image, arch, busybox string) {
+	t.Helper()
+	tree := filepath.Join(t.TempDir(), "modules")
+	os.MkdirAll(tree, 0o755)
+	run(t, "", "tar", "-C", tree, "-xf", filepath.Join(img.root, "kernel.tar"))
+	initrd := filepath.Join(t.TempDir(), "initrd.gz")
+	f, err := os.Create(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = boottest.Initramfs(f, boottest.InitramfsSpec{
+		Busybox: busybox, ModuleTree: tree, Release: release,
+		Modules: []boottest.Module{{Path: "kernel/lib/crc7.ko"}, {Path: "kernel/lib/crc8.ko"}},
+	})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := boottest.Boot(context.Background(), boottest.BootSpec{
+		Arch: arch, Kernel: filepath.Join(img.root, "kernel"), Initramfs: initrd, Timeout: 6 * time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	t.Logf("%s booted in %s", arch, res.Elapsed.Round(time.Second))
+	for _, m := range []string{"crc7", "crc8"} {
+		if r, ok := res.Module(m); !ok || !r.OK {
+			t.Errorf("module %s: %+v", m, r)
+		}
+	}
+	for _, line := range []string{"lkbuild-e2e: patch 0001 applied", "Linux version " + release} {
+		if !strings.Contains(res.Console, line) {
+			t.Errorf("console lacks %q:\n%s", line, tailString(res.Console, 30))
+		}
+	}
 }

@@ -2,11 +2,14 @@ package boottest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,9 +60,35 @@ type BootSpec struct {
 	// Console gets a copy of the serial console as it arrives; nil
 	// discards it (Result.Console has it all the same).
 	Console io.Writer
-	// QEMU is the program to run; the default is DefaultQEMU, looked up in
-	// PATH.
+	// QEMU is the program to run; the default is the Arch's
+	// (DefaultQEMU for x86_64), looked up in PATH.
 	QEMU string
+	// Arch is the guest's uname arch: "" or x86_64 (a bzImage, console
+	// ttyS0), aarch64 (qemu-system-aarch64 -M virt, an Image or Image.gz,
+	// console ttyAMA0) or riscv64 (qemu-system-riscv64 -M virt with
+	// OpenSBI, an Image; a gzip-compressed one is decompressed first, as
+	// QEMU boots only plain images there).
+	Arch string
+}
+
+// machine is how qemu emulates an arch: the program, its Debian package,
+// the machine arguments and the serial console's name.
+type machine struct {
+	qemu, pkg string
+	args      []string
+	console   string
+}
+
+func machineOf(arch string) (machine, error) {
+	switch arch {
+	case "", "x86_64":
+		return machine{qemu: DefaultQEMU, pkg: "qemu-system-x86", console: "ttyS0"}, nil
+	case "aarch64":
+		return machine{qemu: "qemu-system-aarch64", pkg: "qemu-system-arm", args: []string{"-M", "virt", "-cpu", "cortex-a57"}, console: "ttyAMA0"}, nil
+	case "riscv64":
+		return machine{qemu: "qemu-system-riscv64", pkg: "qemu-system-misc and opensbi", args: []string{"-M", "virt", "-bios", "default"}, console: "ttyS0"}, nil
+	}
+	return machine{}, fmt.Errorf("boot: no machine for arch %q (x86_64, aarch64, riscv64)", arch)
 }
 
 // Result is what a boot showed on the console.
@@ -108,13 +137,25 @@ func (r Result) Module(name string) (ModuleResult, bool) {
 // ErrNotDone, the context's error) and quotes the last console lines; the
 // Result holds what the console showed so far.
 func Boot(ctx context.Context, spec BootSpec) (Result, error) {
+	m, err := machineOf(spec.Arch)
+	if err != nil {
+		return Result{}, err
+	}
 	prog := spec.QEMU
 	if prog == "" {
-		prog = DefaultQEMU
+		prog = m.qemu
 	}
 	qemu, err := exec.LookPath(prog)
 	if err != nil {
-		return Result{}, fmt.Errorf("%s not found (Debian package qemu-system-x86): %w", prog, err)
+		return Result{}, fmt.Errorf("%s not found (Debian package %s): %w", prog, m.pkg, err)
+	}
+	if spec.Arch == "riscv64" {
+		plain, cleanup, err := gunzipped(spec.Kernel)
+		if err != nil {
+			return Result{}, err
+		}
+		defer cleanup()
+		spec.Kernel = plain
 	}
 	args, err := qemuArgs(spec)
 	if err != nil {
@@ -215,6 +256,10 @@ func qemuArgs(spec BootSpec) ([]string, error) {
 	if spec.Initramfs == "" {
 		return nil, errors.New("boot: no initramfs")
 	}
+	m, err := machineOf(spec.Arch)
+	if err != nil {
+		return nil, err
+	}
 	mem := spec.MemoryMB
 	if mem == 0 {
 		mem = DefaultMemoryMB
@@ -222,11 +267,11 @@ func qemuArgs(spec BootSpec) ([]string, error) {
 	if mem < 0 {
 		return nil, fmt.Errorf("boot: memory %d MB", mem)
 	}
-	cmdline := "console=ttyS0 panic=-1"
+	cmdline := "console=" + m.console + " panic=-1"
 	if a := strings.TrimSpace(spec.Append); a != "" {
 		cmdline += " " + a
 	}
-	return []string{
+	return append(slices.Clone(m.args),
 		"-nodefaults", "-no-user-config",
 		"-display", "none",
 		"-serial", "stdio",
@@ -237,7 +282,36 @@ func qemuArgs(spec BootSpec) ([]string, error) {
 		"-kernel", spec.Kernel,
 		"-initrd", spec.Initramfs,
 		"-append", cmdline,
-	}, nil
+	), nil
+}
+
+// gunzipped returns kernel itself when it is not gzip-compressed, else a
+// decompressed copy in a temporary file that cleanup removes.
+func gunzipped(kernel string) (path string, cleanup func(), err error) {
+	f, err := os.Open(kernel)
+	if err != nil {
+		return "", nil, fmt.Errorf("boot: %w", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return kernel, func() {}, nil // not gzip: QEMU takes it as it is
+	}
+	tmp, err := os.CreateTemp("", "boottest-kernel-")
+	if err != nil {
+		return "", nil, fmt.Errorf("boot: %w", err)
+	}
+	cleanup = func() { os.Remove(tmp.Name()) }
+	if _, err := io.Copy(tmp, zr); err != nil {
+		tmp.Close()
+		cleanup()
+		return "", nil, fmt.Errorf("boot: decompress %s: %w", kernel, err)
+	}
+	if err := tmp.Close(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("boot: %w", err)
+	}
+	return tmp.Name(), cleanup, nil
 }
 
 // consoleWatch keeps the console output, copies it to the caller's writer

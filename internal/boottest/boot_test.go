@@ -1,6 +1,8 @@
 package boottest
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"os"
@@ -21,6 +23,10 @@ func TestQemuArgs(t *testing.T) {
 	}{
 		{"defaults", BootSpec{Kernel: "/k", Initramfs: "/i"}, []string{"-m", "512", "-kernel", "/k", "-initrd", "/i", "-append", "console=ttyS0 panic=-1"}, false},
 		{"append and memory", BootSpec{Kernel: "/k", Initramfs: "/i", Append: " quiet loglevel=3 ", MemoryMB: 256}, []string{"-m", "256", "-kernel", "/k", "-initrd", "/i", "-append", "console=ttyS0 panic=-1 quiet loglevel=3"}, false},
+		{"aarch64", BootSpec{Kernel: "/k", Initramfs: "/i", Arch: "aarch64"}, []string{"-M", "virt", "-cpu", "cortex-a57"}, false},
+		{"aarch64 console", BootSpec{Kernel: "/k", Initramfs: "/i", Arch: "aarch64"}, []string{"-append", "console=ttyAMA0 panic=-1"}, false},
+		{"riscv64", BootSpec{Kernel: "/k", Initramfs: "/i", Arch: "riscv64"}, []string{"-M", "virt", "-bios", "default"}, false},
+		{"unknown arch", BootSpec{Kernel: "/k", Initramfs: "/i", Arch: "s390x"}, nil, true},
 		{"no kernel", BootSpec{Initramfs: "/i"}, nil, true},
 		{"no initramfs", BootSpec{Kernel: "/k"}, nil, true},
 		{"negative memory", BootSpec{Kernel: "/k", Initramfs: "/i", MemoryMB: -1}, nil, true},
@@ -162,5 +168,39 @@ func TestBootFakeQEMU(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestGunzipped(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "Image")
+	if err := os.WriteFile(plain, []byte("MZ kernel image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write([]byte("MZ kernel image"))
+	zw.Close()
+	gz := filepath.Join(dir, "Image.gz")
+	if err := os.WriteFile(gz, z.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{plain, gz} {
+		p, cleanup, err := gunzipped(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(p); string(b) != "MZ kernel image" {
+			t.Errorf("%s: read %q", in, b)
+		}
+		cleanup()
+		if in == gz {
+			if _, err := os.Stat(p); err == nil {
+				t.Errorf("cleanup left %s", p)
+			}
+		}
+	}
+	if _, _, err := gunzipped(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing kernel was accepted")
 	}
 }
