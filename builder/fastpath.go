@@ -5,6 +5,7 @@ import (
 	"context"
 	"debug/elf"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -60,6 +61,10 @@ func fastTools() []string {
 type FastPath struct {
 	image, digest string // the cross image, as given, and its digest
 	mounts        []sandbox.Mount
+	// root is the unpacked cross image. When its xz is the builder's
+	// (nativeXZ), the source archive is compressed there, natively.
+	root     string
+	nativeXZ bool
 }
 
 // NewFastPath finds the cross toolchain for target in the unpacked cross
@@ -75,7 +80,7 @@ func NewFastPath(image, root string, target, host kernel.Arch, links string) (*F
 	if err != nil {
 		return nil, missing("/usr/bin")
 	}
-	f := &FastPath{image: image}
+	f := &FastPath{image: image, root: root}
 	have := map[string]bool{}
 	for _, e := range bins {
 		if !strings.HasPrefix(e.Name(), triplet+"-") {
@@ -308,5 +313,43 @@ func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 		return err
 	}
 	b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s on %s: fast path: gcc, cc1, as, ld and binutils run natively from %s, make, the shell and the kernel's host tools emulated", b.t.Arch, host, b.env.CrossImage)})
+	b.checkXZ(ctx, d)
 	return nil
+}
+
+// xzProbe prints the xz version line.
+const xzProbe = `xz --version </dev/null | sed -n 1p`
+
+// checkXZ lets the cross image compress src/linux.tar.xz natively when
+// its xz is the builder's version: the same version and options give the
+// same bytes. Otherwise the builder's xz does it, emulated, and a note says
+// why it is slow.
+func (b *build) checkXZ(ctx context.Context, d sandboxDirs) {
+	version := func(spec sandbox.Spec) string {
+		var out bytes.Buffer
+		spec.Args = []string{"/bin/sh", "-c", xzProbe}
+		spec.Env = []string{"PATH=" + kernel.DefaultPath}
+		spec.Stdout, spec.Stderr = &out, io.Discard
+		if b.deps.run(ctx, spec) != nil {
+			return ""
+		}
+		return strings.TrimSpace(out.String())
+	}
+	builderXZ := version(b.spec(d, false, false))
+	native := b.spec(d, true, true)
+	b.fast.archiveSpec(&native)
+	crossXZ := version(native)
+	b.logf("xz: builder %q, cross image %q", builderXZ, crossXZ)
+	if builderXZ != "" && builderXZ == crossXZ {
+		b.fast.nativeXZ = true
+		return
+	}
+	b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("src/linux.tar.xz is compressed by the builder's xz, emulated (slow): the cross image's xz (%q) is not the builder's (%q)", crossXZ, builderXZ)})
+}
+
+// archiveSpec makes spec, the source archive's read-only sandbox, run in
+// the cross image natively: the archive is lkbuild's own tar and xz, whose
+// version checkXZ compared.
+func (f *FastPath) archiveSpec(spec *sandbox.Spec) {
+	spec.Rootfs, spec.Emulator = f.root, nil
 }

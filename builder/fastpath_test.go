@@ -131,8 +131,9 @@ func arch(t *testing.T, name string) kernel.Arch {
 func TestBuildFastPath(t *testing.T) {
 	const native = "gcc (Debian 14.2.0-19) 14.2.0\nGNU assembler (GNU Binutils for Debian) 2.44\nGNU ld (GNU Binutils for Debian) 2.44\nx86_64-linux-gnu\n"
 	var makes []sandbox.Spec // the compile steps' sandboxes
+	nativeActions := 0       // actions run in the cross image
 	build := func(t *testing.T, cross string, crossImage string) (*fakeWorld, *fakeBuild, *BuildResult, error) {
-		makes = nil
+		makes, nativeActions = nil, 0
 		w := newFakeWorld(t)
 		w.crossDir = fakeCrossTree(t, "x86_64-linux-gnu")
 		w.fail = func(spec sandbox.Spec) (string, error) {
@@ -143,6 +144,13 @@ func TestBuildFastPath(t *testing.T) {
 				}
 				_, err := spec.Stdout.Write([]byte(native))
 				return "", err
+			}
+			if len(spec.Args) == 3 && spec.Args[2] == xzProbe {
+				_, err := spec.Stdout.Write([]byte("xz (XZ Utils) 5.8.1\n"))
+				return "", err
+			}
+			if len(spec.Args) == 2 && spec.Args[1] == StepArg && spec.Rootfs == w.crossDir {
+				nativeActions++
 			}
 			if len(spec.Args) > 1 && spec.Args[0] == "make" && strings.HasPrefix(spec.Args[1], "-j") {
 				makes = append(makes, spec)
@@ -165,6 +173,9 @@ func TestBuildFastPath(t *testing.T) {
 	}
 	if len(makes) != 1 {
 		t.Fatalf("%d compile steps, want 1", len(makes))
+	}
+	if nativeActions != 1 {
+		t.Errorf("%d actions ran in the cross image, want 1 (the source archive, its xz native)", nativeActions)
 	}
 	if env := makes[0].Env; !slices.Contains(env, gccExecPrefix) || !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH="+fastBin+":") }) {
 		t.Errorf("the compile step's environment lacks the fast path: %q", env)

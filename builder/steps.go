@@ -57,6 +57,9 @@ func (b *build) steps(ctx context.Context, d sandboxDirs) error {
 			}
 			after = true
 			spec := b.spec(d, true, true)
+			if b.fast != nil && b.fast.nativeXZ {
+				b.fast.archiveSpec(&spec)
+			}
 			bg.Add(1)
 			go func() {
 				defer bg.Done()
