@@ -83,7 +83,7 @@ func (b baseImage) options(stderr io.Writer, cmds ...string) BuilderImageOptions
 func TestBuildBuilderImage(t *testing.T) {
 	b := pushBaseImage(t)
 	epoch := b.epoch
-	build := func() (digest string, layer []byte) {
+	build := func() (digest string, entries map[string]*tar.Header) {
 		var stderr bytes.Buffer
 		out, err := BuildBuilderImage(context.Background(), b.options(&stderr,
 			"echo provisioned > /etc/lkbuild-tool && mkdir -p /opt/tool && ln /etc/lkbuild-tool /opt/tool/hardlink",
@@ -97,36 +97,16 @@ func TestBuildBuilderImage(t *testing.T) {
 		if err != nil || len(layers) != 2 {
 			t.Fatalf("layers %d, %v", len(layers), err)
 		}
-		rc, err := layers[1].Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		data, err := io.ReadAll(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.String(), data
+		return d.String(), layerHeaders(t, layers[1])
 	}
-	d1, layer := build()
+	d1, entries := build()
 	d2, _ := build()
 	if d1 != d2 {
 		t.Errorf("two builder-image runs gave %s and %s", d1, d2)
 	}
-
-	entries := map[string]*tar.Header{}
 	var names []string
-	tr := tar.NewReader(bytes.NewReader(layer))
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries[h.Name] = h
-		names = append(names, h.Name)
+	for n := range entries {
+		names = append(names, n)
 	}
 	want := map[string]byte{
 		"etc/lkbuild-tool":       tar.TypeReg,
@@ -221,19 +201,9 @@ func TestBuilderImageFromDir(t *testing.T) {
 	if len(layers) != 1 {
 		t.Fatalf("%d layers, want 1", len(layers))
 	}
-	rc, _ := layers[0].Uncompressed()
-	defer rc.Close()
-	tr := tar.NewReader(rc)
 	var sawSuid, sawSh bool
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch strings.TrimPrefix(h.Name, "./") {
+	for name, h := range layerHeaders(t, layers[0]) {
+		switch strings.TrimPrefix(name, "./") {
 		case "usr/bin/suid":
 			sawSuid = h.Mode&0o4000 != 0
 		case "usr/bin/sh", "bin/sh":
@@ -283,4 +253,26 @@ func digestOf(t *testing.T, img v1.Image) string {
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+// layerHeaders reads a layer's tar headers by entry name.
+func layerHeaders(t *testing.T, l v1.Layer) map[string]*tar.Header {
+	t.Helper()
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	entries := map[string]*tar.Header{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return entries
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries[h.Name] = h
+	}
 }

@@ -730,6 +730,15 @@ func (e *env) outOfTreeModule(t *testing.T, img *image, builderTag string) strin
 
 func checkBoot(t *testing.T, img *image, ko string) {
 	t.Helper()
+	res := boot(t, img, "", "", boottest.Module{Path: "kernel/lib/crc7.ko"}, boottest.Module{HostPath: ko})
+	checkConsole(t, res, []string{"crc7", "lkbuild_hello"}, "lkbuild-e2e: out-of-tree module loaded")
+}
+
+// boot boots img's kernel for arch ("" is x86_64) with busybox ("" is the
+// host's) and the modules, from img's kernel.tar or the host, in its
+// initramfs.
+func boot(t *testing.T, img *image, arch, busybox string, modules ...boottest.Module) boottest.Result {
+	t.Helper()
 	tree := filepath.Join(t.TempDir(), "modules")
 	os.MkdirAll(tree, 0o755)
 	run(t, "", "tar", "-C", tree, "-xf", filepath.Join(img.root, "kernel.tar"))
@@ -738,28 +747,31 @@ func checkBoot(t *testing.T, img *image, ko string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = boottest.Initramfs(f, boottest.InitramfsSpec{
-		ModuleTree: tree, Release: release,
-		Modules: []boottest.Module{{Path: "kernel/lib/crc7.ko"}, {HostPath: ko}},
-	})
+	err = boottest.Initramfs(f, boottest.InitramfsSpec{Busybox: busybox, ModuleTree: tree, Release: release, Modules: modules})
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var console bytes.Buffer
 	res, err := boottest.Boot(context.Background(), boottest.BootSpec{
-		Kernel: filepath.Join(img.root, "kernel"), Initramfs: initrd, Timeout: 4 * time.Minute, Console: &console,
+		Arch: arch, Kernel: filepath.Join(img.root, "kernel"), Initramfs: initrd, Timeout: 6 * time.Minute,
 	})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
-	t.Logf("booted in %s", res.Elapsed.Round(time.Second))
-	for _, m := range []string{"crc7", "lkbuild_hello"} {
+	t.Logf("booted %s in %s", arch, res.Elapsed.Round(time.Second))
+	return res
+}
+
+// checkConsole wants the modules loaded and the lines, with the test
+// patch's and the banner's, on the console.
+func checkConsole(t *testing.T, res boottest.Result, modules []string, lines ...string) {
+	t.Helper()
+	for _, m := range modules {
 		if r, ok := res.Module(m); !ok || !r.OK {
 			t.Errorf("module %s: %+v", m, r)
 		}
 	}
-	for _, line := range []string{"lkbuild-e2e: patch 0001 applied", "lkbuild-e2e: out-of-tree module loaded", "Linux version " + release} {
+	for _, line := range append(lines, "lkbuild-e2e: patch 0001 applied", "Linux version "+release) {
 		if !strings.Contains(res.Console, line) {
 			t.Errorf("console lacks %q:\n%s", line, tailString(res.Console, 30))
 		}

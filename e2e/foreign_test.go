@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"debug/elf"
 	"fmt"
@@ -255,45 +254,8 @@ func TestForeignBuild(t *testing.T) {
 			if wantM := map[string]elf.Machine{"aarch64": elf.EM_AARCH64, "riscv64": elf.EM_RISCV}[a.arch]; machine != wantM {
 				t.Errorf("kernel-dev.tar's fixdep is for %s, want %s", machine, wantM)
 			}
-			bootForeign(t, img, a.arch, busybox)
+			res := boot(t, img, a.arch, busybox, boottest.Module{Path: "kernel/lib/crc7.ko"}, boottest.Module{Path: "kernel/lib/crc8.ko"})
+			checkConsole(t, res, []string{"crc7", "crc8"})
 		})
-	}
-}
-
-// bootForeign boots img's kernel with crc7 from its kernel.tar.
-func bootForeign(t *testing.T, img *image, arch, busybox string) {
-	t.Helper()
-	tree := filepath.Join(t.TempDir(), "modules")
-	os.MkdirAll(tree, 0o755)
-	run(t, "", "tar", "-C", tree, "-xf", filepath.Join(img.root, "kernel.tar"))
-	initrd := filepath.Join(t.TempDir(), "initrd.gz")
-	f, err := os.Create(initrd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = boottest.Initramfs(f, boottest.InitramfsSpec{
-		Busybox: busybox, ModuleTree: tree, Release: release,
-		Modules: []boottest.Module{{Path: "kernel/lib/crc7.ko"}, {Path: "kernel/lib/crc8.ko"}},
-	})
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := boottest.Boot(context.Background(), boottest.BootSpec{
-		Arch: arch, Kernel: filepath.Join(img.root, "kernel"), Initramfs: initrd, Timeout: 6 * time.Minute,
-	})
-	if err != nil {
-		t.Fatalf("boot: %v", err)
-	}
-	t.Logf("%s booted in %s", arch, res.Elapsed.Round(time.Second))
-	for _, m := range []string{"crc7", "crc8"} {
-		if r, ok := res.Module(m); !ok || !r.OK {
-			t.Errorf("module %s: %+v", m, r)
-		}
-	}
-	for _, line := range []string{"lkbuild-e2e: patch 0001 applied", "Linux version " + release} {
-		if !strings.Contains(res.Console, line) {
-			t.Errorf("console lacks %q:\n%s", line, tailString(res.Console, 30))
-		}
 	}
 }
