@@ -149,7 +149,7 @@ for line in "${pkgs[@]}"; do
 	verbose=()
 	[[ $pkg == */e2e ]] && verbose=(-test.v) # its log holds the build times
 	t0=$SECONDS
-	if (cd "$work/src/$rel" && runuser -u "$testuser" -- env -i "${testenv[@]}" "$bin" -test.count=1 -test.timeout=60m "${verbose[@]}" </dev/null) 2>&1; then
+	if (cd "$work/src/$rel" && runuser -u "$testuser" -- env -i "${testenv[@]}" "$bin" -test.count=1 -test.timeout=75m "${verbose[@]}" </dev/null) 2>&1; then
 		echo "ok   $pkg (as $testuser) $((SECONDS - t0)) s"
 		passed=$((passed + 1))
 	else
