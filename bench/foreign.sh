@@ -32,7 +32,7 @@ BENCH_ROUNDS=1
 modes=${BENCH_MODES:-native aarch64-emulated aarch64-fast riscv64-emulated riscv64-fast}
 command -v jq >/dev/null || { echo "foreign: jq is missing" >&2; exit 1; }
 bench_init foreign 12000
-fixtures=$(bash "$BENCH_ROOT/scripts/fixtures/e2e.sh")
+fixtures=$(bash "$BENCH_ROOT/scripts/fixtures/e2e.sh" --foreign)
 while IFS= read -r line; do export "${line?}"; done <<<"$fixtures"
 
 # The kernel directory as a LinuxKit checkout with the mirror's key.

@@ -18,7 +18,22 @@ if [[ $(id -u) -eq 0 ]]; then
 	bash scripts/deps.sh
 fi
 [[ -x ./lkbuild ]] || make build
-eval "$(bash scripts/fixtures/e2e.sh | sed 's/^/export /')"
+# LKBUILD_QUICKSTART_ARCH=aarch64 or riscv64 builds for that arch on the fast
+# path instead (its trixie builder and the cross image: minutes more for
+# the fixtures, then a few times the x86_64 build).
+arch=${LKBUILD_QUICKSTART_ARCH:-x86_64}
+fixtures=()
+[[ $arch == x86_64 || $arch == amd64 ]] || fixtures=(--foreign)
+eval "$(bash scripts/fixtures/e2e.sh "${fixtures[@]}" | sed 's/^/export /')"
+case $arch in
+x86_64 | amd64) how=(--builder-image "$LKBUILD_E2E_BUILDER" --ucode-repo "$LKBUILD_E2E_UCODE") ;;
+aarch64 | arm64) how=(--builder-image "$LKBUILD_E2E_BUILDER_ARM64" --cross-image "$LKBUILD_E2E_CROSS") ;;
+riscv64) how=(--builder-image "$LKBUILD_E2E_BUILDER_RISCV64" --cross-image "$LKBUILD_E2E_CROSS") ;;
+*)
+	echo "quickstart.sh: LKBUILD_QUICKSTART_ARCH=$arch: want x86_64, aarch64 or riscv64" >&2
+	exit 2
+	;;
+esac
 
 # A LinuxKit-style checkout: the series hash needs git, and the kernel dir's
 # common/keys.asc must hold the key that signed the mirror.
@@ -36,7 +51,5 @@ cp "$LKBUILD_E2E_KEYS" "$checkout/kernel/common/keys.asc"
 )
 
 set -x
-"$root/lkbuild" --kernel-dir "$checkout/kernel" --series 6.12.x --arch x86_64 \
-	--builder-image "$LKBUILD_E2E_BUILDER" \
-	--source-mirror "$LKBUILD_E2E_MIRROR" \
-	--ucode-repo "$LKBUILD_E2E_UCODE" "$@"
+"$root/lkbuild" --kernel-dir "$checkout/kernel" --series 6.12.x --arch "$arch" "${how[@]}" \
+	--source-mirror "$LKBUILD_E2E_MIRROR" "$@"

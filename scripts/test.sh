@@ -63,7 +63,7 @@ export LKBUILD_TEST_ROOTFS_TGZ LKBUILD_TEST_ROOTFS_ARM64_TGZ
 LKBUILD_TEST_DEBIAN_KERNEL=$(bash internal/boottest/testdata/debian-kernel.sh)
 export LKBUILD_TEST_DEBIAN_KERNEL
 # The end-to-end build: builder image layout, signed source mirror, microcode.
-e2e_env=$(bash scripts/fixtures/e2e.sh)
+e2e_env=$(bash scripts/fixtures/e2e.sh --foreign)
 while IFS= read -r line; do
 	export "${line?}"
 done <<<"$e2e_env"
