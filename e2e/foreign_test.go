@@ -45,6 +45,9 @@ make -s -C /src O=/build -j2 init/ lib/sort.o lib/string.o lib/bsearch.o lib/kas
 // the two object trees. This is the fast path's contract at a scale CI
 // can afford (the whole-image comparison is in bench/foreign.sh).
 func TestFastPathIdentity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles parts of two kernels twice")
+	}
 	e := setupForeign(t)
 	src := e.kernelSource(t)
 	for _, a := range foreignArches {
