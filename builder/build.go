@@ -231,7 +231,7 @@ func (b *build) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.rootfs, err = b.deps.prepareRootfs(ctx, b.t.BuilderPull, b.t.Arch, toolchain.RootfsOptions{
+	b.rootfs, err = b.deps.prepareRootfs(ctx, b.t.BuilderPull, b.t.BuilderArch, toolchain.RootfsOptions{
 		Registry: b.env.Registry, Store: store, Dir: b.env.Cache.Rootfs(),
 		Progress: func(p oci.Progress) {
 			b.emit(Event{Kind: EventProgress, Message: "pull " + p.Digest.String(), Done: p.Complete, Total: p.Total, Unit: "bytes"})

@@ -75,9 +75,13 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 		if err != nil {
 			return nil, err
 		}
+		// A pulled base is in the blob store; one from an OCI layout
+		// (oci:DIR:NAME) is read where it is.
 		img, ok := o.Rootfs.Store.Image(rfs.Digest)
 		if !ok {
-			return nil, fmt.Errorf("builder image: base %s@%s missing from the blob store", o.From, rfs.Digest)
+			if img = rfs.Image; img == nil {
+				return nil, fmt.Errorf("builder image: base %s@%s missing from the blob store", o.From, rfs.Digest)
+			}
 		}
 		base, tree = img, rfs.Dir
 	}

@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -207,4 +208,60 @@ func TestBuildFastPath(t *testing.T) {
 		}
 	}
 	fb.checkNothingLeft(t)
+}
+
+// TestBuildCross: --cross pulls a builder for the host's arch, runs no
+// emulation, passes CROSS_COMPILE, leaves host programs out of
+// kernel-dev.tar, checks the config without the toolchain lines, and says
+// so in the image.
+func TestBuildCross(t *testing.T) {
+	w := newFakeWorld(t)
+	var makeEnv []string
+	var dev, check bool
+	w.fail = func(spec sandbox.Spec) (string, error) {
+		if spec.Emulator != nil {
+			t.Errorf("a --cross step is emulated: %q", spec.Args)
+		}
+		if len(spec.Args) > 1 && spec.Args[0] == "make" && strings.HasPrefix(spec.Args[1], "-j") {
+			makeEnv = spec.Env
+		}
+		return "", nil
+	}
+	fb := newFakeBuild(t, t.TempDir(), Request{Arch: "riscv64", Cross: true})
+	res, err := fb.run(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range w.requests {
+		if req.Tar != nil && req.Tar.Dev {
+			dev = req.Tar.Machine == arch(t, "riscv64").ELFMachine()
+		}
+		if req.Config != nil {
+			check = req.Config.IgnoreToolchain
+		}
+	}
+	host, _ := toolchain.HostArch()
+	if !slices.Contains(w.steps, "rootfs "+fb.target.BuilderPull+" "+host.Uname) {
+		t.Errorf("the builder was not pulled for %s: %q", host, w.steps)
+	}
+	if !slices.Contains(makeEnv, "CROSS_COMPILE=riscv64-linux-gnu-") {
+		t.Errorf("compile env %q lacks CROSS_COMPILE", makeEnv)
+	}
+	if !dev || !check {
+		t.Errorf("kernel-dev.tar leaves out host programs: %v; config check ignores the toolchain: %v", dev, check)
+	}
+	if res.Provenance.Toolchain != ToolchainCross || res.Provenance.Annotations()[AnnotationToolchain] != ToolchainCross {
+		t.Errorf("provenance %+v", res.Provenance)
+	}
+	img, _, err := fb.env.Output.ImageByName(fb.target.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil || m.Annotations[AnnotationToolchain] != ToolchainCross {
+		t.Errorf("manifest annotations %v (%v), want %s=cross", m.Annotations, err, AnnotationToolchain)
+	}
+	if _, err := Resolve(context.Background(), Request{KernelDir: fb.target.KernelDir, Query: kernel.Query{Series: "6.12.x"}, Arch: host.Uname, Cross: true}); err == nil {
+		t.Error("--cross for the host's own arch was accepted")
+	}
 }

@@ -101,8 +101,9 @@ type fakeWorld struct {
 	// crossDir is the tree of fakeCrossImage, for the fast path.
 	crossDir string
 
-	mu    sync.Mutex
-	steps []string // step commands and actions, in the order they ran
+	mu       sync.Mutex
+	steps    []string      // step commands and actions, in the order they ran
+	requests []stepRequest // the actions' requests
 	// fail, when set, is asked about each run; a non-nil error fails it
 	// after writing out to the command's stdout.
 	fail func(spec sandbox.Spec) (out string, err error)
@@ -133,6 +134,7 @@ func (w *fakeWorld) options() []Option {
 			return gitfetch.Checkout{}, errors.New("fake git: the tests build without microcode")
 		}),
 		withRootfs(func(ctx context.Context, ref string, a kernel.Arch, o toolchain.RootfsOptions) (toolchain.Rootfs, error) {
+			w.record("rootfs " + ref + " " + a.Uname)
 			if ref == fakeCrossImage {
 				return toolchain.Rootfs{Dir: w.crossDir, Ref: ref, Digest: w.digest}, nil
 			}
@@ -180,6 +182,9 @@ func (w *fakeWorld) run(ctx context.Context, spec sandbox.Spec) error {
 		if err := json.NewDecoder(spec.Stdin).Decode(&req); err != nil {
 			return err
 		}
+		w.mu.Lock()
+		w.requests = append(w.requests, req)
+		w.mu.Unlock()
 		var to string
 		switch {
 		case req.Content != nil:
@@ -248,7 +253,9 @@ func newFakeBuild(t *testing.T, dir string, req Request) *fakeBuild {
 	t.Helper()
 	req.KernelDir = checkout(t, dir)
 	req.Query.Series = "6.12.x"
-	req.Arch = "x86_64"
+	if req.Arch == "" {
+		req.Arch = "x86_64"
+	}
 	req.NoUcode = true
 	req.Jobs = 2
 	req.Getenv = func(string) string { return "" }

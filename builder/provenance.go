@@ -30,6 +30,10 @@ const (
 	AnnotationSeriesHash    = AnnotationPrefix + "series.hash"
 	AnnotationUcodeCommit   = AnnotationPrefix + "ucode.commit"
 	AnnotationSourceXZ      = AnnotationPrefix + "source.xz"
+	// AnnotationToolchain is "cross" on a --cross build's image, and
+	// absent otherwise: a native, emulated and fast-path build give one
+	// image.
+	AnnotationToolchain = AnnotationPrefix + "toolchain"
 )
 
 // Provenance is what an image was built from and by. Its inputs are also
@@ -69,6 +73,10 @@ const (
 	ToolchainNative   = "native"
 	ToolchainEmulated = "emulated"
 	ToolchainFastPath = "fast path"
+	// ToolchainCross is a --cross build: a cross compiler in a host-arch
+	// builder. Its output differs from the others', and the image says so
+	// (AnnotationToolchain).
+	ToolchainCross = "cross"
 )
 
 // PatchDigest is one applied patch.
@@ -91,6 +99,9 @@ func (p Provenance) Annotations() map[string]string {
 		AnnotationVariant:       p.Variant,
 		AnnotationSeriesHash:    p.SeriesHash,
 		AnnotationSourceXZ:      p.SourceXZ,
+	}
+	if p.Toolchain == ToolchainCross {
+		a[AnnotationToolchain] = ToolchainCross
 	}
 	var patches []string
 	for _, pd := range p.Patches {
@@ -126,6 +137,8 @@ func (b *build) provenance() Provenance {
 		Toolchain:      ToolchainNative,
 	}
 	switch {
+	case b.plan.CrossCompile != "":
+		p.Toolchain = ToolchainCross
 	case b.fast != nil:
 		p.Toolchain, p.CrossImage, p.CrossDigest = ToolchainFastPath, b.fast.image, b.fast.digest
 	case b.env.Emulation != nil:

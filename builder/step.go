@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,6 +149,9 @@ func (r *stepRequest) tar() error {
 			return err
 		}
 		opts.Include = kernel.IncludeNames(names)
+		if a.Machine != 0 {
+			opts.Include = withoutForeignELF(tree, a.Machine, opts.Include, os.Stderr)
+		}
 	}
 	return writeFileAtomic(a.To, func(w io.Writer) error {
 		if !a.XZ {
@@ -239,5 +243,37 @@ func copyFirst(from []string, to string) error {
 func MaybeRunStep(args []string) {
 	if len(args) > 1 && args[1] == StepArg {
 		os.Exit(stepMain(os.Stdin, os.Stdout))
+	}
+}
+
+// withoutForeignELF narrows include to leave out the ELF files of tree
+// for another machine than machine (a cross build's host tools), naming
+// each on log.
+func withoutForeignELF(tree fs.FS, machine uint16, include func(string, fs.DirEntry) bool, log io.Writer) func(string, fs.DirEntry) bool {
+	return func(name string, d fs.DirEntry) bool {
+		if !include(name, d) {
+			return false
+		}
+		if !d.Type().IsRegular() {
+			return true
+		}
+		f, err := tree.Open(name)
+		if err != nil {
+			return true // the tar writer reports it
+		}
+		defer f.Close()
+		var h [20]byte
+		if n, _ := io.ReadFull(f, h[:]); n < len(h) || string(h[:4]) != "\x7fELF" {
+			return true
+		}
+		m := binary.LittleEndian.Uint16(h[18:])
+		if h[5] == 2 { // big-endian
+			m = binary.BigEndian.Uint16(h[18:])
+		}
+		if m == machine {
+			return true
+		}
+		fmt.Fprintf(log, "kernel-dev.tar: left out %s, a program for ELF machine %d, not the target's %d (a --cross build's host tool)\n", name, m, machine)
+		return false
 	}
 }

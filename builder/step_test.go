@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/lkbuild/lkbuild/kernel"
@@ -317,5 +319,35 @@ func TestCheckOutputs(t *testing.T) {
 	b.plan.Outputs = append(b.plan.Outputs, kernel.Output{Path: "System.map"})
 	if err := b.checkOutputs(out); err == nil || !strings.Contains(err.Error(), "missing [System.map]") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestWithoutForeignELF(t *testing.T) {
+	elfFor := func(machine uint16) []byte {
+		b := make([]byte, 64)
+		copy(b, "\x7fELF\x02\x01\x01")
+		b[18], b[19] = byte(machine), byte(machine>>8)
+		return b
+	}
+	tree := fstest.MapFS{
+		"scripts/basic/fixdep": {Data: elfFor(62), Mode: 0o755},  // a host tool of an x86_64 cross build
+		"scripts/mod/modpost":  {Data: elfFor(183), Mode: 0o755}, // the target's
+		"scripts/Makefile":     {Data: []byte("all:\n")},
+		"scripts/short":        {Data: []byte("\x7fEL")},
+	}
+	var log strings.Builder
+	include := withoutForeignELF(tree, 183, func(string, fs.DirEntry) bool { return true }, &log)
+	var kept []string
+	fs.WalkDir(tree, ".", func(name string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && include(name, d) {
+			kept = append(kept, name)
+		}
+		return nil
+	})
+	if want := []string{"scripts/Makefile", "scripts/mod/modpost", "scripts/short"}; !slices.Equal(kept, want) {
+		t.Errorf("kept %q, want %q", kept, want)
+	}
+	if !strings.Contains(log.String(), "scripts/basic/fixdep") {
+		t.Errorf("the log does not name what was left out: %q", log.String())
 	}
 }

@@ -51,6 +51,10 @@ type Request struct {
 	KeysFile string
 	// Getenv reads SOURCE_DATE_EPOCH; nil is os.Getenv.
 	Getenv func(string) string
+	// Cross builds a foreign arch with a cross compiler in a builder for
+	// the host's arch (CROSS_COMPILE), no emulation: fast, but the output
+	// differs from a native build's (see kernel.PlanOptions.CrossCompile).
+	Cross bool
 }
 
 // Target is a resolved build: everything Build, Push and the commands to
@@ -76,8 +80,10 @@ type Target struct {
 	Revision, SourceRepo string
 	// BuilderPull is where the builder image comes from (the request's
 	// BuilderImage, else the plan's); Plan.BuilderImage is its recorded
-	// name.
+	// name. BuilderArch is the arch it is pulled for: Arch, or the host's
+	// for a Cross build.
 	BuilderPull string
+	BuilderArch kernel.Arch
 }
 
 // ErrNoGit is returned by Resolve for a kernel directory outside a git
@@ -147,9 +153,20 @@ func Resolve(ctx context.Context, r Request) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.Plan, err = kernel.NewPlan(co.Dir, r.Query, a, kernel.PlanOptions{
-		Jobs: r.Jobs, Epoch: epoch, BuilderImage: name, NoUcode: r.NoUcode,
-	})
+	popts := kernel.PlanOptions{Jobs: r.Jobs, Epoch: epoch, BuilderImage: name, NoUcode: r.NoUcode}
+	t.BuilderArch = a
+	if r.Cross {
+		host, err := toolchain.HostArch()
+		if err != nil {
+			return nil, err
+		}
+		if host.Uname == a.Uname {
+			return nil, fmt.Errorf("cross: %s is this host's arch; build it natively", a)
+		}
+		popts.CrossCompile = toolchain.Triplet(a) + "-"
+		t.BuilderArch = host
+	}
+	t.Plan, err = kernel.NewPlan(co.Dir, r.Query, a, popts)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,20 @@ type Arch struct {
 // Platform is the OCI platform, e.g. "linux/amd64".
 func (a Arch) Platform() string { return "linux/" + a.OCI }
 
+// ELFMachine is e_machine of the arch's ELF files (EM_X86_64,
+// EM_AARCH64, EM_RISCV).
+func (a Arch) ELFMachine() uint16 {
+	switch a.Uname {
+	case "x86_64":
+		return 62
+	case "aarch64":
+		return 183
+	case "riscv64":
+		return 243
+	}
+	return 0
+}
+
 // String returns the uname name, the one LinuxKit's kernel directory uses.
 func (a Arch) String() string { return a.Uname }
 

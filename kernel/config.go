@@ -203,3 +203,30 @@ func changedSymbols(stored, got []byte, diff string) []string {
 	}
 	return out
 }
+
+// ToolchainSymbols are the config symbols that record the toolchain rather
+// than a choice: its names and versions, and what it can link. A cross
+// compiler of the same version differs in these only.
+func ToolchainSymbols() []string {
+	return []string{
+		"CONFIG_CC_VERSION_TEXT", "CONFIG_CC_IS_GCC", "CONFIG_GCC_VERSION", "CONFIG_CC_IS_CLANG", "CONFIG_CLANG_VERSION",
+		"CONFIG_AS_IS_GNU", "CONFIG_AS_IS_LLVM", "CONFIG_AS_VERSION", "CONFIG_LD_IS_BFD", "CONFIG_LD_IS_LLD",
+		"CONFIG_LD_VERSION", "CONFIG_LLD_VERSION", "CONFIG_RUSTC_VERSION", "CONFIG_RUSTC_LLVM_VERSION",
+		"CONFIG_PAHOLE_VERSION", "CONFIG_CC_CAN_LINK", "CONFIG_CC_CAN_LINK_STATIC",
+	}
+}
+
+// withoutToolchain drops the lines that set a ToolchainSymbols symbol.
+func withoutToolchain(config []byte) []byte {
+	drop := map[string]bool{}
+	for _, s := range ToolchainSymbols() {
+		drop[s] = true
+	}
+	var out []byte
+	for line := range strings.Lines(string(config)) {
+		if !drop[configSymbol(strings.TrimRight(line, "\n"))] {
+			out = append(out, line...)
+		}
+	}
+	return out
+}

@@ -100,8 +100,11 @@ type PlanOptions struct {
 	// BuildUser and BuildHost default to DefaultBuildUser and
 	// DefaultBuildHost.
 	BuildUser, BuildHost string
-	// CrossCompile, when set, is the toolchain prefix of the --cross fast
-	// path ("aarch64-linux-gnu-"), passed as CROSS_COMPILE.
+	// CrossCompile, when set, is the toolchain prefix of a --cross build
+	// ("aarch64-linux-gnu-"), passed as CROSS_COMPILE: a host-arch builder
+	// with a cross compiler, whose output differs from a native build's.
+	// The final-config check then ignores the toolchain lines and
+	// kernel-dev.tar leaves out the host-arch programs.
 	CrossCompile string
 	// NoUcode leaves the Intel microcode out of an x86_64 build: no clone,
 	// no intel-ucode.cpio. The image then differs from upstream's.
@@ -138,6 +141,8 @@ type Plan struct {
 	Jobs    int
 	// BuilderImage is the image the steps run in.
 	BuilderImage string
+	// CrossCompile is PlanOptions.CrossCompile: a --cross build.
+	CrossCompile string
 	Paths        Paths
 	// Ucode is the microcode to provide; nil when the build has none.
 	Ucode *Ucode
@@ -231,6 +236,11 @@ type TarArchive struct {
 	// Dev selects the files of kernel-dev.tar (DevFiles) instead of the
 	// whole tree.
 	Dev bool
+	// Machine, when set, is the target's ELF machine (Arch.ELFMachine):
+	// ELF files for another machine are left out. A --cross build's host
+	// tools (fixdep, modpost, ...) are host-arch programs that look like
+	// the target's and cannot run there.
+	Machine uint16 `json:",omitempty"`
 	// XZ compresses the tar with xz.
 	XZ bool
 }
@@ -242,6 +252,10 @@ type ConfigCheck struct {
 	Want []byte
 	// File is the stored config as the user knows it, for the error.
 	File string
+	// IgnoreToolchain leaves the lines that record the toolchain out of
+	// the comparison (ToolchainSymbols): a --cross build's compiler names
+	// itself differently from the target's own.
+	IgnoreToolchain bool `json:",omitempty"`
 }
 
 func (*FileContent) isAction() {}
@@ -252,7 +266,11 @@ func (*ConfigCheck) isAction() {}
 // Check compares got, the build's .config, to the stored config. The
 // error is a *ConfigMismatchError that names the stored file.
 func (c *ConfigCheck) Check(got []byte) error {
-	err := CheckFinalConfig(c.Want, got)
+	want := c.Want
+	if c.IgnoreToolchain {
+		want, got = withoutToolchain(want), withoutToolchain(got)
+	}
+	err := CheckFinalConfig(want, got)
 	var m *ConfigMismatchError
 	if errors.As(err, &m) {
 		m.File = c.File
@@ -359,6 +377,7 @@ func NewPlan(d *Dir, q Query, a Arch, opts PlanOptions) (*Plan, error) {
 		return nil, err
 	}
 	p.Env = p.env(s, opts)
+	p.CrossCompile = opts.CrossCompile
 	p.plan(d)
 	return p, nil
 }
@@ -555,6 +574,7 @@ func (p *Plan) plan(d *Dir) {
 		// substitution puts back what it finds.
 		b.add(Step{Name: "check config", Action: &ConfigCheck{
 			Path: path.Join(src, ".config"), Want: p.Config, File: p.ConfigFiles[0],
+			IgnoreToolchain: p.CrossCompile != "",
 		}})
 	}
 
@@ -605,9 +625,11 @@ func (p *Plan) plan(d *Dir) {
 	)
 	b.produce("kernel-headers.tar", OutputTar, Step{Name: "kernel-headers.tar", Action: &TarArchive{Dir: headers, To: b.out("kernel-headers.tar")}})
 	b.phase = PhasePackage
-	b.produce("kernel-dev.tar", OutputTar, Step{Name: "kernel-dev.tar", Action: &TarArchive{
-		Dir: src, To: b.out("kernel-dev.tar"), Prefix: DevPrefix(ReleasePlaceholder), Dev: true,
-	}})
+	dev := &TarArchive{Dir: src, To: b.out("kernel-dev.tar"), Prefix: DevPrefix(ReleasePlaceholder), Dev: true}
+	if p.CrossCompile != "" {
+		dev.Machine = p.Arch.ELFMachine()
+	}
+	b.produce("kernel-dev.tar", OutputTar, Step{Name: "kernel-dev.tar", Action: dev})
 
 	// Upstream: printf "${BUILD_IMAGE}", no newline.
 	b.produce("kernel-builder", OutputText, Step{Name: "kernel-builder", Action: &FileContent{Path: b.out("kernel-builder"), Data: []byte(p.BuilderImage)}})

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"path"
@@ -639,5 +640,72 @@ func TestConfigCheckNamesFile(t *testing.T) {
 	var m *ConfigMismatchError
 	if !errors.As(err, &m) || m.File != "kernel/6.6.x/config-x86_64" || !strings.HasPrefix(err.Error(), "kernel/6.6.x/config-x86_64: ") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestPlanCross: a --cross plan checks the config without the toolchain
+// lines and leaves host-arch programs out of kernel-dev.tar; a plain plan
+// does neither.
+func TestPlanCross(t *testing.T) {
+	for _, cross := range []string{"", "aarch64-linux-gnu-"} {
+		p := mustPlan(t, planFS(), Query{Series: "6.6.x"}, "aarch64", PlanOptions{CrossCompile: cross})
+		var check *ConfigCheck
+		var dev *TarArchive
+		for _, s := range p.Steps {
+			switch a := s.Action.(type) {
+			case *ConfigCheck:
+				check = a
+			case *TarArchive:
+				if a.Dev {
+					dev = a
+				}
+			}
+		}
+		if check == nil || dev == nil {
+			t.Fatalf("cross %q: no config check or kernel-dev.tar step", cross)
+		}
+		wantMachine := uint16(0)
+		if cross != "" {
+			wantMachine = 183 // EM_AARCH64
+		}
+		if check.IgnoreToolchain != (cross != "") || dev.Machine != wantMachine {
+			t.Errorf("cross %q: IgnoreToolchain %v, kernel-dev.tar machine %d", cross, check.IgnoreToolchain, dev.Machine)
+		}
+	}
+}
+
+func TestConfigCheckIgnoreToolchain(t *testing.T) {
+	stored := []byte("CONFIG_CC_VERSION_TEXT=\"gcc (Debian 14.2.0-19) 14.2.0\"\nCONFIG_CC_IS_GCC=y\nCONFIG_GCC_VERSION=140200\nCONFIG_CC_CAN_LINK=y\nCONFIG_MODULES=y\n")
+	cross := []byte("CONFIG_CC_VERSION_TEXT=\"aarch64-linux-gnu-gcc (Debian 14.2.0-19) 14.2.0\"\nCONFIG_CC_IS_GCC=y\nCONFIG_GCC_VERSION=140200\n# CONFIG_CC_CAN_LINK is not set\nCONFIG_MODULES=y\n")
+	changed := bytes.Replace(cross, []byte("CONFIG_MODULES=y"), []byte("# CONFIG_MODULES is not set"), 1)
+	tests := []struct {
+		name   string
+		ignore bool
+		got    []byte
+		want   []string // symbols of the mismatch; nil for none
+	}{
+		{"cross, ignored", true, cross, nil},
+		{"cross, checked", false, cross, []string{"CONFIG_CC_CAN_LINK", "CONFIG_CC_VERSION_TEXT"}},
+		{"a real change is still found", true, changed, []string{"CONFIG_MODULES"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := (&ConfigCheck{Want: stored, File: "6.6.x/config-aarch64", IgnoreToolchain: tt.ignore}).Check(tt.got)
+			var m *ConfigMismatchError
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &m) {
+				t.Fatalf("Check: %v, want a mismatch", err)
+			}
+			got := slices.Clone(m.Symbols)
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("symbols %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

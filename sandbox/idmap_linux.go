@@ -25,6 +25,11 @@ type idMapping struct {
 	uidArgs, gidArgs     []string
 	// host ids and subordinate range starts, to map owners back
 	uid, gid, subUID, subGID int
+	// setgroups allows setgroups(2) in the namespace, as package
+	// managers' privilege drops need (apt's _apt). Only real root may
+	// allow it on a direct map; newgidmap decides for a helper map; a
+	// single-id map must deny it (user_namespaces(7)).
+	setgroups bool
 }
 
 // containerOwner turns the owner of a file the sandbox wrote (as the host
@@ -51,7 +56,7 @@ func (m idMapping) helper() bool { return m.newuidmap != "" }
 func chooseIDMapping(uid, gid int) idMapping {
 	if uid == 0 {
 		full := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: subIDs}}
-		return idMapping{uids: full, gids: full}
+		return idMapping{uids: full, gids: full, setgroups: true}
 	}
 	single := idMapping{
 		uids: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},

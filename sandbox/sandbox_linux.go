@@ -234,7 +234,7 @@ func initCommand(m idMapping, hostNetwork bool) *exec.Cmd {
 			Cloneflags:                 flags,
 			UidMappings:                m.uids,
 			GidMappings:                m.gids,
-			GidMappingsEnableSetgroups: false,
+			GidMappingsEnableSetgroups: m.setgroups,
 			Pdeathsig:                  syscall.SIGKILL,
 		},
 	}

@@ -76,7 +76,8 @@ func TestInitCommand(t *testing.T) {
 			if len(a.UidMappings) != len(tt.m.uids) || len(a.GidMappings) != len(tt.m.gids) {
 				t.Errorf("maps %+v %+v, want %+v %+v", a.UidMappings, a.GidMappings, tt.m.uids, tt.m.gids)
 			}
-			if a.GidMappingsEnableSetgroups || a.Pdeathsig != syscall.SIGKILL {
+			// Only real root's full map may allow setgroups(2).
+			if a.GidMappingsEnableSetgroups != (tt.name == "root") || a.Pdeathsig != syscall.SIGKILL {
 				t.Errorf("setgroups %v, pdeathsig %v", a.GidMappingsEnableSetgroups, a.Pdeathsig)
 			}
 			if cmd.Path != "/proc/self/exe" || strings.Join(cmd.Args, " ") != strings.Join(tt.wantArgs, " ") || len(cmd.Env) != 0 {

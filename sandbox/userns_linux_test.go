@@ -74,3 +74,21 @@ func TestUsernsRefusedIsExplained(t *testing.T) {
 		t.Errorf("the userns probe did not fail:\n%s", out)
 	}
 }
+
+// TestSandboxSetgroups: package managers drop privileges with setgroups(2)
+// (apt's _apt, for its downloads), which builder-image --run needs. Real
+// root and a subordinate-id map allow it; a single-id map cannot
+// (user_namespaces(7) requires "deny" there), and says so as EPERM.
+func TestSandboxSetgroups(t *testing.T) {
+	m := chooseIDMapping(os.Getuid(), os.Getgid())
+	want := "setgroups: ok\n"
+	if os.Getuid() != 0 && !m.helper() {
+		want = "setgroups: EPERM\n"
+	}
+	for _, writable := range []bool{false, true} {
+		out := mustTool(t, Spec{Rootfs: tinyRootfs(t), Writable: writable}, "setgroups")
+		if out != want {
+			t.Errorf("writable %v: %q, want %q", writable, out, want)
+		}
+	}
+}

@@ -73,6 +73,7 @@ func buildFlags() []cli.Flag {
 		qemuImageFlag(),
 		&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: an image for this host's arch with the cross gcc and binutils of the builder's versions (registry reference or oci:DIR:NAME); the compilers then run natively, the output is the fully emulated build's", EnvVars: []string{"LKBUILD_CROSS_IMAGE"}},
 		&cli.BoolFlag{Name: "no-fast-path", Usage: "build a foreign arch fully emulated even with --cross-image"},
+		&cli.BoolFlag{Name: "cross", Usage: "build a foreign --arch with the cross compiler of a builder for this host's arch (CROSS_COMPILE), no emulation: fast, but the image differs from a native build's and is annotated as such"},
 	), registryFlags()...)
 }
 
@@ -105,6 +106,7 @@ func buildRequest(c *cli.Context) builder.Request {
 		Query: queryOptions(c), Arch: c.String("arch"),
 		BuilderImage: c.String("builder-image"), BuilderName: c.String("builder-name"),
 		Jobs: c.Int("jobs"), NoUcode: c.Bool("no-ucode"), KeysFile: c.String("keys"),
+		Cross: c.Bool("cross"),
 	}
 	if c.IsSet("epoch") {
 		e := time.Unix(c.Int64("epoch"), 0)
@@ -146,7 +148,10 @@ func buildAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	emu, err := emulationFor(c, t.Arch)
+	if c.Bool("cross") && c.String("cross-image") != "" {
+		return errors.New("--cross and --cross-image are two ways to build a foreign arch: give one")
+	}
+	emu, err := emulationFor(c, t.BuilderArch)
 	if err != nil {
 		return err
 	}
