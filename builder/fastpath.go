@@ -283,6 +283,14 @@ func firstDifference(a, b string) string {
 // builder's.
 func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 	if b.plan.CrossCompile != "" {
+		gcc := b.plan.CrossCompile + "gcc"
+		spec := b.spec(d, false, false)
+		spec.Args = []string{"/bin/sh", "-c", "command -v " + gcc}
+		spec.Env = []string{"PATH=" + kernel.DefaultPath}
+		spec.Stdout, spec.Stderr = io.Discard, io.Discard
+		if err := b.deps.run(ctx, spec); err != nil {
+			return fmt.Errorf("--cross: the builder %s has no %s (Debian: gcc-%s): %w", b.t.BuilderPull, gcc, strings.TrimSuffix(b.plan.CrossCompile, "-"), err)
+		}
 		b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s with --cross: %sgcc in %s; the image differs from a native or emulated build's and says so (%s=cross); the config check ignores the toolchain lines (%s); kernel-dev.tar leaves out the host tools, which are not %s programs",
 			b.t.Arch, b.plan.CrossCompile, b.t.BuilderPull, AnnotationToolchain, strings.Join(kernel.ToolchainSymbols()[:4], ", ")+", ...", b.t.Arch)})
 		return nil

@@ -264,4 +264,23 @@ func TestBuildCross(t *testing.T) {
 	if _, err := Resolve(context.Background(), Request{KernelDir: fb.target.KernelDir, Query: kernel.Query{Series: "6.12.x"}, Arch: host.Uname, Cross: true}); err == nil {
 		t.Error("--cross for the host's own arch was accepted")
 	}
+
+	// A builder without the cross compiler fails before the first step,
+	// saying what to install.
+	w = newFakeWorld(t)
+	w.fail = func(spec sandbox.Spec) (string, error) {
+		if len(spec.Args) == 3 && strings.HasPrefix(spec.Args[2], "command -v ") {
+			return "", &sandbox.ExitError{Code: 127}
+		}
+		return "", nil
+	}
+	fb = newFakeBuild(t, t.TempDir(), Request{Arch: "riscv64", Cross: true})
+	_, err = fb.run(w)
+	if err == nil || !strings.Contains(err.Error(), "riscv64-linux-gnu-gcc") || !strings.Contains(err.Error(), "gcc-riscv64-linux-gnu") {
+		t.Errorf("a builder without the cross gcc: %v", err)
+	}
+	if slices.ContainsFunc(w.steps, func(s string) bool { return strings.HasPrefix(s, "make") }) {
+		t.Errorf("steps ran: %q", w.steps)
+	}
+	fb.checkNothingLeft(t)
 }
