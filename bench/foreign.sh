@@ -9,6 +9,8 @@
 #                     program under QEMU user-mode (--no-fast-path)
 #   ARCH-fast         the same with --cross-image: gcc, cc1, as, ld and
 #                     binutils native, the rest emulated
+#   ARCH-cross        --cross in the amd64 cross image (CROSS_COMPILE, no
+#                     emulation, host tools native): other bytes, faster
 #
 # Every build gets a fresh --output and --force on one --cache-dir, so the
 # source and the rootfs trees are unpacked once and no mode pays for them
@@ -19,7 +21,7 @@
 # whether the fast-path image digest equals the fully emulated one.
 #
 # Targets (issue "Foreign arches"): emulated / native <= 6x, fast / native
-# <= 1.5x, fast digest == emulated digest. A fully emulated build takes
+# <= 1.5x, fast digest == emulated digest, cross / native <= 1.2x. A fully emulated build takes
 # 30-60 minutes on 2 cores; BENCH_MODES picks modes (default: all, e.g.
 # BENCH_MODES="native aarch64-fast riscv64-fast"). Needs root for the
 # fixtures (scripts/fixtures/e2e.sh), jq. Environment: BENCH_TMPDIR
@@ -29,7 +31,7 @@ BENCH_ROUNDS=1
 # shellcheck source=bench/lib.bash
 . "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
-modes=${BENCH_MODES:-native aarch64-emulated aarch64-fast riscv64-emulated riscv64-fast}
+modes=${BENCH_MODES:-native aarch64-emulated aarch64-fast aarch64-cross riscv64-emulated riscv64-fast riscv64-cross}
 command -v jq >/dev/null || { echo "foreign: jq is missing" >&2; exit 1; }
 bench_init foreign 12000
 fixtures=$(bash "$BENCH_ROOT/scripts/fixtures/e2e.sh" --foreign)
@@ -57,7 +59,8 @@ for mode in $modes; do
 	aarch64-fast) args=(--arch aarch64 --builder-image "$LKBUILD_E2E_BUILDER_ARM64" --cross-image "$LKBUILD_E2E_CROSS") ;;
 	riscv64-emulated) args=(--arch riscv64 --builder-image "$LKBUILD_E2E_BUILDER_RISCV64" --no-fast-path) ;;
 	riscv64-fast) args=(--arch riscv64 --builder-image "$LKBUILD_E2E_BUILDER_RISCV64" --cross-image "$LKBUILD_E2E_CROSS") ;;
-	*) bench_die "unknown mode $mode (native, aarch64-emulated, aarch64-fast, riscv64-emulated, riscv64-fast)" ;;
+	aarch64-cross | riscv64-cross) args=(--arch "$arch" --cross --builder-image "$LKBUILD_E2E_CROSS") ;;
+	*) bench_die "unknown mode $mode (native, ARCH-emulated, ARCH-fast, ARCH-cross for aarch64 and riscv64)" ;;
 	esac
 	before=$(cut -d' ' -f1 /proc/loadavg)
 	bench_log "$mode: building (load $before)"
