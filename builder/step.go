@@ -273,7 +273,7 @@ func withoutForeignELF(tree fs.FS, machine uint16, include func(string, fs.DirEn
 		if m == machine {
 			return true
 		}
-		fmt.Fprintf(log, "kernel-dev.tar: left out %s, a program for ELF machine %d, not the target's %d (a --cross build's host tool)\n", name, m, machine)
+		fmt.Fprintf(log, "kernel-dev.tar: left out %s, an ELF file for machine %d, not the target's %d (a --cross build's host tool)\n", name, m, machine)
 		return false
 	}
 }
