@@ -5,7 +5,6 @@ import (
 	"context"
 	"debug/elf"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -224,28 +223,11 @@ const toolchainProbe = `for t in gcc as ld; do "$t" --version </dev/null | sed -
 // checkToolchain runs toolchainProbe in the builder as it is and with the
 // fast path, and refuses the fast path unless both say the same.
 func (b *build) checkToolchain(ctx context.Context, d sandboxDirs) error {
-	probe := func(fast bool) (string, error) {
-		spec := b.spec(d, false, false)
-		spec.Args = []string{"/bin/sh", "-c", toolchainProbe}
-		spec.Env = []string{"PATH=" + kernel.DefaultPath}
-		if e := b.env.Emulation; e != nil && !e.Register {
-			spec.Env = sandbox.EnvDefaults(spec.Env, e.Env)
-		}
-		if fast {
-			b.fast.Apply(&spec)
-		}
-		var out, errb bytes.Buffer
-		spec.Stdout, spec.Stderr = &out, &errb
-		if err := b.deps.run(ctx, spec); err != nil {
-			return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
-		}
-		return out.String(), nil
-	}
-	native, err := probe(false)
+	native, err := b.probe(ctx, b.spec(d, false, false), false, toolchainProbe)
 	if err != nil {
 		return fmt.Errorf("fast path: the builder's toolchain: %w", err)
 	}
-	cross, err := probe(true)
+	cross, err := b.probe(ctx, b.spec(d, false, false), true, toolchainProbe)
 	if err != nil {
 		return fmt.Errorf("fast path: the cross toolchain from %s does not run in the build: %w", b.fast.image, err)
 	}
@@ -258,6 +240,26 @@ func (b *build) checkToolchain(ctx context.Context, d sandboxDirs) error {
 		}
 	}
 	return nil
+}
+
+// probe runs script with /bin/sh in spec, one of the build's sandboxes,
+// with the default PATH (and, when fast, the fast path's tools) and returns
+// what it printed; an error carries what it said on standard error.
+func (b *build) probe(ctx context.Context, spec sandbox.Spec, fast bool, script string) (string, error) {
+	spec.Args = []string{"/bin/sh", "-c", script}
+	spec.Env = []string{"PATH=" + kernel.DefaultPath}
+	if e := b.env.Emulation; e != nil && !e.Register {
+		spec.Env = sandbox.EnvDefaults(spec.Env, e.Env)
+	}
+	if fast {
+		b.fast.Apply(&spec)
+	}
+	var out, errb bytes.Buffer
+	spec.Stdout, spec.Stderr = &out, &errb
+	if err := b.deps.run(ctx, spec); err != nil {
+		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
 }
 
 // firstDifference names the first line two probe outputs differ in.
@@ -284,11 +286,7 @@ func firstDifference(a, b string) string {
 func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 	if b.plan.CrossCompile != "" {
 		gcc := b.plan.CrossCompile + "gcc"
-		spec := b.spec(d, false, false)
-		spec.Args = []string{"/bin/sh", "-c", "command -v " + gcc}
-		spec.Env = []string{"PATH=" + kernel.DefaultPath}
-		spec.Stdout, spec.Stderr = io.Discard, io.Discard
-		if err := b.deps.run(ctx, spec); err != nil {
+		if _, err := b.probe(ctx, b.spec(d, false, false), false, "command -v "+gcc); err != nil {
 			return fmt.Errorf("--cross: the builder %s has no %s (Debian: gcc-%s): %w", b.t.BuilderPull, gcc, strings.TrimSuffix(b.plan.CrossCompile, "-"), err)
 		}
 		b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s with --cross: %sgcc in %s; the image differs from a native or emulated build's and says so (%s=cross); the config check ignores the toolchain lines (%s); kernel-dev.tar leaves out the host tools, which are not %s programs",
@@ -339,14 +337,11 @@ const xzProbe = `xz --version </dev/null | sed -n 1p`
 // why it is slow.
 func (b *build) checkXZ(ctx context.Context, d sandboxDirs) {
 	version := func(spec sandbox.Spec) string {
-		var out bytes.Buffer
-		spec.Args = []string{"/bin/sh", "-c", xzProbe}
-		spec.Env = []string{"PATH=" + kernel.DefaultPath}
-		spec.Stdout, spec.Stderr = &out, io.Discard
-		if b.deps.run(ctx, spec) != nil {
+		out, err := b.probe(ctx, spec, false, xzProbe)
+		if err != nil {
 			return ""
 		}
-		return strings.TrimSpace(out.String())
+		return strings.TrimSpace(out)
 	}
 	builderXZ := version(b.spec(d, false, false))
 	native := b.spec(d, true, true)
