@@ -25,7 +25,7 @@
 # 30-60 minutes on 2 cores; BENCH_MODES picks modes (default: all, e.g.
 # BENCH_MODES="native aarch64-fast riscv64-fast"). Needs root for the
 # fixtures (scripts/fixtures/e2e.sh), jq. Environment: BENCH_TMPDIR
-# (/dev/shm), LKBUILD_FIXTURES.
+# (/dev/shm), LKBUILD_FIXTURES, BENCH_OUTPUT.
 set -euo pipefail
 BENCH_ROUNDS=1
 # shellcheck source=bench/lib.bash
@@ -49,6 +49,9 @@ GIT_AUTHOR_DATE=2026-11-23T00:00:00Z GIT_COMMITTER_DATE=2026-11-23T00:00:00Z \
 
 (cd "$BENCH_ROOT" && CGO_ENABLED=0 go build -o "$BENCH_WORK/lkbuild" ./cmd/lkbuild)
 cache=$BENCH_WORK/cache
+# BENCH_OUTPUT keeps the images (oci-MODE layouts) there, e.g. to boot them.
+outputs=${BENCH_OUTPUT:-$BENCH_WORK}
+mkdir -p "$outputs"
 declare -A wall compile objects digest load
 
 for mode in $modes; do
@@ -67,7 +70,7 @@ for mode in $modes; do
 	events=$BENCH_WORK/$mode.jsonl
 	began=$(date +%s.%N)
 	if ! (cd "$repo" && "$BENCH_WORK/lkbuild" --cache-dir "$cache" build --json --force --kernel-dir kernel \
-		--series 6.12.x "${args[@]}" --source-mirror "$LKBUILD_E2E_MIRROR" --output "$BENCH_WORK/oci-$mode" \
+		--series 6.12.x "${args[@]}" --source-mirror "$LKBUILD_E2E_MIRROR" --output "$outputs/oci-$mode" \
 		>"$events" 2>"$BENCH_WORK/$mode.err"); then
 		tail -n 20 "$BENCH_WORK/$mode.err" >&2
 		bench_die "$mode: the build failed"
