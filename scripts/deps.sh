@@ -15,18 +15,26 @@ packages=(
 	pigz xz-utils       # compression baselines
 	uidmap              # newuidmap/newgidmap for rootless id ranges
 	qemu-user-static    # foreign-arch emulation
-	linux-source-6.12   # kernel source fixture
+	# The kernel source fixture, pinned: testdata/kernel's configs, tags and
+	# releases are 6.12.117's, and bookworm-security keeps older versions
+	# after a new one lands (6.12.118 did, and a fresh machine got it).
+	linux-source-6.12=6.12.117-1~deb12u1
 	qemu-system-x86 busybox-static cpio # boot tests (internal/boottest)
 	qemu-system-arm qemu-system-misc opensbi # boots of the aarch64 and riscv64 kernels
 	git make time hyperfine jq curl ca-certificates
 )
 staticcheck_version=0.8.2
 
+# missing_packages prints the packages (NAME or NAME=VERSION) that are not
+# installed, or not at that version.
 missing_packages() {
 	local p status
 	for p in "${packages[@]}"; do
-		status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-		[[ $status == "install ok installed" ]] || echo "$p"
+		status=$(dpkg-query -W -f='${Status} ${Version}' "${p%%=*}" 2>/dev/null || true)
+		case $p in
+		*=*) [[ $status == "install ok installed ${p#*=}" ]] || echo "$p" ;;
+		*) [[ $status == "install ok installed "* ]] || echo "$p" ;;
+		esac
 	done
 }
 
@@ -40,7 +48,7 @@ if ((${#missing[@]} > 0)); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq </dev/null
 	# No recommends: qemu-user-static would pull in systemd.
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+	apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" </dev/null >/dev/null
 fi
 
 export PATH="/usr/local/go/bin:$PATH"
