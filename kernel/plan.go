@@ -608,20 +608,24 @@ func (p *Plan) plan(d *Dir) {
 	// `find | basename`, without a shell, and the runner follows no
 	// symlink of the build's on the host side.
 	relDir := path.Join(modules, "lib/modules", ReleasePlaceholder)
+	// The installs get -j too (upstream runs them serially): the files do
+	// not depend on it, and under emulation headers_install alone, a shell
+	// script per header, took 5 minutes on one of two cores.
+	jobs := "-j" + strconv.Itoa(p.Jobs)
 	b.phase = PhaseModules
 	b.add(
-		b.make("modules_install", "INSTALL_MOD_PATH="+modules, "modules_install"),
+		b.make("modules_install", jobs, "INSTALL_MOD_PATH="+modules, "modules_install"),
 		b.run("remove modules build and source links", "/", "rm", "-f", path.Join(relDir, "build"), path.Join(relDir, "source")),
 		b.run("link modules build to headers", "/", "ln", "-s", "/"+strings.TrimSuffix(DevPrefix(ReleasePlaceholder), "/"), path.Join(relDir, "build")),
 	)
 	if p.Arch.Uname == "aarch64" {
-		b.add(b.make("dtbs_install", "INSTALL_DTBS_PATH="+path.Join(modules, "boot/dtb"), "dtbs_install"))
+		b.add(b.make("dtbs_install", jobs, "INSTALL_DTBS_PATH="+path.Join(modules, "boot/dtb"), "dtbs_install"))
 	}
 	b.produce("kernel.tar", OutputTar, Step{Name: "kernel.tar", Action: &TarArchive{Dir: modules, To: b.out("kernel.tar"), Prefix: "./"}})
 
 	b.add(
 		b.run("create headers dir", "/", "mkdir", "-p", path.Join(headers, "usr")),
-		b.make("headers_install", "INSTALL_HDR_PATH="+path.Join(headers, "usr"), "headers_install"),
+		b.make("headers_install", jobs, "INSTALL_HDR_PATH="+path.Join(headers, "usr"), "headers_install"),
 	)
 	b.produce("kernel-headers.tar", OutputTar, Step{Name: "kernel-headers.tar", Action: &TarArchive{Dir: headers, To: b.out("kernel-headers.tar")}})
 	b.phase = PhasePackage

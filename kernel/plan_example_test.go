@@ -47,12 +47,12 @@ func ExampleNewPlan() {
 	// 10. kernelrelease: make -s kernelrelease (in /linux), prints the release
 	// 11. kernel: copy /linux/arch/x86/boot/bzImage to /out/kernel
 	// 12. System.map: copy /linux/System.map to /out/System.map
-	// 13. modules_install: make INSTALL_MOD_PATH=/work/kernel-modules modules_install (in /linux)
+	// 13. modules_install: make -j8 INSTALL_MOD_PATH=/work/kernel-modules modules_install (in /linux)
 	// 14. remove modules build and source links: rm -f /work/kernel-modules/lib/modules/@KERNELRELEASE@/build /work/kernel-modules/lib/modules/@KERNELRELEASE@/source (in /)
 	// 15. link modules build to headers: ln -s /usr/src/linux-headers-@KERNELRELEASE@ /work/kernel-modules/lib/modules/@KERNELRELEASE@/build (in /)
 	// 16. kernel.tar: tar /work/kernel-modules under ./ to /out/kernel.tar
 	// 17. create headers dir: mkdir -p /work/kernel-headers/usr (in /)
-	// 18. headers_install: make INSTALL_HDR_PATH=/work/kernel-headers/usr headers_install (in /linux)
+	// 18. headers_install: make -j8 INSTALL_HDR_PATH=/work/kernel-headers/usr headers_install (in /linux)
 	// 19. kernel-headers.tar: tar /work/kernel-headers to /out/kernel-headers.tar
 	// 20. kernel-dev.tar: tar the kernel-dev files of /linux under usr/src/linux-headers-@KERNELRELEASE@/ to /out/kernel-dev.tar
 	// 21. kernel-builder: write /out/kernel-builder (24 bytes)

@@ -156,9 +156,9 @@ func TestNewPlanX86Plain(t *testing.T) {
 		"oldconfig":          {"make", "oldconfig"},
 		"make":               {"make", "-j8", "KCFLAGS=-fno-pie"},
 		"kernelrelease":      {"make", "-s", "kernelrelease"},
-		"modules_install":    {"make", "INSTALL_MOD_PATH=/work/kernel-modules", "modules_install"},
+		"modules_install":    {"make", "-j8", "INSTALL_MOD_PATH=/work/kernel-modules", "modules_install"},
 		"create headers dir": {"mkdir", "-p", "/work/kernel-headers/usr"},
-		"headers_install":    {"make", "INSTALL_HDR_PATH=/work/kernel-headers/usr", "headers_install"},
+		"headers_install":    {"make", "-j8", "INSTALL_HDR_PATH=/work/kernel-headers/usr", "headers_install"},
 		"intel-ucode.cpio":   {"iucode_tool", "--normal-earlyfw", "--write-earlyfw=/out/intel-ucode.cpio", "./intel-ucode"},
 	} {
 		if s := step(t, p, name); !slices.Equal(s.Args, args) {
@@ -206,7 +206,7 @@ func TestNewPlanArm64Debug(t *testing.T) {
 	if i, j := slices.Index(names, "dtbs_install"), slices.Index(names, "kernel.tar"); i < 0 || i > j {
 		t.Errorf("dtbs_install must come before kernel.tar: %q", names)
 	}
-	if want := []string{"make", "INSTALL_DTBS_PATH=/work/kernel-modules/boot/dtb", "dtbs_install"}; !slices.Equal(step(t, p, "dtbs_install").Args, want) {
+	if want := []string{"make", "-j1", "INSTALL_DTBS_PATH=/work/kernel-modules/boot/dtb", "dtbs_install"}; !slices.Equal(step(t, p, "dtbs_install").Args, want) {
 		t.Errorf("dtbs_install args = %q", step(t, p, "dtbs_install").Args)
 	}
 	boot := step(t, p, "kernel").Action.(*FileCopy)
