@@ -6,7 +6,7 @@
 #   bare   the make commands of the plan (kernel/plan.go), as root with
 #          `chroot` into the builder rootfs, with the plan's environment:
 #          make defconfig, make oldconfig, make -jBENCH_JOBS KCFLAGS=-fno-pie,
-#          make -s kernelrelease, make modules_install, make headers_install.
+#          make -s kernelrelease, make -jBENCH_JOBS modules_install and headers_install.
 #          Untimed preparation: the rootfs unpacked with lkbuild's extractor
 #          (bench/cmd/extract, from the builder layout), the source fetched,
 #          verified and extracted with lkbuild's fetcher (bench/cmd/kernelsrc)
@@ -156,11 +156,11 @@ cmp -s "$root/linux/.config" "$root/src/$series/config-x86_64" && bare_config=sa
 bare_make make -j"$BENCH_JOBS" KCFLAGS=-fno-pie
 bare_make kernelrelease -s kernelrelease
 release=$(in_root /linux make -s kernelrelease)
-bare_make modules_install INSTALL_MOD_PATH=/work/kernel-modules modules_install
+bare_make modules_install -j"$BENCH_JOBS" INSTALL_MOD_PATH=/work/kernel-modules modules_install
 in_root / rm -f "/work/kernel-modules/lib/modules/$release/build" "/work/kernel-modules/lib/modules/$release/source"
 in_root / ln -s "/usr/src/linux-headers-$release" "/work/kernel-modules/lib/modules/$release/build"
 in_root / mkdir -p /work/kernel-headers/usr
-bare_make headers_install INSTALL_HDR_PATH=/work/kernel-headers/usr headers_install
+bare_make headers_install -j"$BENCH_JOBS" INSTALL_HDR_PATH=/work/kernel-headers/usr headers_install
 note_load "after bare"
 bare_kernel=$(sha256sum <"$root/linux/arch/x86/boot/bzImage" | cut -d' ' -f1)
 bare_objects=$(grep -cE '^\s+(CC|AS)(\s+\[M\])?\s+\S+\.o$' "$bare/bare.log" || true)
