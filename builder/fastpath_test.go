@@ -153,7 +153,7 @@ func TestBuildFastPath(t *testing.T) {
 			if len(spec.Args) == 2 && spec.Args[1] == StepArg && spec.Rootfs == w.crossDir {
 				nativeActions++
 			}
-			if len(spec.Args) > 1 && spec.Args[0] == "make" && slices.Contains(spec.Args, "KCFLAGS=-fno-pie") {
+			if isCompile(spec) {
 				makes = append(makes, spec)
 			}
 			return "", nil
@@ -222,7 +222,7 @@ func TestBuildCross(t *testing.T) {
 		if spec.Emulator != nil {
 			t.Errorf("a --cross step is emulated: %q", spec.Args)
 		}
-		if len(spec.Args) > 1 && spec.Args[0] == "make" && slices.Contains(spec.Args, "KCFLAGS=-fno-pie") {
+		if isCompile(spec) {
 			makeEnv = spec.Env
 		}
 		return "", nil

@@ -222,10 +222,16 @@ func (w *fakeWorld) run(ctx context.Context, spec sandbox.Spec) error {
 	switch {
 	case slices.Contains(spec.Args, "kernelrelease"):
 		fmt.Fprintln(stdout, "6.12.117-linuxkit")
-	case len(spec.Args) > 1 && spec.Args[0] == "make" && slices.Contains(spec.Args, "KCFLAGS=-fno-pie"):
+	case isCompile(spec):
 		fmt.Fprint(stdout, "  CC      init/main.o\n  CC [M]  lib/crc7.o\n")
 	}
 	return nil
+}
+
+// isCompile tells the plan's compile step (the one make with KCFLAGS) from
+// the other makes, which get -j too.
+func isCompile(spec sandbox.Spec) bool {
+	return len(spec.Args) > 1 && spec.Args[0] == "make" && slices.Contains(spec.Args, "KCFLAGS=-fno-pie")
 }
 
 func (w *fakeWorld) record(s string) {
@@ -446,7 +452,7 @@ func TestBuildCancelCleansUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w.fail = func(spec sandbox.Spec) (string, error) {
-		if spec.Args[0] == "make" && slices.Contains(spec.Args, "KCFLAGS=-fno-pie") {
+		if isCompile(spec) {
 			cancel()
 			return "", ctx.Err()
 		}

@@ -581,8 +581,12 @@ func (p *Plan) plan(d *Dir) {
 	// KCFLAGS goes to this make only, exactly as upstream, so that the
 	// later makes see the command lines upstream's see: kbuild rebuilds an
 	// object whose recorded command line changed.
+	// The installs below get the same -j (upstream runs them serially):
+	// their files do not depend on it, and under emulation headers_install
+	// alone, a shell script per header, took 5 minutes on one of two cores.
+	jobs := "-j" + strconv.Itoa(p.Jobs)
 	b.phase = PhaseCompile
-	compile := b.make("make", "-j"+strconv.Itoa(p.Jobs), "KCFLAGS=-fno-pie")
+	compile := b.make("make", jobs, "KCFLAGS=-fno-pie")
 	compile.CountsObjects = true
 	b.add(compile)
 	// The release comes from include/config/auto.conf, which the build
@@ -608,10 +612,6 @@ func (p *Plan) plan(d *Dir) {
 	// `find | basename`, without a shell, and the runner follows no
 	// symlink of the build's on the host side.
 	relDir := path.Join(modules, "lib/modules", ReleasePlaceholder)
-	// The installs get -j too (upstream runs them serially): the files do
-	// not depend on it, and under emulation headers_install alone, a shell
-	// script per header, took 5 minutes on one of two cores.
-	jobs := "-j" + strconv.Itoa(p.Jobs)
 	b.phase = PhaseModules
 	b.add(
 		b.make("modules_install", jobs, "INSTALL_MOD_PATH="+modules, "modules_install"),
