@@ -52,7 +52,7 @@ trap 'rm -rf --one-file-system "$disk"; bench_cleanup' EXIT
 
 # The slice; $JOBS is the variant's -j. Each phase prints its seconds.
 script='set -e
-t() { s=$(date +%s.%N); "$@"; echo "phase $PHASE $(echo "$(date +%s.%N) - $s" | bc 2>/dev/null || echo 0)" >>/out/phases; }
+t() { s=$(date +%s.%N); "$@"; awk -v p="$PHASE" -v s="$s" -v e="$(date +%s.%N)" '"'"'BEGIN { print "phase", p, e - s }'"'"' >>/out/phases; }
 PHASE=defconfig t make -s -C /src O=/build defconfig
 PHASE=prepare t make -s -C /src O=/build -j$JOBS prepare
 PHASE=objects t make -s -C /src O=/build -j$JOBS init/ lib/sort.o lib/string.o lib/bsearch.o lib/kasprintf.o lib/cmdline.o kernel/panic.o kernel/exit.o
