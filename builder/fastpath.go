@@ -38,6 +38,9 @@ import (
 //
 // Before the first step, checkToolchain compares the versions both
 // toolchains print and refuses the fast path when they differ.
+//
+// make, the shell and the recipes' text tools run natively too, where the
+// cross image holds the builder's own package versions (NativeTools).
 
 // fastBin is where the links to the cross tools are, first in PATH.
 const fastBin = "/usr/libexec/lkbuild-fastpath"
@@ -64,6 +67,8 @@ type FastPath struct {
 	// (nativeXZ), the source archive is compressed there, natively.
 	root     string
 	nativeXZ bool
+	// native are the builder's programs that run natively (NativeTools).
+	native []string
 }
 
 // NewFastPath finds the cross toolchain for target in the unpacked cross
@@ -320,10 +325,18 @@ func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 	}
 	b.fast.digest = rfs.Digest.String()
 	b.logf("fast path: cross toolchain %s %s (cached %v)", b.env.CrossImage, rfs.Digest, rfs.Cached)
+	native, left, err := b.fast.NativeTools(b.rootfs.Dir)
+	if err != nil {
+		return err
+	}
+	b.logf("fast path: native programs (the builder's packages at the same versions): %s", strings.Join(native, " "))
+	if len(left) > 0 {
+		b.logf("fast path: left emulated: %s", strings.Join(left, "; "))
+	}
 	if err := b.checkToolchain(ctx, d); err != nil {
 		return err
 	}
-	b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s on %s: fast path: gcc, cc1, as, ld and binutils run natively from %s, make, the shell and the kernel's host tools emulated", b.t.Arch, host, b.env.CrossImage)})
+	b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s on %s: fast path: gcc, cc1, as, ld and binutils run natively from %s, with %s; the kernel's host tools (fixdep, conf, unifdef, ...), perl and uname emulated", b.t.Arch, host, b.env.CrossImage, nativeSummary(native, left))})
 	b.checkXZ(ctx, d)
 	return nil
 }
@@ -360,4 +373,19 @@ func (b *build) checkXZ(ctx context.Context, d sandboxDirs) {
 // version checkXZ compared.
 func (f *FastPath) archiveSpec(spec *sandbox.Spec) {
 	spec.Rootfs, spec.Emulator = f.root, nil
+}
+
+// nativeSummary says which of the builder's programs run natively.
+func nativeSummary(native, left []string) string {
+	s := "no other program native"
+	if n := len(native); n > 0 {
+		s = fmt.Sprintf("%d of the builder's programs native at its package versions (%s)", n, strings.Join(native[:min(n, 4)], ", "))
+		if n > 4 {
+			s = strings.TrimSuffix(s, ")") + ", ...)"
+		}
+	}
+	if len(left) > 0 {
+		s += ", emulated: " + strings.Join(left, "; ")
+	}
+	return s
 }

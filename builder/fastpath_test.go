@@ -284,3 +284,110 @@ func TestBuildCross(t *testing.T) {
 	}
 	fb.checkNothingLeft(t)
 }
+
+// dpkgTree writes a Debian package database into root: each package with
+// its version and the files it lists, each file created in /usr/bin.
+func dpkgTree(t *testing.T, root string, pkgs map[string]string, files map[string][]string) {
+	t.Helper()
+	info := filepath.Join(root, "var/lib/dpkg/info")
+	if err := os.MkdirAll(info, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var status strings.Builder
+	for name, version := range pkgs {
+		status.WriteString("Package: " + name + "\nStatus: install ok installed\nArchitecture: amd64\nVersion: " + version + "\nDescription: x\n two lines\n\n")
+		var list []string
+		for _, f := range files[name] {
+			list = append(list, f)
+			p := filepath.Join(root, f)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(name), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(info, name+".list"), []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), []byte(status.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNativeTools(t *testing.T) {
+	files := map[string][]string{
+		"make":      {"/usr/bin/make"},
+		"dash":      {"/usr/bin/dash"},
+		"coreutils": {"/usr/bin/rm", "/usr/bin/mv", "/usr/bin/uname"},
+		"sed":       {"/usr/bin/sed"},
+		"grep":      {"/usr/bin/grep"},
+		"bash":      {"/usr/bin/bash"},
+	}
+	same := map[string]string{"make": "4.4.1-2", "dash": "0.5.12-12", "coreutils": "9.7-3", "sed": "4.9-2", "grep": "3.11-4", "bash": "5.2.37-2"}
+	tests := []struct {
+		name      string
+		cross     map[string]string
+		crossEdit func(root string)
+		taken     []string
+		left      string
+	}{
+		{name: "same versions", cross: same, taken: []string{"make", "dash", "mv", "rm", "sed", "grep"}},
+		{name: "another sed", cross: map[string]string{"make": "4.4.1-2", "dash": "0.5.12-12", "coreutils": "9.7-3", "sed": "4.8-1", "grep": "3.11-4"},
+			taken: []string{"make", "dash", "mv", "rm", "grep"}, left: "sed (builder 4.9-2, cross image 4.8-1)"},
+		{name: "no make in the cross image", cross: map[string]string{"dash": "0.5.12-12", "coreutils": "9.7-3", "sed": "4.9-2", "grep": "3.11-4"},
+			taken: []string{"dash", "mv", "rm", "sed", "grep"}, left: "make (not in the cross image)"},
+		{name: "a program another package's file", cross: same, crossEdit: func(root string) {
+			// The cross image's grep is not the file dpkg lists.
+			os.WriteFile(filepath.Join(root, "var/lib/dpkg/info/grep.list"), []byte("/usr/bin/egrep\n"), 0o644)
+		}, taken: []string{"make", "dash", "mv", "rm", "sed"}},
+		{name: "a symlink out of the tree", cross: same, crossEdit: func(root string) {
+			os.Remove(filepath.Join(root, "usr/bin/sed"))
+			os.Symlink("../../../../../../etc/passwd", filepath.Join(root, "usr/bin/sed"))
+		}, taken: []string{"make", "dash", "mv", "rm", "grep"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			builder, cross := t.TempDir(), t.TempDir()
+			dpkgTree(t, builder, same, files)
+			dpkgTree(t, cross, tt.cross, files)
+			if tt.crossEdit != nil {
+				tt.crossEdit(cross)
+			}
+			f := &FastPath{image: fakeCrossImage, root: cross}
+			taken, left, err := f.NativeTools(builder)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(taken)
+			want := slices.Clone(tt.taken)
+			slices.Sort(want)
+			if !slices.Equal(taken, want) {
+				t.Errorf("taken %v, want %v", taken, want)
+			}
+			if tt.left != "" && !slices.Contains(left, tt.left) {
+				t.Errorf("left %q, want %q in it", left, tt.left)
+			}
+			for _, m := range f.mounts {
+				if !m.ReadOnly || !strings.HasPrefix(m.Source, cross+"/") || !strings.HasPrefix(m.Target, "/usr/bin/") {
+					t.Errorf("mount %+v: want a read-only bind from the cross tree to /usr/bin", m)
+				}
+				if m.Target == "/usr/bin/uname" || m.Target == "/usr/bin/bash" {
+					t.Errorf("%s is bound: it names the machine", m.Target)
+				}
+			}
+		})
+	}
+}
+
+func TestNativeToolsNoDpkg(t *testing.T) {
+	f := &FastPath{image: fakeCrossImage, root: t.TempDir()}
+	taken, left, err := f.NativeTools(t.TempDir())
+	if err != nil || len(taken) != 0 || len(f.mounts) != 0 {
+		t.Fatalf("taken %v, mounts %v, err %v: want nothing native and no error", taken, f.mounts, err)
+	}
+	if len(left) != 1 || !strings.Contains(left[0], "no dpkg database") {
+		t.Errorf("left %q, want it to say the builder has no dpkg database", left)
+	}
+}

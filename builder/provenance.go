@@ -66,6 +66,9 @@ type Provenance struct {
 	Toolchain   string `json:"toolchain"`
 	CrossImage  string `json:"crossImage,omitempty"`
 	CrossDigest string `json:"crossDigest,omitempty"`
+	// NativeTools are the builder's programs the fast path ran natively
+	// from the cross image (make, sh, sed, ...).
+	NativeTools []string `json:"nativeTools,omitempty"`
 }
 
 // How a build's compiler ran (Provenance.Toolchain).
@@ -141,6 +144,7 @@ func (b *build) provenance() Provenance {
 		p.Toolchain = ToolchainCross
 	case b.fast != nil:
 		p.Toolchain, p.CrossImage, p.CrossDigest = ToolchainFastPath, b.fast.image, b.fast.digest
+		p.NativeTools = b.fast.native
 	case b.env.Emulation != nil:
 		p.Toolchain = ToolchainEmulated
 	}

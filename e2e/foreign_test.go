@@ -31,12 +31,18 @@ var foreignArches = []struct{ arch, make, builderVar string }{
 // compiler probes (the .config records the compiler), the host programs
 // (fixdep, conf, modpost, ... built by the target's compiler, run
 // emulated), the generated headers and the vdso (compiled, assembled and
-// linked), and a few dozen kernel objects.
+// linked), a few dozen kernel objects, and headers_install (sh, sed, grep
+// and sort per header, native on the fast path, with the target's
+// unifdef). It writes the ELF machine of /bin/sh and make (od: bytes 18
+// and 19) to /out.
 const identityScript = `set -e
 command -v gcc >/out/gcc
+od -An -tx1 -j18 -N2 /bin/sh >/out/sh-machine
+od -An -tx1 -j18 -N2 "$(command -v make)" >/out/make-machine
 make -s -C /src O=/build defconfig
 make -s -C /src O=/build -j2 prepare
 make -s -C /src O=/build -j2 init/ lib/sort.o lib/string.o lib/bsearch.o lib/kasprintf.o lib/cmdline.o kernel/panic.o kernel/exit.o
+make -s -C /src O=/build -j2 INSTALL_HDR_PATH=/build/hdr headers_install
 `
 
 // TestFastPathIdentity builds the same slice of the kernel twice for each
@@ -86,6 +92,16 @@ func TestFastPathIdentity(t *testing.T) {
 				}
 				if strings.TrimSpace(string(gcc)) != want {
 					t.Fatalf("%s build: gcc is %q, want %s", mode, gcc, want)
+				}
+				// The fast path runs the builder's make and shell natively
+				// (x86_64: e_machine 0x3e), the emulated build the target's.
+				for _, prog := range []string{"sh", "make"} {
+					got, _ := os.ReadFile(filepath.Join(out, prog+"-machine"))
+					f := strings.Fields(string(got))
+					native := len(f) > 0 && f[0] == "3e"
+					if native != (mode == "fast") {
+						t.Fatalf("%s build: /bin/%s has e_machine %q: native %v, want %v", mode, prog, strings.TrimSpace(string(got)), native, mode == "fast")
+					}
 				}
 			}
 			emu, fast := treeDigests(t, trees["emulated"]), treeDigests(t, trees["fast"])

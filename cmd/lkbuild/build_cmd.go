@@ -27,8 +27,9 @@ the builder image is pulled and unpacked, and every step (patches, config,
 make, modules_install, headers_install) runs in a rootless sandbox with no
 network. A foreign --arch (aarch64 or riscv64 on x86_64) runs its builder
 under QEMU user-mode, about 10x slower than native; with --cross-image the
-compilers run natively inside that build and the output stays the same
-(see the README's "Foreign arches"). The result is the image LinuxKit expects (kernel, System.map,
+compilers, make, the shell and the recipes' text tools (where the cross
+image has the builder's package versions) run natively inside that build
+and the output stays the same (see the README's "Foreign arches"). The result is the image LinuxKit expects (kernel, System.map,
 kernel.tar, kernel-headers.tar, kernel-dev.tar, src/linux.tar.xz, ...),
 bit for bit reproducible, written to an OCI layout (--output) and, with
 --push, pushed under every tag (lkbuild tags lists them).
@@ -71,7 +72,7 @@ func buildFlags() []cli.Flag {
 		&cli.IntFlag{Name: "xz-level", Usage: "xz preset of src/linux.tar.xz (upstream: 6)", Value: builder.DefaultXZLevel},
 		&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout instead of text"},
 		qemuImageFlag(),
-		&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: an image for this host's arch with the cross gcc and binutils of the builder's versions (registry reference or oci:DIR:NAME); the compilers then run natively, the output is the fully emulated build's", EnvVars: []string{"LKBUILD_CROSS_IMAGE"}},
+		&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: an image for this host's arch with the cross gcc and binutils of the builder's versions (registry reference or oci:DIR:NAME); the compilers, and make, sh, sed, ... where its packages are the builder's versions, then run natively; the output is the fully emulated build's", EnvVars: []string{"LKBUILD_CROSS_IMAGE"}},
 		&cli.BoolFlag{Name: "no-fast-path", Usage: "build a foreign arch fully emulated even with --cross-image"},
 		&cli.BoolFlag{Name: "cross", Usage: "build a foreign --arch with the cross compiler of a builder for this host's arch (CROSS_COMPILE), no emulation: fast, but the image differs from a native build's and is annotated as such"},
 	), registryFlags()...)

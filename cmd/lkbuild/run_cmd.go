@@ -81,7 +81,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "env", Usage: "set K=V in the command's environment (repeatable)"},
 			&cli.StringFlag{Name: "workdir", Usage: "working directory inside the sandbox", Value: "/"},
 			qemuImageFlag(),
-			&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: run gcc, as, ld and binutils natively from this host-arch image of cross tools (as lkbuild build --cross-image does)"},
+			&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: run gcc, as, ld and binutils (and make, sh, sed, ... of the builder's package versions) natively from this host-arch image of cross tools (as lkbuild build --cross-image does)"},
 			&cli.BoolFlag{Name: "rw", Usage: "with --rootfs: change the directory in place instead of through an overlay (to bootstrap a rootfs, e.g. debootstrap --second-stage)"},
 		}, registryFlags()...),
 		Before: func(c *cli.Context) error {
@@ -178,6 +178,11 @@ func fastPath(c *cli.Context, spec *sandbox.Spec, cross, links string) error {
 	f, err := builder.NewFastPath(cross, rfs.Dir, target, host, links)
 	if err != nil {
 		return err
+	}
+	if spec.Rootfs != "" {
+		if _, _, err := f.NativeTools(spec.Rootfs); err != nil {
+			return err
+		}
 	}
 	f.Apply(spec)
 	return nil
