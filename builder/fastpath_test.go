@@ -391,3 +391,18 @@ func TestNativeToolsNoDpkg(t *testing.T) {
 		t.Errorf("left %q, want it to say the builder has no dpkg database", left)
 	}
 }
+
+func TestNativeToolsHugeStatus(t *testing.T) {
+	builder, cross := t.TempDir(), t.TempDir()
+	files := map[string][]string{"make": {"/usr/bin/make"}}
+	dpkgTree(t, builder, map[string]string{"make": "4.4.1-2"}, files)
+	dpkgTree(t, cross, map[string]string{"make": "4.4.1-2"}, files)
+	// A hostile cross image's status file of 1 TiB (sparse).
+	if err := os.Truncate(filepath.Join(cross, "var/lib/dpkg/status"), 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	f := &FastPath{image: fakeCrossImage, root: cross}
+	if _, _, err := f.NativeTools(builder); err == nil || !strings.Contains(err.Error(), "at most 64 MiB") {
+		t.Fatalf("err %v, want the status file refused", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -139,7 +140,7 @@ func samePackagedFile(builderRoot, crossRoot, pkg, p string) (string, bool) {
 // dpkgVersions reads the installed packages' versions from the dpkg
 // database of the tree at root.
 func dpkgVersions(root string) (map[string]string, error) {
-	data, err := os.ReadFile(filepath.Join(root, "var/lib/dpkg/status"))
+	data, err := readSmall(filepath.Join(root, "var/lib/dpkg/status"))
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +183,7 @@ func dpkgOwns(root, pkg, p string) bool {
 		want = append(want, short)
 	}
 	for _, l := range lists {
-		data, err := os.ReadFile(l)
+		data, err := readSmall(l)
 		if err != nil {
 			continue
 		}
@@ -193,4 +194,25 @@ func dpkgOwns(root, pkg, p string) bool {
 		}
 	}
 	return false
+}
+
+// maxDpkgFile bounds what lkbuild reads of an image's dpkg database: a
+// full Debian system's status file is a few MB.
+const maxDpkgFile = 64 << 20
+
+// readSmall reads the regular file at p, refusing one over maxDpkgFile.
+func readSmall(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxDpkgFile {
+		return nil, fmt.Errorf("%s: not a regular file of at most %d MiB", p, maxDpkgFile>>20)
+	}
+	return io.ReadAll(io.LimitReader(f, maxDpkgFile))
 }
