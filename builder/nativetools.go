@@ -54,6 +54,8 @@ func nativePackages() []nativePackage {
 		{"diffutils", []string{"cmp", "diff"}},
 		{"findutils", []string{"find", "xargs"}},
 		{"mawk", []string{"mawk"}},
+		// Image.gz on arm64 and riscv: gzip -n -9 of the whole kernel.
+		{"gzip", []string{"gzip"}},
 	}
 }
 
