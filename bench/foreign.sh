@@ -52,7 +52,7 @@ cache=$BENCH_WORK/cache
 # BENCH_OUTPUT keeps the images (oci-MODE layouts) there, e.g. to boot them.
 outputs=${BENCH_OUTPUT:-$BENCH_WORK}
 mkdir -p "$outputs"
-declare -A wall compile objects digest load
+declare -A wall compile objects digest load phases
 
 for mode in $modes; do
 	arch=${mode%%-*}
@@ -80,7 +80,11 @@ for mode in $modes; do
 	compile[$mode]=$(jq -r 'select(.kind == "phase-end" and .phase == "compile") | .elapsed / 1e9' "$events" | tail -n1)
 	objects[$mode]=$(jq -r 'select(.kind == "progress" and .unit == "objects") | .done' "$events" | tail -n1)
 	digest[$mode]=$(jq -r 'select(.kind == "result") | .digest' "$events" | tail -n1)
+	phases[$mode]=$(jq -r 'select(.kind == "phase-end") | "\(.phase) \(.elapsed / 1e9 * 10 | round / 10)"' "$events" | paste -sd' ')
 	bench_log "$mode: ${wall[$mode]} s, compile ${compile[$mode]} s, ${objects[$mode]:-0} objects, ${digest[$mode]}"
+	bench_log "$mode: phases (s): ${phases[$mode]}"
+	# The events stay with the images when BENCH_OUTPUT keeps them.
+	[[ -z ${BENCH_OUTPUT:-} ]] || cp "$events" "$outputs/$mode.jsonl"
 done
 
 printf '\n%-18s %9s %11s %8s %12s %10s %12s\n' mode "wall s" "compile s" objects "objects/min" "/ native" "load"
@@ -91,6 +95,10 @@ for mode in $modes; do
 		ratio=$(echo "scale=2; ${wall[$mode]} / ${wall[native]}" | bc)x
 	fi
 	printf '%-18s %9.1f %11.1f %8s %12s %10s %12s\n' "$mode" "${wall[$mode]}" "${compile[$mode]}" "${objects[$mode]:-0}" "$rate" "$ratio" "${load[$mode]}"
+done
+echo
+for mode in $modes; do
+	printf '%-18s phases (s): %s\n' "$mode" "${phases[$mode]}"
 done
 for arch in aarch64 riscv64; do
 	e=${digest[$arch-emulated]:-} f=${digest[$arch-fast]:-}
