@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -286,9 +287,15 @@ func TestBuildCross(t *testing.T) {
 }
 
 // dpkgTree writes a Debian package database into root: each package with
-// its version and the files it lists, each file created in /usr/bin.
+// its version and the files it lists. Programs (in /usr/bin) are copies of
+// the host's grep, a real ELF program linking libpcre2-8.so.0 and
+// libc.so.6; other files are placeholders.
 func dpkgTree(t *testing.T, root string, pkgs map[string]string, files map[string][]string) {
 	t.Helper()
+	grep, err := os.ReadFile("/usr/bin/grep")
+	if err != nil {
+		t.Fatalf("the host's grep (Debian's essential package grep): %v", err)
+	}
 	info := filepath.Join(root, "var/lib/dpkg/info")
 	if err := os.MkdirAll(info, 0o755); err != nil {
 		t.Fatal(err)
@@ -296,18 +303,20 @@ func dpkgTree(t *testing.T, root string, pkgs map[string]string, files map[strin
 	var status strings.Builder
 	for name, version := range pkgs {
 		status.WriteString("Package: " + name + "\nStatus: install ok installed\nArchitecture: amd64\nVersion: " + version + "\nDescription: x\n two lines\n\n")
-		var list []string
 		for _, f := range files[name] {
-			list = append(list, f)
 			p := filepath.Join(root, f)
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(p, []byte(name), 0o755); err != nil {
+			data := []byte(name)
+			if strings.HasPrefix(f, "/usr/bin/") {
+				data = grep
+			}
+			if err := os.WriteFile(p, data, 0o755); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := os.WriteFile(filepath.Join(info, name+".list"), []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(info, name+".list"), []byte(strings.Join(files[name], "\n")+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -318,14 +327,31 @@ func dpkgTree(t *testing.T, root string, pkgs map[string]string, files map[strin
 
 func TestNativeTools(t *testing.T) {
 	files := map[string][]string{
-		"make":      {"/usr/bin/make"},
-		"dash":      {"/usr/bin/dash"},
-		"coreutils": {"/usr/bin/rm", "/usr/bin/mv", "/usr/bin/uname"},
-		"sed":       {"/usr/bin/sed"},
-		"grep":      {"/usr/bin/grep"},
-		"bash":      {"/usr/bin/bash"},
+		"make":         {"/usr/bin/make"},
+		"dash":         {"/usr/bin/dash"},
+		"coreutils":    {"/usr/bin/rm", "/usr/bin/mv", "/usr/bin/uname"},
+		"sed":          {"/usr/bin/sed"},
+		"grep":         {"/usr/bin/grep"},
+		"bash":         {"/usr/bin/bash"},
+		"libc6":        {"/usr/lib/x86_64-linux-gnu/libc.so.6"},
+		"libpcre2-8-0": {"/usr/lib/x86_64-linux-gnu/libpcre2-8.so.0"},
+		// A cross toolchain's target libc is not the image's own.
+		"libc6-arm64-cross": {"/usr/aarch64-linux-gnu/lib/libc.so.6"},
 	}
-	same := map[string]string{"make": "4.4.1-2", "dash": "0.5.12-12", "coreutils": "9.7-3", "sed": "4.9-2", "grep": "3.11-4", "bash": "5.2.37-2"}
+	same := map[string]string{"make": "4.4.1-2", "dash": "0.5.12-12", "coreutils": "9.7-3", "sed": "4.9-2", "grep": "3.11-4", "bash": "5.2.37-2",
+		"libc6": "2.41-12", "libpcre2-8-0": "10.45-1", "libc6-arm64-cross": "2.41-6cross1"}
+	with := func(changes map[string]string) map[string]string {
+		m := maps.Clone(same)
+		for k, v := range changes {
+			if v == "" {
+				delete(m, k)
+			} else {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	all := []string{"make", "dash", "mv", "rm", "sed", "grep"}
 	tests := []struct {
 		name      string
 		cross     map[string]string
@@ -333,11 +359,17 @@ func TestNativeTools(t *testing.T) {
 		taken     []string
 		left      string
 	}{
-		{name: "same versions", cross: same, taken: []string{"make", "dash", "mv", "rm", "sed", "grep"}},
-		{name: "another sed", cross: map[string]string{"make": "4.4.1-2", "dash": "0.5.12-12", "coreutils": "9.7-3", "sed": "4.8-1", "grep": "3.11-4"},
+		{name: "same versions", cross: with(map[string]string{"libc6-arm64-cross": "2.40-1cross1"}), taken: all},
+		{name: "another sed", cross: with(map[string]string{"sed": "4.8-1"}),
 			taken: []string{"make", "dash", "mv", "rm", "grep"}, left: "sed (builder 4.9-2, cross image 4.8-1)"},
-		{name: "no make in the cross image", cross: map[string]string{"dash": "0.5.12-12", "coreutils": "9.7-3", "sed": "4.9-2", "grep": "3.11-4"},
+		{name: "a binNMU is another version", cross: with(map[string]string{"grep": "3.11-4+b1"}),
+			taken: []string{"make", "dash", "mv", "rm", "sed"}, left: "grep (builder 3.11-4, cross image 3.11-4+b1)"},
+		{name: "no make in the cross image", cross: with(map[string]string{"make": ""}),
 			taken: []string{"dash", "mv", "rm", "sed", "grep"}, left: "make (not in the cross image)"},
+		{name: "another library", cross: with(map[string]string{"libpcre2-8-0": "10.42-4"}),
+			left: "make (libpcre2-8.so.0: builder libpcre2-8-0 10.45-1, cross image libpcre2-8-0 10.42-4)"},
+		{name: "a library of no package", cross: with(map[string]string{"libpcre2-8-0": ""}),
+			left: "sed (libpcre2-8.so.0: builder libpcre2-8-0 10.45-1, cross image none)"},
 		{name: "a program another package's file", cross: same, crossEdit: func(root string) {
 			// The cross image's grep is not the file dpkg lists.
 			os.WriteFile(filepath.Join(root, "var/lib/dpkg/info/grep.list"), []byte("/usr/bin/egrep\n"), 0o644)
@@ -346,6 +378,9 @@ func TestNativeTools(t *testing.T) {
 			os.Remove(filepath.Join(root, "usr/bin/sed"))
 			os.Symlink("../../../../../../etc/passwd", filepath.Join(root, "usr/bin/sed"))
 		}, taken: []string{"make", "dash", "mv", "rm", "grep"}},
+		{name: "not a program", cross: same, crossEdit: func(root string) {
+			os.WriteFile(filepath.Join(root, "usr/bin/rm"), []byte("#!/bin/sh\n"), 0o755)
+		}, taken: []string{"make", "dash", "mv", "sed", "grep"}, left: "rm (the cross image's is not an ELF program: EOF)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,11 +3,13 @@ package builder
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,25 +64,27 @@ func nativePackages() []nativePackage {
 // NativeTools binds, over the builder's own programs (the unpacked
 // builder rootfs at builderRoot), the cross image's builds of the same
 // packages at the same versions (nativePackages), so that they run
-// natively. It returns the programs it took and, per package it left
-// emulated, why.
+// natively. A program is taken only when the libraries it links are the
+// same packages at the same versions on both sides too (glibc's regex is
+// sed's and grep's). It returns the programs it took and, per package or
+// program it left emulated, why.
 func (f *FastPath) NativeTools(builderRoot string) (taken, left []string, err error) {
 	// Without a dpkg database on either side nothing can be compared,
 	// and everything stays emulated.
-	builder, err := dpkgVersions(builderRoot)
+	builder, err := openDpkg(builderRoot)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, []string{"everything (the builder has no dpkg database)"}, nil
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("fast path: the builder's packages: %w", err)
 	}
-	cross, err := dpkgVersions(f.root)
+	cross, err := openDpkg(f.root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, []string{"everything (the cross image has no dpkg database)"}, nil
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("fast path: cross image %s: its packages: %w", f.image, err)
 	}
 	for _, p := range nativePackages() {
-		bv, cv := builder[p.name], cross[p.name]
+		bv, cv := builder.versions[p.name], cross.versions[p.name]
 		switch {
 		case bv == "":
 			left = append(left, p.name+" (not in the builder)")
@@ -101,12 +105,64 @@ func (f *FastPath) NativeTools(builderRoot string) (taken, left []string, err er
 			if err != nil {
 				return nil, nil, err
 			}
+			dst, err := securejoin.SecureJoin(builderRoot, target)
+			if err != nil {
+				return nil, nil, err
+			}
+			if why := sameLibraries(builder, cross, dst, src); why != "" {
+				left = append(left, prog+" ("+why+")")
+				continue
+			}
 			f.mounts = append(f.mounts, sandbox.Mount{Source: src, Target: target, ReadOnly: true})
 			taken = append(taken, prog)
 		}
 	}
 	f.native = taken
 	return taken, left, nil
+}
+
+// sameLibraries says how the shared libraries the builder's program and
+// the cross image's (host paths) link differ, or "" when each is the same
+// package at the same version on both sides.
+func sameLibraries(builder, cross *dpkgDB, builderProg, crossProg string) string {
+	needed := func(p string) ([]string, error) {
+		ef, err := elf.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer ef.Close()
+		libs, err := ef.ImportedLibraries()
+		// Some arches name their dynamic loader (ld-linux-aarch64.so.1):
+		// it is glibc's, like libc.so.6, which is compared.
+		libs = slices.DeleteFunc(libs, func(l string) bool { return strings.HasPrefix(l, "ld-") || strings.HasPrefix(l, "ld64.") })
+		slices.Sort(libs)
+		return libs, err
+	}
+	bl, err := needed(builderProg)
+	if err != nil {
+		return "the builder's is not an ELF program: " + err.Error()
+	}
+	cl, err := needed(crossProg)
+	if err != nil {
+		return "the cross image's is not an ELF program: " + err.Error()
+	}
+	if !slices.Equal(bl, cl) {
+		return fmt.Sprintf("links %s in the builder, %s in the cross image", strings.Join(bl, " "), strings.Join(cl, " "))
+	}
+	for _, lib := range bl {
+		b, c := builder.library(lib), cross.library(lib)
+		if b == "" || b != c {
+			return fmt.Sprintf("%s: builder %s, cross image %s", lib, orNone(b), orNone(c))
+		}
+	}
+	return ""
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // samePackagedFile resolves p (following symlinks inside each tree) in
@@ -139,14 +195,24 @@ func samePackagedFile(builderRoot, crossRoot, pkg, p string) (string, bool) {
 	return b, true
 }
 
-// dpkgVersions reads the installed packages' versions from the dpkg
-// database of the tree at root.
-func dpkgVersions(root string) (map[string]string, error) {
+// dpkgDB is what lkbuild reads of a tree's dpkg database.
+type dpkgDB struct {
+	root string
+	// versions are the installed packages' versions by name.
+	versions map[string]string
+	// libs maps a shared library's file name to "package version" for
+	// the files the packages list in a lib directory; built on first use.
+	libs map[string]string
+}
+
+// openDpkg reads the installed packages' versions from the dpkg database
+// of the tree at root.
+func openDpkg(root string) (*dpkgDB, error) {
 	data, err := readSmall(filepath.Join(root, "var/lib/dpkg/status"))
 	if err != nil {
 		return nil, err
 	}
-	versions := map[string]string{}
+	d := &dpkgDB{root: root, versions: map[string]string{}}
 	for _, para := range bytes.Split(data, []byte("\n\n")) {
 		var name, version, status string
 		sc := bufio.NewScanner(bytes.NewReader(para))
@@ -169,10 +235,36 @@ func dpkgVersions(root string) (map[string]string, error) {
 			return nil, err
 		}
 		if name != "" && status == "install ok installed" {
-			versions[name] = version
+			d.versions[name] = version
 		}
 	}
-	return versions, nil
+	return d, nil
+}
+
+// library is "package version" of the package that ships the shared
+// library named soname, or "".
+func (d *dpkgDB) library(soname string) string {
+	if d.libs == nil {
+		d.libs = map[string]string{}
+		lists, _ := filepath.Glob(filepath.Join(d.root, "var/lib/dpkg/info", "*.list"))
+		for _, l := range lists {
+			pkg, _, _ := strings.Cut(strings.TrimSuffix(filepath.Base(l), ".list"), ":")
+			version, ok := d.versions[pkg]
+			if !ok {
+				continue
+			}
+			data, err := readSmall(l)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				if libDir(path.Dir(line)) && strings.Contains(path.Base(line), ".so") {
+					d.libs[path.Base(line)] = pkg + " " + version
+				}
+			}
+		}
+	}
+	return d.libs[soname]
 }
 
 // dpkgOwns reports whether package pkg of the tree at root lists the file
@@ -217,4 +309,17 @@ func readSmall(p string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a regular file of at most %d MiB", p, maxDpkgFile>>20)
 	}
 	return io.ReadAll(io.LimitReader(f, maxDpkgFile))
+}
+
+// libDir reports whether dir is one the dynamic loader searches: /lib,
+// /lib64 or a multiarch /lib/<triplet>, with or without /usr. A cross
+// toolchain's /usr/<triplet>/lib is not: the target's libc there is not
+// the image's own.
+func libDir(dir string) bool {
+	dir = strings.TrimPrefix(dir, "/usr")
+	if dir == "/lib" || dir == "/lib64" {
+		return true
+	}
+	sub, ok := strings.CutPrefix(dir, "/lib/")
+	return ok && sub != "" && !strings.Contains(sub, "/")
 }
