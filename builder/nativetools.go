@@ -1,15 +1,11 @@
 package builder
 
 import (
-	"bufio"
-	"bytes"
 	"debug/elf"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +13,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/lkbuild/lkbuild/sandbox"
+	"github.com/lkbuild/lkbuild/toolchain"
 )
 
 // Besides the toolchain, the fast path runs make, the shell and the text
@@ -71,20 +68,20 @@ func nativePackages() []nativePackage {
 func (f *FastPath) NativeTools(builderRoot string) (taken, left []string, err error) {
 	// Without a dpkg database on either side nothing can be compared,
 	// and everything stays emulated.
-	builder, err := openDpkg(builderRoot)
+	builder, err := toolchain.OpenDpkg(builderRoot)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, []string{"everything (the builder has no dpkg database)"}, nil
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("fast path: the builder's packages: %w", err)
 	}
-	cross, err := openDpkg(f.root)
+	cross, err := toolchain.OpenDpkg(f.root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, []string{"everything (the cross image has no dpkg database)"}, nil
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("fast path: cross image %s: its packages: %w", f.image, err)
 	}
 	for _, p := range nativePackages() {
-		bv, cv := builder.versions[p.name], cross.versions[p.name]
+		bv, cv := builder.Version(p.name), cross.Version(p.name)
 		switch {
 		case bv == "":
 			left = append(left, p.name+" (not in the builder)")
@@ -97,7 +94,7 @@ func (f *FastPath) NativeTools(builderRoot string) (taken, left []string, err er
 			continue
 		}
 		for _, prog := range p.programs {
-			target, ok := samePackagedFile(builderRoot, f.root, p.name, "/usr/bin/"+prog)
+			target, ok := samePackagedFile(builder, cross, builderRoot, f.root, p.name, "/usr/bin/"+prog)
 			if !ok {
 				continue
 			}
@@ -124,7 +121,7 @@ func (f *FastPath) NativeTools(builderRoot string) (taken, left []string, err er
 // sameLibraries says how the shared libraries the builder's program and
 // the cross image's (host paths) link differ, or "" when each is the same
 // package at the same version on both sides.
-func sameLibraries(builder, cross *dpkgDB, builderProg, crossProg string) string {
+func sameLibraries(builder, cross *toolchain.Dpkg, builderProg, crossProg string) string {
 	needed := func(p string) ([]string, error) {
 		ef, err := elf.Open(p)
 		if err != nil {
@@ -150,7 +147,7 @@ func sameLibraries(builder, cross *dpkgDB, builderProg, crossProg string) string
 		return fmt.Sprintf("links %s in the builder, %s in the cross image", strings.Join(bl, " "), strings.Join(cl, " "))
 	}
 	for _, lib := range bl {
-		b, c := builder.library(lib), cross.library(lib)
+		b, c := builder.Library(lib), cross.Library(lib)
 		if b == "" || b != c {
 			return fmt.Sprintf("%s: builder %s, cross image %s", lib, orNone(b), orNone(c))
 		}
@@ -168,7 +165,7 @@ func orNone(s string) string {
 // samePackagedFile resolves p (following symlinks inside each tree) in
 // both trees and returns the path it names when that is the same regular
 // file of package pkg in both.
-func samePackagedFile(builderRoot, crossRoot, pkg, p string) (string, bool) {
+func samePackagedFile(builder, cross *toolchain.Dpkg, builderRoot, crossRoot, pkg, p string) (string, bool) {
 	resolve := func(root string) (string, bool) {
 		full, err := securejoin.SecureJoin(root, p)
 		if err != nil {
@@ -189,137 +186,9 @@ func samePackagedFile(builderRoot, crossRoot, pkg, p string) (string, bool) {
 		return "", false
 	}
 	c, ok := resolve(crossRoot)
-	if !ok || b != c || !dpkgOwns(builderRoot, pkg, b) || !dpkgOwns(crossRoot, pkg, c) {
+	if !ok || b != c || !builder.Owns(pkg, b) || !cross.Owns(pkg, c) {
 		return "", false
 	}
 	return b, true
 }
 
-// dpkgDB is what lkbuild reads of a tree's dpkg database.
-type dpkgDB struct {
-	root string
-	// versions are the installed packages' versions by name.
-	versions map[string]string
-	// libs maps a shared library's file name to "package version" for
-	// the files the packages list in a lib directory; built on first use.
-	libs map[string]string
-}
-
-// openDpkg reads the installed packages' versions from the dpkg database
-// of the tree at root.
-func openDpkg(root string) (*dpkgDB, error) {
-	data, err := readSmall(filepath.Join(root, "var/lib/dpkg/status"))
-	if err != nil {
-		return nil, err
-	}
-	d := &dpkgDB{root: root, versions: map[string]string{}}
-	for _, para := range bytes.Split(data, []byte("\n\n")) {
-		var name, version, status string
-		sc := bufio.NewScanner(bytes.NewReader(para))
-		sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-		for sc.Scan() {
-			k, v, ok := strings.Cut(sc.Text(), ": ")
-			if !ok {
-				continue
-			}
-			switch k {
-			case "Package":
-				name = v
-			case "Version":
-				version = v
-			case "Status":
-				status = v
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return nil, err
-		}
-		if name != "" && status == "install ok installed" {
-			d.versions[name] = version
-		}
-	}
-	return d, nil
-}
-
-// library is "package version" of the package that ships the shared
-// library named soname, or "".
-func (d *dpkgDB) library(soname string) string {
-	if d.libs == nil {
-		d.libs = map[string]string{}
-		lists, _ := filepath.Glob(filepath.Join(d.root, "var/lib/dpkg/info", "*.list"))
-		for _, l := range lists {
-			pkg, _, _ := strings.Cut(strings.TrimSuffix(filepath.Base(l), ".list"), ":")
-			version, ok := d.versions[pkg]
-			if !ok {
-				continue
-			}
-			data, err := readSmall(l)
-			if err != nil {
-				continue
-			}
-			for _, line := range strings.Split(string(data), "\n") {
-				if libDir(path.Dir(line)) && strings.Contains(path.Base(line), ".so") {
-					d.libs[path.Base(line)] = pkg + " " + version
-				}
-			}
-		}
-	}
-	return d.libs[soname]
-}
-
-// dpkgOwns reports whether package pkg of the tree at root lists the file
-// p (or, after Debian's merged /usr, its name without /usr).
-func dpkgOwns(root, pkg, p string) bool {
-	lists, _ := filepath.Glob(filepath.Join(root, "var/lib/dpkg/info", pkg+":*.list"))
-	lists = append(lists, filepath.Join(root, "var/lib/dpkg/info", pkg+".list"))
-	want := []string{p}
-	if short, ok := strings.CutPrefix(p, "/usr"); ok {
-		want = append(want, short)
-	}
-	for _, l := range lists {
-		data, err := readSmall(l)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if slices.Contains(want, line) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// maxDpkgFile bounds what lkbuild reads of an image's dpkg database: a
-// full Debian system's status file is a few MB.
-const maxDpkgFile = 64 << 20
-
-// readSmall reads the regular file at p, refusing one over maxDpkgFile.
-func readSmall(p string) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxDpkgFile {
-		return nil, fmt.Errorf("%s: not a regular file of at most %d MiB", p, maxDpkgFile>>20)
-	}
-	return io.ReadAll(io.LimitReader(f, maxDpkgFile))
-}
-
-// libDir reports whether dir is one the dynamic loader searches: /lib,
-// /lib64 or a multiarch /lib/<triplet>, with or without /usr. A cross
-// toolchain's /usr/<triplet>/lib is not: the target's libc there is not
-// the image's own.
-func libDir(dir string) bool {
-	dir = strings.TrimPrefix(dir, "/usr")
-	if dir == "/lib" || dir == "/lib64" {
-		return true
-	}
-	sub, ok := strings.CutPrefix(dir, "/lib/")
-	return ok && sub != "" && !strings.Contains(sub, "/")
-}
