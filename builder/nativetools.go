@@ -191,4 +191,3 @@ func samePackagedFile(builder, cross *toolchain.Dpkg, builderRoot, crossRoot, pk
 	}
 	return b, true
 }
-
