@@ -15,7 +15,9 @@
 #      without subordinate ids (the single-id mapping).
 #
 # Arguments are package patterns (default ./...): scripts/test.sh ./e2e runs
-# the end-to-end suite alone (make e2e).
+# the end-to-end suite alone (make e2e). LKBUILD_TEST_RUN and
+# LKBUILD_TEST_SKIP, when set, go to every run as go test's -run and -skip:
+#   LKBUILD_TEST_RUN='^TestForeignBuild$' bash scripts/test.sh ./e2e
 #
 # LKBUILD_REQUIRE_ALL=1 is set for both: a test that would skip for a missing
 # prerequisite (user namespaces, qemu, the registry) fails instead, so a green
@@ -72,6 +74,11 @@ echo "== fixtures ready after $((SECONDS - fixture_began)) s"
 passed=0
 failed=0
 
+# go test's -run and -skip, for both runs (-test.run is the same flag).
+filter=()
+[[ -z ${LKBUILD_TEST_RUN:-} ]] || filter+=("-test.run=$LKBUILD_TEST_RUN")
+[[ -z ${LKBUILD_TEST_SKIP:-} ]] || filter+=("-test.skip=$LKBUILD_TEST_SKIP")
+
 # --- 1. go test ./... as root ------------------------------------------------
 patterns=("$@")
 ((${#patterns[@]})) || patterns=(./...)
@@ -86,7 +93,7 @@ if ((${#rootpkgs[@]})); then
 		set -a
 		. "$work/registry-root.env"
 		set +a
-		go test -count=1 "${rootpkgs[@]}"
+		go test -count=1 "${filter[@]}" "${rootpkgs[@]}"
 	) 2>&1 | tee "$work/root.log"
 	rc=${PIPESTATUS[0]}
 	set -e
@@ -149,7 +156,7 @@ for line in "${pkgs[@]}"; do
 	verbose=()
 	[[ $pkg == */e2e ]] && verbose=(-test.v) # its log holds the build times
 	t0=$SECONDS
-	if (cd "$work/src/$rel" && runuser -u "$testuser" -- env -i "${testenv[@]}" "$bin" -test.count=1 -test.timeout=75m "${verbose[@]}" </dev/null) 2>&1; then
+	if (cd "$work/src/$rel" && runuser -u "$testuser" -- env -i "${testenv[@]}" "$bin" -test.count=1 -test.timeout=75m "${verbose[@]}" "${filter[@]}" </dev/null) 2>&1; then
 		echo "ok   $pkg (as $testuser) $((SECONDS - t0)) s"
 		passed=$((passed + 1))
 	else
