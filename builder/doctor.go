@@ -67,9 +67,9 @@ func Doctor(ctx context.Context) []Check {
 		case err != nil:
 			c.Status, c.Detail, c.Fix = StatusWarn, "foreign builds for "+name+" cannot run", strings.TrimPrefix(err.Error(), toolchain.ErrNoEmulator.Error()+": ")
 		case e.Register:
-			c.Detail = e.Interpreter + ", registered inside each sandbox; emulated builds run about 10x slower than native, --cross-image makes the compilers native"
+			c.Detail = e.Interpreter + ", registered inside each sandbox; emulated builds run 6-8x slower than native, --cross-image (the fast path) about as fast as native"
 		default:
-			c.Detail = e.Interpreter + ", through the host's binfmt_misc registration; emulated builds run about 10x slower than native, --cross-image makes the compilers native"
+			c.Detail = e.Interpreter + ", through the host's binfmt_misc registration; emulated builds run 6-8x slower than native, --cross-image (the fast path) about as fast as native"
 		}
 		checks = append(checks, c)
 	}

@@ -306,7 +306,7 @@ func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 		return err
 	}
 	if b.env.CrossImage == "" {
-		b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s on %s: fully emulated, about 10x slower than native (--cross-image gives the fast path, with the same output)", b.t.Arch, host)})
+		b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s on %s: fully emulated, 6-8x slower than native (--cross-image gives the fast path, about as fast as native, with the same output)", b.t.Arch, host)})
 		return nil
 	}
 	store, err := b.env.Cache.Blobs()

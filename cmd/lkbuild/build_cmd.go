@@ -26,7 +26,7 @@ and verified (sha256sums.asc and the .tar.sign, against common/keys.asc),
 the builder image is pulled and unpacked, and every step (patches, config,
 make, modules_install, headers_install) runs in a rootless sandbox with no
 network. A foreign --arch (aarch64 or riscv64 on x86_64) runs its builder
-under QEMU user-mode, about 10x slower than native; with --cross-image the
+under QEMU user-mode, 6-8x slower than native; with --cross-image the
 compilers, make, the shell and the recipes' text tools (where the cross
 image has the builder's package versions) run natively inside that build
 and the output stays the same (see the README's "Foreign arches"). The result is the image LinuxKit expects (kernel, System.map,
