@@ -94,17 +94,9 @@ func (f *FastPath) NativeTools(builderRoot string) (taken, left []string, err er
 			continue
 		}
 		for _, prog := range p.programs {
-			target, ok := samePackagedFile(builder, cross, builderRoot, f.root, p.name, "/usr/bin/"+prog)
+			target, dst, src, ok := samePackagedFile(builder, cross, builderRoot, f.root, p.name, "/usr/bin/"+prog)
 			if !ok {
 				continue
-			}
-			src, err := securejoin.SecureJoin(f.root, target)
-			if err != nil {
-				return nil, nil, err
-			}
-			dst, err := securejoin.SecureJoin(builderRoot, target)
-			if err != nil {
-				return nil, nil, err
 			}
 			if why := sameLibraries(builder, cross, dst, src); why != "" {
 				left = append(left, prog+" ("+why+")")
@@ -163,31 +155,32 @@ func orNone(s string) string {
 }
 
 // samePackagedFile resolves p (following symlinks inside each tree) in
-// both trees and returns the path it names when that is the same regular
-// file of package pkg in both.
-func samePackagedFile(builder, cross *toolchain.Dpkg, builderRoot, crossRoot, pkg, p string) (string, bool) {
-	resolve := func(root string) (string, bool) {
+// both trees and, when that is the same path and a regular file of
+// package pkg in both, returns the path and where it is on the host in
+// the builder's tree and in the cross tree.
+func samePackagedFile(builder, cross *toolchain.Dpkg, builderRoot, crossRoot, pkg, p string) (target, builderFile, crossFile string, ok bool) {
+	resolve := func(root string) (rel, full string, ok bool) {
 		full, err := securejoin.SecureJoin(root, p)
 		if err != nil {
-			return "", false
+			return "", "", false
 		}
 		fi, err := os.Lstat(full)
 		if err != nil || !fi.Mode().IsRegular() {
-			return "", false
+			return "", "", false
 		}
-		rel, err := filepath.Rel(root, full)
-		if err != nil || strings.HasPrefix(rel, "..") {
-			return "", false
+		r, err := filepath.Rel(root, full)
+		if err != nil || strings.HasPrefix(r, "..") {
+			return "", "", false
 		}
-		return "/" + filepath.ToSlash(rel), true
+		return "/" + filepath.ToSlash(r), full, true
 	}
-	b, ok := resolve(builderRoot)
+	b, builderFile, ok := resolve(builderRoot)
 	if !ok {
-		return "", false
+		return "", "", "", false
 	}
-	c, ok := resolve(crossRoot)
+	c, crossFile, ok := resolve(crossRoot)
 	if !ok || b != c || !builder.Owns(pkg, b) || !cross.Owns(pkg, c) {
-		return "", false
+		return "", "", "", false
 	}
-	return b, true
+	return b, builderFile, crossFile, true
 }

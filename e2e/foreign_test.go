@@ -100,7 +100,7 @@ func TestFastPathIdentity(t *testing.T) {
 					f := strings.Fields(string(got))
 					native := len(f) > 0 && f[0] == "3e"
 					if native != (mode == "fast") {
-						t.Fatalf("%s build: /bin/%s has e_machine %q: native %v, want %v", mode, prog, strings.TrimSpace(string(got)), native, mode == "fast")
+						t.Fatalf("%s build: %s has e_machine %q: native %v, want %v", mode, prog, strings.TrimSpace(string(got)), native, mode == "fast")
 					}
 				}
 			}

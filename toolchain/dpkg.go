@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -23,6 +22,8 @@ type Dpkg struct {
 	// the files the packages list in the loader's directories; built on
 	// first use.
 	libs map[string]string
+	// files are the files each package lists, read on first use.
+	files map[string]map[string]bool
 }
 
 // OpenDpkg reads the dpkg database of the tree at root. A tree without
@@ -77,24 +78,29 @@ func (d *Dpkg) Version(pkg string) string { return d.versions[pkg] }
 // Owns reports whether package pkg lists the file p (or, after Debian's
 // merged /usr, its name without /usr).
 func (d *Dpkg) Owns(pkg, p string) bool {
-	lists, _ := filepath.Glob(filepath.Join(d.root, "var/lib/dpkg/info", pkg+":*.list"))
-	lists = append(lists, filepath.Join(d.root, "var/lib/dpkg/info", pkg+".list"))
-	want := []string{p}
-	if short, ok := strings.CutPrefix(p, "/usr"); ok {
-		want = append(want, short)
-	}
-	for _, l := range lists {
-		data, err := readSmall(l)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if slices.Contains(want, line) {
-				return true
+	files, ok := d.files[pkg]
+	if !ok {
+		files = map[string]bool{}
+		lists, _ := filepath.Glob(filepath.Join(d.root, "var/lib/dpkg/info", pkg+":*.list"))
+		lists = append(lists, filepath.Join(d.root, "var/lib/dpkg/info", pkg+".list"))
+		for _, l := range lists {
+			data, err := readSmall(l)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				if line != "" {
+					files[line] = true
+				}
 			}
 		}
+		if d.files == nil {
+			d.files = map[string]map[string]bool{}
+		}
+		d.files[pkg] = files
 	}
-	return false
+	short, merged := strings.CutPrefix(p, "/usr")
+	return files[p] || merged && files[short]
 }
 
 // Library is "package version" of the package that ships the shared

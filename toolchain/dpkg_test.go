@@ -79,7 +79,7 @@ func TestOpenDpkg(t *testing.T) {
 	if got := d.Version("coreutils"); got != "9.7-3" {
 		t.Errorf("Version(coreutils) = %q", got)
 	}
-	for p, want := range map[string]bool{"/usr/bin/rm": true, "/usr/bin/mv": true, "/usr/bin/cp": false} {
+	for p, want := range map[string]bool{"/usr/bin/rm": true, "/usr/bin/mv": true, "/usr/bin/cp": false, "/usr": false} {
 		if got := d.Owns("coreutils", p); got != want {
 			t.Errorf("Owns(coreutils, %s) = %v, want %v", p, got, want)
 		}
