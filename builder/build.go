@@ -10,13 +10,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/internal/gitfetch"
 	"github.com/lkbuild/lkbuild/internal/kernelsrc"
+	"github.com/lkbuild/lkbuild/internal/objtree"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
@@ -26,6 +29,9 @@ import (
 type BuildResult struct {
 	// Skipped is true when the image already existed and Force was off.
 	Skipped bool
+	// Incremental is true when the build started from the object tree of
+	// the target's last build instead of an empty one.
+	Incremental bool
 	// Ref is the single-arch image's name (repository:V-H-A).
 	Ref    string
 	Digest v1.Hash
@@ -84,6 +90,14 @@ type build struct {
 	fast  *FastPath
 	src   kernelsrc.Tree
 	ucode *gitfetch.Checkout
+	// tree is the target's kept object tree, nil when another build holds
+	// it; treeBegun once this build writes it; treeNote says why the build
+	// is clean.
+	// releases let go of the cache entries the build holds (fetchHeld).
+	releases  []func()
+	tree      *objtree.Slot
+	treeBegun bool
+	treeNote  string
 	// patches are the plan's patches with their SHA-256, read once: for
 	// the provenance and the source archive's cache key.
 	patches []patchSum
@@ -109,6 +123,7 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 		return nil, err
 	}
 	defer b.logF.Close()
+	defer b.releaseCache()
 	defer b.removeScratch()
 	d, err := b.scratchDirs()
 	if err != nil {
@@ -121,7 +136,13 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 		return nil, err
 	}
 	b.res.Provenance = b.provenance()
-	if err := b.steps(ctx, d); err != nil {
+	if err := b.openTree(&d); err != nil {
+		b.closeTree(d, err)
+		return nil, err
+	}
+	err = b.steps(ctx, d)
+	b.closeTree(d, err)
+	if err != nil {
 		return nil, err
 	}
 	img, err := b.image(ctx, d.out)
@@ -202,14 +223,24 @@ func (b *build) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.src, err = b.deps.fetchSource(ctx, kernelsrc.Options{
-		Mirror:  b.env.SourceMirror,
-		Dir:     b.env.Cache.Sources(),
-		Keyring: keys,
-		Progress: func(p kernelsrc.Progress) {
-			b.emit(Event{Kind: EventProgress, Message: p.Phase.String() + " " + p.File, Done: p.Done, Total: p.Total, Unit: "bytes"})
-		},
-	}, b.plan.Version)
+	// The blob store has no lock of its own per blob: a build holds it
+	// whole, and cache prune leaves it alone while any build runs.
+	release, err := b.env.Cache.Use(cachedir.KindBlobs, "store")
+	if err != nil {
+		return err
+	}
+	b.releases = append(b.releases, release)
+	err = b.fetchHeld(cachedir.KindSource, func() (string, string, error) {
+		b.src, err = b.deps.fetchSource(ctx, kernelsrc.Options{
+			Mirror:  b.env.SourceMirror,
+			Dir:     b.env.Cache.Sources(),
+			Keyring: keys,
+			Progress: func(p kernelsrc.Progress) {
+				b.emit(Event{Kind: EventProgress, Message: p.Phase.String() + " " + p.File, Done: p.Done, Total: p.Total, Unit: "bytes"})
+			},
+		}, b.plan.Version)
+		return b.src.SHA256, b.src.Dir, err
+	})
 	if err != nil {
 		return err
 	}
@@ -219,7 +250,11 @@ func (b *build) fetch(ctx context.Context) error {
 		if b.env.UcodeRepo != "" {
 			repo = b.env.UcodeRepo
 		}
-		c, err := b.deps.fetchGit(ctx, repo, u.Ref, b.env.Cache.Git())
+		var c gitfetch.Checkout
+		err := b.fetchHeld(cachedir.KindGit, func() (string, string, error) {
+			c, err = b.deps.fetchGit(ctx, repo, u.Ref, b.env.Cache.Git())
+			return gitEntry(b.env.Cache, c.Dir), c.Dir, err
+		})
 		if err != nil {
 			return fmt.Errorf("intel microcode (or build with --no-ucode): %w", err)
 		}
@@ -231,17 +266,60 @@ func (b *build) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.rootfs, err = b.deps.prepareRootfs(ctx, b.t.BuilderPull, b.t.BuilderArch, toolchain.RootfsOptions{
-		Registry: b.env.Registry, Store: store, Dir: b.env.Cache.Rootfs(),
-		Progress: func(p oci.Progress) {
-			b.emit(Event{Kind: EventProgress, Message: "pull " + p.Digest.String(), Done: p.Complete, Total: p.Total, Unit: "bytes"})
-		},
+	err = b.fetchHeld(cachedir.KindRootfs, func() (string, string, error) {
+		b.rootfs, err = b.deps.prepareRootfs(ctx, b.t.BuilderPull, b.t.BuilderArch, toolchain.RootfsOptions{
+			Registry: b.env.Registry, Store: store, Dir: b.env.Cache.Rootfs(),
+			Progress: func(p oci.Progress) {
+				b.emit(Event{Kind: EventProgress, Message: "pull " + p.Digest.String(), Done: p.Complete, Total: p.Total, Unit: "bytes"})
+			},
+		})
+		return b.rootfs.Digest.String(), b.rootfs.Dir, err
 	})
 	if err != nil {
 		return err
 	}
 	b.logf("builder %s from %s %s (cached %v)", b.plan.BuilderImage, b.t.BuilderPull, b.rootfs.Digest, b.rootfs.Cached)
 	return nil
+}
+
+// fetchHeld runs fetch, which puts something in the cache and returns its
+// entry name (cachedir.Entries) and path, and holds the entry for the rest
+// of the build, so that lkbuild cache prune leaves it. A prune that
+// removed it between the fetch and the hold costs one more fetch.
+func (b *build) fetchHeld(kind string, fetch func() (name, path string, err error)) error {
+	name, path, err := fetch()
+	if err != nil {
+		return err
+	}
+	release, err := b.env.Cache.Use(kind, name)
+	if err != nil {
+		return err
+	}
+	b.releases = append(b.releases, release)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	_, _, err = fetch()
+	return err
+}
+
+// gitEntry is the cache entry name of a checkout's directory: its folder
+// under the cache's git/.
+func gitEntry(c cachedir.Dir, dir string) string {
+	rel, err := filepath.Rel(c.Git(), dir)
+	if err != nil {
+		return filepath.Base(dir)
+	}
+	first, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+	return first
+}
+
+// releaseCache lets go of the cache entries the build held.
+func (b *build) releaseCache() {
+	for _, r := range b.releases {
+		r()
+	}
+	b.releases = nil
 }
 
 // image packs the outputs as one deterministic layer and writes the image

@@ -12,6 +12,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 
+	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
@@ -313,8 +314,12 @@ func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 	if err != nil {
 		return err
 	}
-	rfs, err := b.deps.prepareRootfs(ctx, b.env.CrossImage, host, toolchain.RootfsOptions{
-		Registry: b.env.Registry, Store: store, Dir: b.env.Cache.Rootfs(),
+	var rfs toolchain.Rootfs
+	err = b.fetchHeld(cachedir.KindRootfs, func() (string, string, error) {
+		rfs, err = b.deps.prepareRootfs(ctx, b.env.CrossImage, host, toolchain.RootfsOptions{
+			Registry: b.env.Registry, Store: store, Dir: b.env.Cache.Rootfs(),
+		})
+		return rfs.Digest.String(), rfs.Dir, err
 	})
 	if err != nil {
 		return fmt.Errorf("fast path: %w", err)

@@ -46,6 +46,12 @@ type Policy struct {
 	// Push pushes every tag after writing the layout. Force builds even
 	// when the image exists (locally, or with Push in the registry).
 	Push, Force bool
+	// Clean builds from an empty object tree. Without it a build starts
+	// from the object tree of its target's last build (same source,
+	// builder, toolchain and config) when its patches changed only the
+	// contents of files, and kbuild rebuilds what they reach: the image is
+	// the same as a clean build's.
+	Clean bool
 	// XZLevel is the xz preset of src/linux.tar.xz, 0-9 (the CLI's
 	// default is DefaultXZLevel; upstream uses 6).
 	XZLevel int

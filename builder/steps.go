@@ -32,13 +32,21 @@ func (b *build) steps(ctx context.Context, d sandboxDirs) error {
 	}
 
 	release := ""
-	after := false
+	after, reconciled := false, false
 	for _, s := range b.plan.Steps {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if err := bgFailed(); err != nil {
 			return err
+		}
+		if !reconciled && (s.Background || s.Phase != kernel.PhasePatch) {
+			// The patches are in: the kept object tree, if any, can be
+			// matched to them before anything reads the patched tree.
+			reconciled = true
+			if err := b.reconcileTree(d); err != nil {
+				return err
+			}
 		}
 		s, err := s.Expand(release)
 		if err != nil {
@@ -119,7 +127,13 @@ func (b *build) command(ctx context.Context, spec sandbox.Spec, s kernel.Step) (
 	case s.Patch != "":
 		out = io.MultiWriter(log, &stdout)
 	case s.CountsObjects:
-		total := b.objectEstimate()
+		// An incremental build compiles what changed: no earlier count
+		// says how much that is, and its count says nothing of a clean
+		// build's.
+		var total int64
+		if !b.res.Incremental {
+			total = b.objectEstimate()
+		}
 		var n int64
 		lines = &lineWriter{line: func(l string) {
 			if objectLine.MatchString(l) {
@@ -129,7 +143,7 @@ func (b *build) command(ctx context.Context, spec sandbox.Spec, s kernel.Step) (
 		}}
 		out = io.MultiWriter(log, lines)
 		defer func() {
-			if n > 0 {
+			if n > 0 && !b.res.Incremental {
 				b.saveObjectCount(n)
 			}
 		}()

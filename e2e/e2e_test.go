@@ -108,6 +108,12 @@ func repoRoot(t *testing.T) string {
 // time; edit may change files before the commit.
 func (e *env) checkout(t *testing.T, edit func(kernelDir string)) string {
 	t.Helper()
+	return e.checkoutAt(t, 1700000000, edit)
+}
+
+// checkoutAt is checkout with the commit at time epoch: the build's epoch.
+func (e *env) checkoutAt(t *testing.T, epoch int64, edit func(kernelDir string)) string {
+	t.Helper()
 	repo := filepath.Join(t.TempDir(), "linuxkit")
 	kdir := filepath.Join(repo, "kernel")
 	if err := os.MkdirAll(repo, 0o755); err != nil {
@@ -121,7 +127,8 @@ func (e *env) checkout(t *testing.T, edit func(kernelDir string)) string {
 	git := func(args ...string) {
 		cmd := exec.Command("git", args...)
 		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_DATE=@1700000000 +0000", "GIT_COMMITTER_DATE=@1700000000 +0000",
+		date := fmt.Sprintf("@%d +0000", epoch)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_DATE="+date, "GIT_COMMITTER_DATE="+date,
 			"GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@lkbuild.invalid", "GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@lkbuild.invalid")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
@@ -162,12 +169,14 @@ type event struct {
 	Elapsed time.Duration `json:"elapsed"`
 	Error   string        `json:"error"`
 	Skipped bool          `json:"skipped"`
-	Ref     string        `json:"ref"`
-	Digest  string        `json:"digest"`
-	Release string        `json:"release"`
-	Layout  string        `json:"layout"`
-	Log     string        `json:"log"`
-	Pushed  []string      `json:"pushed"`
+	// Incremental: the build started from a kept object tree.
+	Incremental bool     `json:"incremental"`
+	Ref         string   `json:"ref"`
+	Digest      string   `json:"digest"`
+	Release     string   `json:"release"`
+	Layout      string   `json:"layout"`
+	Log         string   `json:"log"`
+	Pushed      []string `json:"pushed"`
 }
 
 func (r result) final() event {
@@ -381,6 +390,65 @@ func TestKernelBuild(t *testing.T) {
 	}
 
 	t.Run("bad-input", func(t *testing.T) { e.badInput(t, cache1) })
+
+	// 4. A changed patch in a new commit, built on the object tree cache1
+	// keeps (which the failed builds of bad-input used last), and clean.
+	t.Run("incremental", func(t *testing.T) { e.incremental(t, cache1, cache2, org) })
+}
+
+// incremental builds the test kernel with its patch changed twice: on the
+// object tree kept in cache (kbuild rebuilds what the patch reaches) and
+// from an empty one in clean (--clean). The two images must be one.
+func (e *env) incremental(t *testing.T, cache, clean, org string) {
+	kdir := e.checkoutAt(t, 1700000100, func(kdir string) {
+		m, _ := filepath.Glob(filepath.Join(kdir, series, "patches", "0001-*.patch"))
+		data, err := os.ReadFile(m[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := bytes.Replace(data, []byte(`"lkbuild-e2e: patch 0001 applied\n"`), []byte(`"lkbuild-e2e: patch 0001 applied, edited\n"`), 1)
+		if bytes.Equal(edited, data) {
+			t.Fatal("the patch's marker line is not where the test expects it")
+		}
+		if err := os.WriteFile(m[0], edited, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	compiled := func(r result) int64 {
+		n := int64(0)
+		for _, ev := range r.events {
+			if ev.Kind == "progress" && ev.Unit == "objects" {
+				n = max(n, ev.Done)
+			}
+		}
+		return n
+	}
+	inc := e.lkbuild(t, nil, e.buildArgs(cache, filepath.Join(t.TempDir(), "oci"), kdir, org)...)
+	if inc.code != 0 {
+		t.Fatalf("incremental build failed (exit %d):\n%s\n%s", inc.code, inc.stderr, tailString(inc.stdout, 40))
+	}
+	ri := inc.final()
+	if !ri.Incremental {
+		t.Errorf("the build after a patch change was not incremental:\n%s", tailString(inc.stdout, 60))
+	}
+	// init/main.c, and what a new epoch reaches (the version banner).
+	if n := compiled(inc); n == 0 || n > 40 {
+		t.Errorf("the incremental build compiled %d objects, want 1-40", n)
+	}
+	cl := e.lkbuild(t, nil, e.buildArgs(clean, filepath.Join(t.TempDir(), "oci"), kdir, org, "--clean")...)
+	if cl.code != 0 {
+		t.Fatalf("clean build failed (exit %d):\n%s\n%s", cl.code, cl.stderr, tailString(cl.stdout, 40))
+	}
+	rc := cl.final()
+	if rc.Incremental || compiled(cl) < 100 {
+		t.Errorf("--clean: incremental %v, %d objects compiled", rc.Incremental, compiled(cl))
+	}
+	t.Logf("incremental %s (%d objects), clean %s (%d objects): %.2f", inc.elapsed.Round(time.Second), compiled(inc),
+		cl.elapsed.Round(time.Second), compiled(cl), inc.elapsed.Seconds()/cl.elapsed.Seconds())
+	if ri.Digest != rc.Digest {
+		t.Errorf("incremental build %s, clean build %s: not the same image\nincremental: %s\nclean:       %s",
+			ri.Digest, rc.Digest, describe(t, ri.Layout, ri.Digest), describe(t, rc.Layout, rc.Digest))
+	}
 }
 
 // checkEvents checks the phases and the compile progress of a --json build.

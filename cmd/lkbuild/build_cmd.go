@@ -37,6 +37,14 @@ bit for bit reproducible, written to an OCI layout (--output) and, with
 The build is skipped when <version>-<hash>-<arch> already exists (in the
 layout, or with --push in the registry); --force rebuilds.
 
+After a change to a patch the build is incremental: the object tree of
+the target's last build is kept in the cache (lkbuild cache lists it), and
+when the patches changed only the contents of existing files, not a
+Makefile, Kbuild or Kconfig file, kbuild rebuilds only what they reach.
+The image is the one a clean build gives, bit for bit. A new config,
+source release, builder or toolchain gets its own tree; --clean starts
+from an empty one.
+
 The builder image must already hold the toolchain (gcc, make, bc, bison,
 flex, perl, patch, xz, libelf and libssl headers, kmod, cpio, and for
 x86_64 iucode_tool): the sandbox has no network, so nothing is installed
@@ -67,6 +75,7 @@ func buildFlags() []cli.Flag {
 		&cli.StringFlag{Name: "output", Usage: "OCI layout the image is written to", Value: defaultOutput(), EnvVars: []string{"LKBUILD_OUTPUT"}},
 		&cli.BoolFlag{Name: "push", Usage: "push every tag to the registry (auth from the docker config) and merge the multi-arch indexes"},
 		&cli.BoolFlag{Name: "force", Usage: "build even when the image already exists"},
+		&cli.BoolFlag{Name: "clean", Usage: "build from an empty object tree instead of the one the target's last build left (the image is the same)"},
 		&cli.IntFlag{Name: "jobs", Usage: "make -j (default: the CPUs this process may use)"},
 		&cli.Int64Flag{Name: "epoch", Usage: "build date in Unix seconds (default: SOURCE_DATE_EPOCH, else the kernel dir's HEAD commit time)", Value: -1},
 		&cli.IntFlag{Name: "xz-level", Usage: "xz preset of src/linux.tar.xz (upstream: 6)", Value: builder.DefaultXZLevel},
@@ -169,7 +178,7 @@ func buildAction(c *cli.Context) error {
 		env.CrossImage = cross
 	}
 	pol := builder.Policy{
-		Push: c.Bool("push"), Force: c.Bool("force"), XZLevel: c.Int("xz-level"),
+		Push: c.Bool("push"), Force: c.Bool("force"), Clean: c.Bool("clean"), XZLevel: c.Int("xz-level"),
 		Version: c.App.Version, Events: r.event,
 	}
 	if !c.Bool("json") {

@@ -127,7 +127,7 @@ func (r *renderer) close() {
 // result prints what a build made.
 func (r *renderer) result(res *builder.BuildResult) error {
 	if r.json {
-		r.emit(map[string]any{"kind": "result", "skipped": res.Skipped, "ref": res.Ref, "digest": res.Digest.String(),
+		r.emit(map[string]any{"kind": "result", "skipped": res.Skipped, "incremental": res.Incremental, "ref": res.Ref, "digest": res.Digest.String(),
 			"release": res.Release, "layout": res.Layout, "log": res.Log, "pushed": res.Pushed})
 		return nil
 	}
@@ -139,7 +139,11 @@ func (r *renderer) result(res *builder.BuildResult) error {
 		fmt.Fprintf(r.out, "%s already exists in %s; nothing to do (--force rebuilds)\n", res.Ref, where)
 		return nil
 	}
-	fmt.Fprintf(r.out, "built %s@%s\n  release %s\n  layout  %s\n  log     %s\n", res.Ref, res.Digest, res.Release, res.Layout, res.Log)
+	how := "built"
+	if res.Incremental {
+		how = "built incrementally"
+	}
+	fmt.Fprintf(r.out, "%s %s@%s\n  release %s\n  layout  %s\n  log     %s\n", how, res.Ref, res.Digest, res.Release, res.Layout, res.Log)
 	for _, p := range res.Pushed {
 		fmt.Fprintf(r.out, "  pushed  %s\n", p)
 	}

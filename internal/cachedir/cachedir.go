@@ -8,9 +8,11 @@
 //	sources/   verified kernel tarballs and their extracted trees
 //	git/       fetched git trees (the Intel microcode), by URL and tag
 //	archives/  src/linux.tar.xz by its inputs
+//	trees/     the object tree of each target's last build (objtree)
 //	stats/     object counts of earlier builds, for progress totals
 //	logs/      the log of each build, by tag
 //	work/      scratch space of running builds (removed when they end)
+//	locks/     what running builds use, for lkbuild cache prune
 package cachedir
 
 import (
@@ -86,7 +88,7 @@ func private(p string) error {
 }
 
 func (d Dir) subdirs() []string {
-	return []string{d.BlobsDir(), d.Rootfs(), d.Sources(), d.Git(), d.Archives(), d.Stats(), d.Logs(), d.Work()}
+	return []string{d.BlobsDir(), d.Rootfs(), d.Sources(), d.Git(), d.Archives(), d.Trees(), d.Stats(), d.Logs(), d.Work(), d.Locks()}
 }
 
 // Root is the cache directory itself.
@@ -113,11 +115,18 @@ func (d Dir) Git() string { return d.join("git") }
 // Archives holds source archives (src/linux.tar.xz) by their inputs.
 func (d Dir) Archives() string { return d.join("archives") }
 
+// Trees holds the kept object trees of builds, one per target
+// (objtree.Slot).
+func (d Dir) Trees() string { return d.join("trees") }
+
 // Stats holds object counts of earlier builds.
 func (d Dir) Stats() string { return d.join("stats") }
 
 // Logs holds build logs.
 func (d Dir) Logs() string { return d.join("logs") }
+
+// Locks holds the lock files of entries builds use (Use).
+func (d Dir) Locks() string { return d.join("locks") }
 
 // Work is the scratch space of running builds.
 func (d Dir) Work() string { return d.join("work") }
