@@ -17,8 +17,16 @@
 #   cold   lkbuild --json with an empty --cache-dir and --output: fetch,
 #          verify and extract the source, unpack the rootfs, the steps in the
 #          sandbox, src/linux.tar.xz (xz in the background), the layer.
-#   warm   the same command on the cold run's cache with a new --output
-#          (source tree, rootfs and src/linux.tar.xz come from the cache).
+#   warm   the same command with --clean on the cold run's cache with a
+#          new --output (source tree, rootfs and src/linux.tar.xz come from
+#          the cache; the object tree starts empty).
+#   incremental  the kernel dir with its patch changed (one line of
+#          init/main.c) in a new commit, built on the warm run's kept
+#          object tree: kbuild rebuilds what the patch reaches, and
+#          src/linux.tar.xz is made again (new patches, new epoch).
+#   nochange  the warm inputs again with --force on the incremental run's
+#          cache: the object tree is reconciled back (one file), the source
+#          archive comes from the cache; the floor of an incremental build.
 #   skip   the warm command again on its own output: "already exists";
 #          hyperfine (-N) times it.
 #
@@ -34,7 +42,9 @@
 # step from the gap between consecutive events.
 #
 # Targets: cold wall / bare wall - 1 <= 10 %; warm wall / bare wall - 1
-# <= 3 %; the skipped rebuild < 2 s (the slowest hyperfine run); the lkbuild
+# <= 3 %; incremental wall / warm wall <= 0.25 with the image of a clean
+# build of the changed inputs (checked: a --clean build of them, untimed
+# when BENCH_CHECK_CLEAN=1, the default); the skipped rebuild < 2 s (the slowest hyperfine run); the lkbuild
 # process's peak RSS (VmHWM) < 300 MB. A miss is reported, not an error.
 # The kernel the bare build made is compared with the image's (same bits
 # expected: same tree, paths, environment and epoch). Needs root, jq,
@@ -93,8 +103,20 @@ cp "$LKBUILD_E2E_KEYS" "$checkout/kernel/common/keys.asc"
 )
 epoch=$(git -C "$checkout" log -1 --format=%ct)
 
-lkbuild_cmd() { # lkbuild_cmd CACHE OUTPUT: the build command, in ${cmd[@]}
-	cmd=("$bin/lkbuild" --cache-dir "$1" --kernel-dir "$checkout/kernel" --series "$series" --arch x86_64
+# The same checkout with the patch's marker line changed, committed 100 s
+# later: what a developer's next commit looks like.
+checkout2=$BENCH_WORK/checkout2
+cp -r "$checkout" "$checkout2"
+sed -i 's/lkbuild-e2e: patch 0001 applied/lkbuild-e2e: patch 0001 applied, edited/' "$checkout2/kernel/$series/patches/0001-"*.patch
+(
+	cd "$checkout2"
+	export GIT_AUTHOR_DATE="@1700000100 +0000" GIT_COMMITTER_DATE="@1700000100 +0000"
+	git -c user.name=bench -c user.email=bench@lkbuild.invalid commit -q -a -m "edit the patch"
+)
+[[ -n $(git -C "$checkout2" diff HEAD~1 --stat) ]] || bench_die "the patch edit changed nothing"
+
+lkbuild_cmd() { # lkbuild_cmd CACHE OUTPUT [KERNELDIR]: the build command, in ${cmd[@]}
+	cmd=("$bin/lkbuild" --cache-dir "$1" --kernel-dir "${3:-$checkout/kernel}" --series "$series" --arch x86_64
 		--jobs "$BENCH_JOBS" --builder-image "$builder" --source-mirror "$LKBUILD_E2E_MIRROR"
 		--ucode-repo "$LKBUILD_E2E_UCODE" --output "$2")
 }
@@ -191,11 +213,12 @@ sample_rss() {
 	done
 }
 
-# run_lkbuild SIDE CACHE OUTPUT: one timed build with --json events in
-# $BENCH_WORK/SIDE.jsonl.
+# run_lkbuild SIDE CACHE OUTPUT [KERNELDIR [FLAGS...]]: one timed build
+# with --json events in $BENCH_WORK/SIDE.jsonl.
 run_lkbuild() {
 	local side=$1 tpid pid
-	lkbuild_cmd "$2" "$3"
+	lkbuild_cmd "$2" "$3" "${4:-}"
+	cmd+=("${@:5}")
 	note_load "before $side"
 	/usr/bin/time -f '%e %M %U %S' -o "$BENCH_WORK/time.out" -- "${cmd[@]}" --json \
 		>"$BENCH_WORK/$side.jsonl" 2>"$BENCH_WORK/$side.err" &
@@ -240,8 +263,28 @@ cache=$BENCH_WORK/cache
 run_lkbuild cold "$cache" "$BENCH_WORK/out-cold"
 cold_kernel=$(image_kernel "$BENCH_WORK/out-cold")
 rm -rf "$BENCH_WORK/out-cold"
-run_lkbuild warm "$cache" "$BENCH_WORK/out-warm"
+run_lkbuild warm "$cache" "$BENCH_WORK/out-warm" "" --clean
 warm_kernel=$(image_kernel "$BENCH_WORK/out-warm")
+
+# ---- incremental: the changed patch on the warm run's object tree, then
+# the warm inputs again (--force) on that tree.
+run_lkbuild incremental "$cache" "$BENCH_WORK/out-inc" "$checkout2/kernel"
+jq -e 'select(.kind == "result") | .incremental' "$BENCH_WORK/incremental.jsonl" >/dev/null ||
+	bench_die "the build after a patch change was not incremental (see $BENCH_WORK/incremental.jsonl)"
+inc_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/incremental.jsonl")
+rm -rf "$BENCH_WORK/out-inc"
+run_lkbuild nochange "$cache" "$BENCH_WORK/out-nochange" "" --force
+nochange_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/nochange.jsonl")
+warm_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/warm.jsonl")
+rm -rf "$BENCH_WORK/out-nochange"
+clean_digest=unchecked
+if [[ ${BENCH_CHECK_CLEAN:-1} == 1 ]]; then
+	bench_log "a clean build of the changed inputs, to compare (untimed)"
+	lkbuild_cmd "$cache" "$BENCH_WORK/out-clean2" "$checkout2/kernel"
+	"${cmd[@]}" --clean --json >"$BENCH_WORK/clean2.jsonl" 2>"$BENCH_WORK/clean2.err" || bench_die "the clean build of the changed inputs failed"
+	clean_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/clean2.jsonl")
+	rm -rf "$BENCH_WORK/out-clean2"
+fi
 
 # ---- the skipped rebuild
 lkbuild_cmd "$cache" "$BENCH_WORK/out-warm"
@@ -278,21 +321,26 @@ step_times() { # step_times SIDE: "STEP SECONDS" lines
 }
 step_times cold >"$BENCH_WORK/cold.steps"
 step_times warm >"$BENCH_WORK/warm.steps"
+step_times incremental >"$BENCH_WORK/incremental.steps"
+step_times nochange >"$BENCH_WORK/nochange.steps"
+phase_secs() { # phase_secs SIDE PHASE
+	jq -r --arg p "$2" 'select(.kind == "phase-end" and .phase == $p) | .elapsed / 1e9 * 10 | round / 10' "$BENCH_WORK/$1.jsonl"
+}
 echo
 echo "== build: phases (lkbuild --json phase-end), seconds"
-printf '%-10s %9s %9s\n' phase cold warm
+printf '%-10s %9s %9s %12s %9s\n' phase cold warm incremental nochange
 for ph in $(jq -r 'select(.kind == "phase-end") | .phase' "$BENCH_WORK/cold.jsonl"); do
-	printf '%-10s %9s %9s\n' "$ph" \
-		"$(jq -r --arg p "$ph" 'select(.kind == "phase-end" and .phase == $p) | .elapsed / 1e9 * 10 | round / 10' "$BENCH_WORK/cold.jsonl")" \
-		"$(jq -r --arg p "$ph" 'select(.kind == "phase-end" and .phase == $p) | .elapsed / 1e9 * 10 | round / 10' "$BENCH_WORK/warm.jsonl")"
+	printf '%-10s %9s %9s %12s %9s\n' "$ph" "$(phase_secs cold "$ph")" "$(phase_secs warm "$ph")" \
+		"$(phase_secs incremental "$ph")" "$(phase_secs nochange "$ph")"
 done
 echo
 echo "== build: steps, seconds (lkbuild: gap to the next event; src/linux.tar.xz runs in the background; the last step's gap includes the image)"
-printf '%-40s %9s %9s %9s\n' step bare cold warm
+printf '%-40s %9s %9s %9s %12s\n' step bare cold warm incremental
 while read -r st _; do
-	printf '%-40s %9s %9s %9s\n' "$st" "$(field "bare:$st" 2)" \
+	printf '%-40s %9s %9s %9s %12s\n' "$st" "$(field "bare:$st" 2)" \
 		"$(awk -v s="$st" '$1 == s { printf "%.1f", $2 }' "$BENCH_WORK/cold.steps")" \
-		"$(awk -v s="$st" '$1 == s { printf "%.1f", $2 }' "$BENCH_WORK/warm.steps")"
+		"$(awk -v s="$st" '$1 == s { printf "%.1f", $2 }' "$BENCH_WORK/warm.steps")" \
+		"$(awk -v s="$st" '$1 == s { printf "%.1f", $2 }' "$BENCH_WORK/incremental.steps")"
 done <"$BENCH_WORK/cold.steps"
 echo
 echo "== build: load average (1/5/15 min) around each side"
@@ -308,6 +356,17 @@ hwm=$((cold_hwm > warm_hwm ? cold_hwm : warm_hwm))
 bench_result "bare makes, wall s (CPU s)" "$bare_wall ($bare_cpu)" "" ""
 bench_result "lkbuild cold, wall s (CPU s)" "$cold_wall ($(cpu_of cold))" "" ""
 bench_result "lkbuild warm, wall s (CPU s)" "$warm_wall ($(cpu_of warm))" "" ""
+bench_result "lkbuild incremental, wall s (CPU s)" "$(field incremental 2) ($(cpu_of incremental))" "" ""
+bench_result "lkbuild nochange (--force), wall s (CPU s)" "$(field nochange 2) ($(cpu_of nochange))" "" "info"
+inc_ratio=$(awk -v a="$(field incremental 2)" -v b="$warm_wall" 'BEGIN { printf "%.2f\n", a / b }')
+bench_result "incremental / warm clean, wall" "$inc_ratio" "<= 0.25" "$(bench_check "$inc_ratio" "<=" 0.25)"
+same_image=no
+[[ $inc_digest == "$clean_digest" ]] && same_image=yes
+[[ $clean_digest == unchecked ]] && same_image=unchecked
+bench_result "incremental image = clean build's" "$same_image" "yes" "$([[ $same_image == yes ]] && echo PASS || echo MISS)"
+same_image=no
+[[ $nochange_digest == "$warm_digest" ]] && same_image=yes
+bench_result "nochange image = warm (clean) build's" "$same_image" "yes" "$([[ $same_image == yes ]] && echo PASS || echo MISS)"
 bench_result "cold overhead over bare, % of wall" "$cold_over" "<= 10" "$(bench_check "$cold_over" "<=" 10)"
 bench_result "warm overhead over bare, % of wall" "$warm_over" "<= 3" "$(bench_check "$warm_over" "<=" 3)"
 bench_result "user / sys s: bare; cold; warm" "$(cpu_split bare); $(cpu_split cold); $(cpu_split warm)" "" "info"

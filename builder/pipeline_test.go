@@ -513,3 +513,63 @@ func TestBuildChecksOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildKeepsObjectTree: a build leaves its object tree for the next
+// build of the target, which builds on it, unless --clean or the last
+// build was cancelled; a build whose make failed keeps it.
+func TestBuildKeepsObjectTree(t *testing.T) {
+	type run struct {
+		clean  bool
+		fail   string // "make": the compile exits 2; "cancel": cancelled in it
+		wantOK bool
+		// incremental is what the build reports (when it gets that far).
+		incremental bool
+	}
+	tests := []struct {
+		name string
+		runs []run
+	}{
+		{"first clean, then incremental", []run{{wantOK: true}, {wantOK: true, incremental: true}}},
+		{"--clean", []run{{wantOK: true}, {clean: true, wantOK: true}, {wantOK: true, incremental: true}}},
+		{"after a failed make", []run{{wantOK: true}, {fail: "make", incremental: true}, {wantOK: true, incremental: true}}},
+		{"after a cancelled build", []run{{wantOK: true}, {fail: "cancel", incremental: true}, {wantOK: true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fb := newFakeBuild(t, t.TempDir(), Request{})
+			for i, r := range tt.runs {
+				w := newFakeWorld(t)
+				ctx, cancel := context.WithCancel(context.Background())
+				w.fail = func(spec sandbox.Spec) (string, error) {
+					switch {
+					case !isCompile(spec):
+					case r.fail == "make":
+						return "", &sandbox.ExitError{Code: 2}
+					case r.fail == "cancel":
+						cancel()
+						return "", ctx.Err()
+					}
+					return "", nil
+				}
+				fb.pol.Force, fb.pol.Clean = true, r.clean
+				var inc bool
+				fb.pol.Events = func(e Event) {
+					if e.Kind == EventNote && strings.HasPrefix(e.Message, "object tree: building on") {
+						inc = true
+					}
+				}
+				res, err := Build(ctx, fb.target, fb.env, fb.pol, w.options()...)
+				cancel()
+				if (err == nil) != r.wantOK {
+					t.Fatalf("build %d: %v, want success %v", i, err, r.wantOK)
+				}
+				if err == nil && res.Incremental != r.incremental {
+					t.Errorf("build %d: Incremental %v, want %v", i, res.Incremental, r.incremental)
+				}
+				if inc != r.incremental {
+					t.Errorf("build %d: incremental note %v, want %v", i, inc, r.incremental)
+				}
+			}
+		})
+	}
+}
