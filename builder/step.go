@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -32,15 +30,21 @@ type stepRequest struct {
 	Config  *kernel.ConfigCheck `json:",omitempty"`
 	// Epoch is the mtime of tar entries, in Unix seconds.
 	Epoch int64
-	// XZ is the compressor command for TarArchive.XZ, reading the tar on
-	// its standard input.
+	// XZ is the compressor command for TarArchive.XZ, reading one segment
+	// of the tar on its standard input (segmenter).
 	XZ []string `json:",omitempty"`
+	// Segments is the segment cache for TarArchive.XZ, a directory in the
+	// sandbox; "" for none. Jobs is how many xz run at once.
+	Segments string `json:",omitempty"`
+	Jobs     int    `json:",omitempty"`
 }
 
 // stepResult is what a step action writes on its standard output. An
 // error keeps its kind across the re-exec: a config mismatch as itself,
 // a failed system call as its errno.
 type stepResult struct {
+	// Note is for the build log: what the action did, when it says.
+	Note     string                      `json:",omitempty"`
 	Error    string                      `json:",omitempty"`
 	Errno    syscall.Errno               `json:",omitempty"`
 	Mismatch *kernel.ConfigMismatchError `json:",omitempty"`
@@ -103,7 +107,7 @@ func stepMain(stdin io.Reader, stdout io.Writer) int {
 	var res stepResult
 	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
 		res.Error = "read step request: " + err.Error()
-	} else if err := req.do(); err != nil {
+	} else if err := req.do(&res.Note); err != nil {
 		var m *kernel.ConfigMismatchError
 		if errors.As(err, &m) {
 			res.Mismatch = m
@@ -117,7 +121,8 @@ func stepMain(stdin io.Reader, stdout io.Writer) int {
 	return 0
 }
 
-func (r *stepRequest) do() error {
+// do carries out the action; note receives what it has to say.
+func (r *stepRequest) do(note *string) error {
 	switch {
 	case r.Content != nil:
 		return writeFileAtomic(r.Content.Path, func(w io.Writer) error {
@@ -127,7 +132,7 @@ func (r *stepRequest) do() error {
 	case r.Copy != nil:
 		return copyFirst(r.Copy.From, r.Copy.To)
 	case r.Tar != nil:
-		return r.tar()
+		return r.tar(note)
 	case r.Config != nil:
 		got, err := os.ReadFile(r.Config.Path)
 		if err != nil {
@@ -139,7 +144,7 @@ func (r *stepRequest) do() error {
 }
 
 // tar writes the archive a TarArchive asks for.
-func (r *stepRequest) tar() error {
+func (r *stepRequest) tar(note *string) error {
 	a := r.Tar
 	tree := os.DirFS(a.Dir)
 	opts := oci.TarOptions{Epoch: time.Unix(r.Epoch, 0), Prefix: a.Prefix}
@@ -162,21 +167,13 @@ func (r *stepRequest) tar() error {
 		}
 		// The builder image's xz: the bytes then depend only on the
 		// pinned image, not on the host.
-		cmd := exec.Command(r.XZ[0], r.XZ[1:]...)
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = w, &stderr
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return err
+		seg := newSegmenter(w, r.XZ, r.Segments, r.Jobs)
+		opts.BeforeEntry = seg.beforeEntry
+		werr := oci.WriteTar(seg, tree, opts)
+		if err := seg.Close(); werr == nil {
+			werr = err
 		}
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start %s: %w", r.XZ[0], err)
-		}
-		werr := oci.WriteTar(in, tree, opts)
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			return fmt.Errorf("%s: %w: %s", r.XZ[0], err, bytes.TrimSpace(stderr.Bytes()))
-		}
+		*note = fmt.Sprintf("%d xz segments made, %d from the segment cache", seg.made, seg.hits)
 		return werr
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -194,44 +195,95 @@ func TestStepActions(t *testing.T) {
 }
 
 // TestStepTarXZ checks the source archive: the builder's xz (here the
-// host's) compresses the same tar to the same bytes whatever -T says.
+// host's) compresses each segment; the bytes do not depend on how many run
+// at once or on the segment cache, and after a change to one file only the
+// segments around it are compressed again.
 func TestStepTarXZ(t *testing.T) {
 	if _, err := exec.LookPath("xz"); err != nil {
 		t.Fatal("xz is missing (xz-utils)")
 	}
+	xz := []string{"xz", "-0", "-T1", "-c"}
 	src := t.TempDir()
 	files := map[string]string{}
-	for i := range 200 {
-		files[filepath.Join("d", strings.Repeat("x", i%7+1), "f"+string(rune('a'+i%26))+".c")] = strings.Repeat("int x;\n", i)
+	// ~28 MB in 800 files of distinct text: several segments.
+	for i := range 800 {
+		var b strings.Builder
+		for j := range 1000 {
+			fmt.Fprintf(&b, "int f%d_%d(void) { return %d; }\n", i, j, i*j)
+		}
+		files[filepath.Join("d", strings.Repeat("x", i%7+1), fmt.Sprintf("f%03d.c", i))] = b.String()
 	}
 	writeFiles(t, src, files)
-	var digests []string
-	for _, threads := range []string{"-T2", "-T4"} {
+	archive := func(jobs int, cache string) (data []byte, made, hits int) {
+		t.Helper()
 		to := filepath.Join(t.TempDir(), "linux.tar.xz")
-		res := runStep(t, &kernel.TarArchive{Dir: src, To: to, Prefix: "linux/", XZ: true}, []string{"xz", "-1", threads, "--block-size=16MiB", "-c"})
-		if res.Error != "" {
-			t.Fatal(res.Error)
-		}
-		data, err := os.ReadFile(to)
+		req, err := newStepRequest(&kernel.TarArchive{Dir: src, To: to, Prefix: "linux/", XZ: true}, time.Unix(1700000000, 0), xz)
 		if err != nil {
 			t.Fatal(err)
 		}
-		digests = append(digests, string(data))
-		out, err := exec.Command("xz", "-dc", to).Output()
+		req.Jobs, req.Segments = jobs, cache
+		in, _ := json.Marshal(req)
+		var out bytes.Buffer
+		code := stepMain(bytes.NewReader(in), &out)
+		var res stepResult
+		if code != 0 || json.Unmarshal(out.Bytes(), &res) != nil || res.Error != "" {
+			t.Fatalf("step: exit %d, %s", code, out.String())
+		}
+		if _, err := fmt.Sscanf(res.Note, "%d xz segments made, %d from the segment cache", &made, &hits); err != nil {
+			t.Fatalf("step said %q", res.Note)
+		}
+		data, err = os.ReadFile(to)
 		if err != nil {
 			t.Fatal(err)
 		}
-		names := tarNames(t, bytes.NewReader(out))
-		if names[0] != "linux/" || len(names) < 50 {
-			t.Errorf("entries %v", names[:3])
-		}
+		return data, made, hits
 	}
-	if digests[0] != digests[1] {
-		t.Errorf("xz -T2 and -T4 gave different archives")
+	one, made, _ := archive(1, "")
+	if made < 3 {
+		t.Fatalf("%d segments for ~28 MB, want several", made)
 	}
-	res := runStep(t, &kernel.TarArchive{Dir: src, To: filepath.Join(t.TempDir(), "x.tar.xz"), XZ: true}, []string{"xz", "--no-such-flag"})
+	three, _, _ := archive(3, "")
+	if !bytes.Equal(one, three) {
+		t.Errorf("1 and 3 xz at once gave different archives")
+	}
+	tmp := filepath.Join(t.TempDir(), "a.tar.xz")
+	os.WriteFile(tmp, one, 0o644)
+	plain, err := exec.Command("xz", "-dc", tmp).Output()
+	if err != nil {
+		t.Fatalf("xz -dc of the concatenated streams: %v", err)
+	}
+	if names := tarNames(t, bytes.NewReader(plain)); names[0] != "linux/" || len(names) < 800 {
+		t.Errorf("%d entries, first %q", len(names), names[0])
+	}
+
+	cache := t.TempDir()
+	first, made1, hits1 := archive(2, cache)
+	again, made2, hits2 := archive(2, cache)
+	if !bytes.Equal(first, one) || !bytes.Equal(again, one) {
+		t.Errorf("the segment cache changed the archive")
+	}
+	if hits1 != 0 || made2 != 0 || hits2 != made1 {
+		t.Errorf("first run %d made %d hits, second %d made %d hits", made1, hits1, made2, hits2)
+	}
+	// One file changes size: the segments after it resynchronise.
+	writeFiles(t, src, map[string]string{filepath.Join("d", "xxx", "f100.c"): files[filepath.Join("d", "xxx", "f100.c")] + "int edited;\n"})
+	changed, made3, hits3 := archive(2, cache)
+	clean, _, _ := archive(2, "")
+	if !bytes.Equal(changed, clean) {
+		t.Errorf("an archive from the segment cache differs from one made whole")
+	}
+	t.Logf("%d segments; after one change %d made, %d from the cache", made1, made3, hits3)
+	if made3 > 3 || hits3 < made1-3 {
+		t.Errorf("after one change: %d segments made, %d from the cache (of %d)", made3, hits3, made1)
+	}
+
+	to := filepath.Join(t.TempDir(), "x.tar.xz")
+	res := runStep(t, &kernel.TarArchive{Dir: src, To: to, XZ: true}, []string{"xz", "--no-such-flag"})
 	if !strings.Contains(res.Error, "xz") {
 		t.Errorf("a failing xz gave %q", res.Error)
+	}
+	if _, err := os.Stat(to); err == nil {
+		t.Errorf("a failed archive was left at %s", to)
 	}
 }
 

@@ -181,6 +181,11 @@ func (b *build) action(ctx context.Context, spec sandbox.Spec, s kernel.Step) er
 	if err != nil {
 		return err
 	}
+	return b.runAction(ctx, spec, s, req)
+}
+
+// runAction runs the step action req in the sandbox of spec.
+func (b *build) runAction(ctx context.Context, spec sandbox.Spec, s kernel.Step, req stepRequest) error {
 	in, err := json.Marshal(req)
 	if err != nil {
 		return err
@@ -203,6 +208,9 @@ func (b *build) action(ctx context.Context, spec sandbox.Spec, s kernel.Step) er
 	var res stepResult
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		return &StepError{Step: s.Name, Err: fmt.Errorf("read the step's result: %w", err), Log: b.res.Log}
+	}
+	if res.Note != "" {
+		b.logf("step %s: %s", s.Name, res.Note)
 	}
 	if err := res.err(); err != nil {
 		var m *kernel.ConfigMismatchError

@@ -230,7 +230,8 @@ type FileCopy struct {
 }
 
 // TarArchive writes the tree at Dir as a deterministic tar (oci.WriteTar)
-// at To, with every name under Prefix and every mtime the plan's Epoch.
+// at To, with every name under Prefix and every mtime the plan's Epoch
+// (or, with SourceTime, the release's).
 type TarArchive struct {
 	Dir, To, Prefix string
 	// Dev selects the files of kernel-dev.tar (DevFiles) instead of the
@@ -243,6 +244,11 @@ type TarArchive struct {
 	Machine uint16 `json:",omitempty"`
 	// XZ compresses the tar with xz.
 	XZ bool
+	// SourceTime gives every entry the modification time of the newest
+	// file of the verified release instead of the plan's Epoch: the
+	// source archive is then a function of the source and the patches,
+	// and a new commit with the same patches has the same archive.
+	SourceTime bool `json:",omitempty"`
 }
 
 // ConfigCheck compares the .config at Path to Want with CheckFinalConfig
@@ -559,7 +565,7 @@ func (p *Plan) plan(d *Dir) {
 	// `tar cJf /out/src/linux.tar.xz /linux`: here, before the build
 	// fills the tree with objects.
 	b.produce("src/linux.tar.xz", OutputTarXZ, Step{Name: "src/linux.tar.xz", Background: true, Action: &TarArchive{
-		Dir: src, To: b.out("src/linux.tar.xz"), Prefix: path.Base(src) + "/", XZ: true,
+		Dir: src, To: b.out("src/linux.tar.xz"), Prefix: path.Base(src) + "/", XZ: true, SourceTime: true,
 	}})
 
 	b.phase = PhaseConfig

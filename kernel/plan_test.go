@@ -182,7 +182,7 @@ func TestNewPlanX86Plain(t *testing.T) {
 		t.Errorf("kernel-source-info = %q, want %q", got, want)
 	}
 	src := step(t, p, "src/linux.tar.xz").Action.(*TarArchive)
-	if *src != (TarArchive{Dir: "/linux", To: "/out/src/linux.tar.xz", Prefix: "linux/", XZ: true}) {
+	if *src != (TarArchive{Dir: "/linux", To: "/out/src/linux.tar.xz", Prefix: "linux/", XZ: true, SourceTime: true}) {
 		t.Errorf("source archive = %+v", src)
 	}
 	if p.Name.Release() != "6.6.71" || p.Version != (Version{6, 6, 71}) || p.BuilderImage != testBuildImage {

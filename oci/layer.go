@@ -36,6 +36,11 @@ type TarOptions struct {
 	// the root; returning false leaves the entry out (and, for a
 	// directory, everything under it).
 	Include func(name string, d fs.DirEntry) bool
+	// BeforeEntry, when set, is called with each entry's tar name before
+	// its header is written, once everything before it is in w (the
+	// previous file's padding included): a caller that splits the stream
+	// into independently compressed pieces cuts there.
+	BeforeEntry func(tarName string) error
 }
 
 // WriteTar writes the tree in fsys as a tar stream that depends only on the
@@ -50,7 +55,7 @@ type TarOptions struct {
 // (os.DirFS does) for trees that hold any.
 func WriteTar(w io.Writer, fsys fs.FS, opts TarOptions) error {
 	tw := tar.NewWriter(w)
-	tw2 := &tarWriter{tw: tw, epoch: opts.Epoch.UTC().Truncate(time.Second), buf: make([]byte, 256<<10)}
+	tw2 := &tarWriter{tw: tw, epoch: opts.Epoch.UTC().Truncate(time.Second), buf: make([]byte, 256<<10), before: opts.BeforeEntry}
 	if err := tw2.prefixDirs(opts.Prefix); err != nil {
 		return err
 	}
@@ -79,9 +84,23 @@ func WriteTar(w io.Writer, fsys fs.FS, opts TarOptions) error {
 }
 
 type tarWriter struct {
-	tw    *tar.Writer
-	epoch time.Time
-	buf   []byte
+	tw     *tar.Writer
+	epoch  time.Time
+	buf    []byte
+	before func(string) error
+}
+
+// writeHeader writes h, first telling BeforeEntry.
+func (t *tarWriter) writeHeader(h *tar.Header) error {
+	if t.before != nil {
+		if err := t.tw.Flush(); err != nil {
+			return err
+		}
+		if err := t.before(h.Name); err != nil {
+			return err
+		}
+	}
+	return t.tw.WriteHeader(h)
 }
 
 func (t *tarWriter) header(name string, typ byte, mode int64) *tar.Header {
@@ -111,7 +130,7 @@ func (t *tarWriter) prefixDirs(prefix string) error {
 		dirs = []string{"."}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := t.tw.WriteHeader(t.header(dirs[i]+"/", tar.TypeDir, 0o755)); err != nil {
+		if err := t.writeHeader(t.header(dirs[i]+"/", tar.TypeDir, 0o755)); err != nil {
 			return fmt.Errorf("write tar: %w", err)
 		}
 	}
@@ -121,7 +140,7 @@ func (t *tarWriter) prefixDirs(prefix string) error {
 func (t *tarWriter) add(fsys fs.FS, name, tarName string, d fs.DirEntry) error {
 	switch typ := d.Type(); {
 	case typ.IsDir():
-		return t.tw.WriteHeader(t.header(tarName+"/", tar.TypeDir, 0o755))
+		return t.writeHeader(t.header(tarName+"/", tar.TypeDir, 0o755))
 	case typ&fs.ModeSymlink != 0:
 		target, err := fs.ReadLink(fsys, name)
 		if err != nil {
@@ -129,7 +148,7 @@ func (t *tarWriter) add(fsys fs.FS, name, tarName string, d fs.DirEntry) error {
 		}
 		h := t.header(tarName, tar.TypeSymlink, 0o777)
 		h.Linkname = target
-		return t.tw.WriteHeader(h)
+		return t.writeHeader(h)
 	case typ.IsRegular():
 		info, err := d.Info()
 		if err != nil {
@@ -146,7 +165,7 @@ func (t *tarWriter) add(fsys fs.FS, name, tarName string, d fs.DirEntry) error {
 		defer f.Close()
 		h := t.header(tarName, tar.TypeReg, mode)
 		h.Size = info.Size()
-		if err := t.tw.WriteHeader(h); err != nil {
+		if err := t.writeHeader(h); err != nil {
 			return err
 		}
 		n, err := io.CopyBuffer(t.tw, f, t.buf)

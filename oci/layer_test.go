@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -235,5 +237,43 @@ func TestNewImage(t *testing.T) {
 	}
 	if _, _, err := store.ImageByName("nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing name: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestWriteTarBeforeEntry: the hook sees every entry once everything
+// before it is written, at a tar block boundary, and does not change the
+// stream.
+func TestWriteTarBeforeEntry(t *testing.T) {
+	fsys := fstest.MapFS{
+		"a.c":     &fstest.MapFile{Data: []byte("int a;\n")},
+		"d/b.c":   &fstest.MapFile{Data: bytes.Repeat([]byte("x"), 1000)},
+		"d/e/c.h": &fstest.MapFile{Data: []byte{}},
+	}
+	var plain bytes.Buffer
+	if err := WriteTar(&plain, fsys, TarOptions{Prefix: "linux/"}); err != nil {
+		t.Fatal(err)
+	}
+	var hooked bytes.Buffer
+	var names []string
+	err := WriteTar(&hooked, fsys, TarOptions{Prefix: "linux/", BeforeEntry: func(name string) error {
+		if hooked.Len()%512 != 0 {
+			t.Errorf("before %s: %d bytes written, not a block boundary", name, hooked.Len())
+		}
+		names = append(names, name)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(plain.Bytes(), hooked.Bytes()) {
+		t.Errorf("the hook changed the stream")
+	}
+	want := []string{"linux/", "linux/a.c", "linux/d/", "linux/d/b.c", "linux/d/e/", "linux/d/e/c.h"}
+	if !slices.Equal(names, want) {
+		t.Errorf("hook saw %q, want %q", names, want)
+	}
+	boom := errors.New("boom")
+	if err := WriteTar(io.Discard, fsys, TarOptions{BeforeEntry: func(string) error { return boom }}); !errors.Is(err, boom) {
+		t.Errorf("a failing hook gave %v", err)
 	}
 }
