@@ -21,8 +21,12 @@
 #   root:   chroot DIR /bin/true, and /bin/true
 #   user:   unshare -r chroot DIR /bin/true (the cheapest rootless way into
 #           a rootfs: a user namespace and chroot), and /bin/true
+#   both:   bwrap --unshare-all --ro-bind DIR / --proc /proc --dev /dev
+#           /bin/true: bubblewrap, the rootless sandbox users know, with
+#           every namespace lkbuild makes
 #
-# Target: median of lkbuild's side < 50 ms, for root and for the user. A
+# Targets: median of lkbuild's side < 50 ms, and <= 2x bubblewrap's, for
+# root and for the user. A
 # miss is reported, not an error; the script fails only when something does
 # not run. Needs root (to run as the other user), hyperfine and jq.
 # Environment: BENCH_ROUNDS (5), BENCH_RUNS (10), BENCH_WARMUP (3),
@@ -41,7 +45,7 @@ bench_init sandbox 2000
 bin=$BENCH_WORK/bin
 [[ $BENCH_RUNS =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_RUNS=$BENCH_RUNS: want a positive integer"
 [[ $BENCH_WARMUP =~ ^[0-9]+$ ]] || bench_die "BENCH_WARMUP=$BENCH_WARMUP: want a number"
-for tool in hyperfine jq runuser unshare chroot; do
+for tool in hyperfine jq runuser unshare chroot bwrap; do
 	command -v "$tool" >/dev/null || bench_die "$tool is missing"
 done
 id -u "$BENCH_USER" >/dev/null 2>&1 || bench_die "no user $BENCH_USER (useradd -m $BENCH_USER)"
@@ -75,6 +79,8 @@ as_user touch "$user_tree/.lkbuild-bench"
 as_user "$bin/lkbuild" run --rootfs "$user_tree" -- /bin/test -f /.lkbuild-bench ||
 	bench_die "lkbuild run as $BENCH_USER does not work"
 
+bwrap_cmd() { echo "bwrap --unshare-all --ro-bind $1 / --proc /proc --dev /dev /bin/true"; }
+
 # round WHO R runs one hyperfine round over WHO's sides (root or user),
 # starting with side number R mod n, and appends "SIDE SECONDS" for every
 # timed run to $BENCH_WORK/times and "SIDE CPU_SECONDS" (mean user + system
@@ -83,12 +89,12 @@ round() {
 	local who=$1 r=$2 json names=() cmds=() args=() i n
 	if [[ $who == root ]]; then
 		json=$BENCH_WORK/round.json
-		names=(root-lkbuild root-chroot root-true)
-		cmds=("$bin/lkbuild run --rootfs $root_tree -- /bin/true" "chroot $root_tree /bin/true" "/bin/true")
+		names=(root-lkbuild root-chroot root-true root-bwrap)
+		cmds=("$bin/lkbuild run --rootfs $root_tree -- /bin/true" "chroot $root_tree /bin/true" "/bin/true" "$(bwrap_cmd "$root_tree")")
 	else
 		json=$user_dir/round.json
-		names=(user-lkbuild user-unshare user-true)
-		cmds=("$bin/lkbuild run --rootfs $user_tree -- /bin/true" "unshare -r chroot $user_tree /bin/true" "/bin/true")
+		names=(user-lkbuild user-unshare user-true user-bwrap)
+		cmds=("$bin/lkbuild run --rootfs $user_tree -- /bin/true" "unshare -r chroot $user_tree /bin/true" "/bin/true" "$(bwrap_cmd "$user_tree")")
 	fi
 	n=${#names[@]}
 	for ((i = 0; i < n; i++)); do
@@ -142,6 +148,10 @@ for who in root user; do
 		"$(bench_check "$ours" "<" 50)"
 	bench_result "$label: $base_name, median ms (min-max)" "$basev ($(ms_spread "$who-$base"))" "" ""
 	bench_result "$label: /bin/true, median ms (min-max)" "$truev ($(ms_spread "$who-true"))" "" ""
+	bwrapv=$(median_ms "$BENCH_WORK/times" "$who-bwrap")
+	bench_result "$label: bwrap --unshare-all, median ms (min-max)" "$bwrapv ($(ms_spread "$who-bwrap"))" "" ""
+	bwrap_ratio=$(bench_ratio "$ours" "$bwrapv")
+	bench_result "$label: ratio lkbuild / bwrap" "$bwrap_ratio" "<= 2" "$(bench_check "$bwrap_ratio" "<=" 2)"
 	bench_result "$label: ratio lkbuild / $base_name" "$(bench_ratio "$ours" "$basev")" "" "info"
 	bench_result "$label: ratio lkbuild / /bin/true" "$(bench_ratio "$ours" "$truev")" "" "info"
 	bench_result "$label: CPU ms lkbuild/$base_name/true" \
