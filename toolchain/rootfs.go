@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/lkbuild/lkbuild/internal/flock"
 	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
@@ -75,7 +76,9 @@ func PrepareRootfs(ctx context.Context, ref string, arch kernel.Arch, o RootfsOp
 	if err := os.MkdirAll(filepath.Dir(r.Dir), 0o755); err != nil {
 		return Rootfs{}, fmt.Errorf("rootfs cache: %w", err)
 	}
-	unlock, err := lockFile(r.Dir + ".lock")
+	// Another process may be unpacking the same image: wait for it, or
+	// for ctx.
+	unlock, err := flock.Exclusive(ctx, r.Dir+".lock", nil)
 	if err != nil {
 		return Rootfs{}, fmt.Errorf("rootfs cache: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lkbuild/lkbuild/internal/flock"
 )
 
 // Kinds of cache entries, as Entries lists them.
@@ -53,7 +55,7 @@ func (d Dir) Use(kind, name string) (release func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(lock), 0o700); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	release, err = lockShared(lock)
+	release, err = flock.Shared(lock)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
@@ -169,6 +171,19 @@ func (d Dir) Entries() ([]Entry, error) {
 
 // ErrInUse is returned by Remove for an entry a build is using.
 var ErrInUse = errors.New("in use by a running build")
+
+// tryLockExclusive takes an exclusive lock on file, or fails with ErrInUse
+// while a build holds it.
+func tryLockExclusive(file string) (func(), error) {
+	unlock, err := flock.TryExclusive(file)
+	switch {
+	case errors.Is(err, flock.ErrBusy):
+		return nil, ErrInUse
+	case errors.Is(err, fs.ErrNotExist):
+		return func() {}, nil // the entry's directory is gone: nobody holds it
+	}
+	return unlock, err
+}
 
 // Remove removes an entry Entries listed, unless a build uses it
 // (ErrInUse). remove deletes a tree that may hold files of other owners

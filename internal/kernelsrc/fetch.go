@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lkbuild/lkbuild/internal/flock"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 )
@@ -199,7 +200,7 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 		return tree, err
 	}
 
-	unlock, err := lockFile(ctx, c.lock(sum), func() { o.Progress(Progress{Phase: PhaseWait, File: files.Tarball}) })
+	unlock, err := flock.Exclusive(ctx, c.lock(sum), func() { o.Progress(Progress{Phase: PhaseWait, File: files.Tarball}) })
 	if err != nil {
 		return Tree{}, fmt.Errorf("lock the source cache: %w", err)
 	}

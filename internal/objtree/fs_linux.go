@@ -15,24 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tryLock takes an exclusive flock on file (created if missing), or fails
-// with ErrBusy. The lock goes with the process: a killed build never
-// leaves a slot locked.
-func tryLock(file string) (func(), error) {
-	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("object tree: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, ErrBusy
-		}
-		return nil, &os.PathError{Op: "flock", Path: file, Err: err}
-	}
-	return func() { f.Close() }, nil
-}
-
 // opaque reports whether an overlay upper directory hides the lower ones
 // (as root the xattr is trusted.*, in a user namespace user.*).
 func opaque(dir string) bool {

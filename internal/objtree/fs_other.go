@@ -10,7 +10,6 @@ import (
 
 var errUnsupported = errors.New("object trees are only supported on Linux")
 
-func tryLock(string) (func(), error)           { return nil, errUnsupported }
 func opaque(string) bool                       { return false }
 func isWhiteout(fs.FileInfo) bool              { return false }
 func setMtime(string, string, time.Time) error { return errUnsupported }

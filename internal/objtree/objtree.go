@@ -34,6 +34,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lkbuild/lkbuild/internal/flock"
 )
 
 // ErrBusy is returned by Open when another build holds the slot.
@@ -83,9 +85,12 @@ func Open(dir string) (*Slot, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("object tree: %w", err)
 	}
-	unlock, err := tryLock(filepath.Join(dir, lockFile))
+	unlock, err := flock.TryExclusive(filepath.Join(dir, lockFile))
+	if errors.Is(err, flock.ErrBusy) {
+		return nil, ErrBusy
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("object tree: %w", err)
 	}
 	s := &Slot{dir: dir, unlock: unlock}
 	var st state

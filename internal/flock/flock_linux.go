@@ -1,0 +1,92 @@
+package flock
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pollInterval is how often Exclusive retries a busy lock.
+const pollInterval = 100 * time.Millisecond
+
+// Exclusive takes an exclusive lock on file (created with mode 0o644 if
+// missing), waiting while another process holds it, until ctx ends; then
+// it returns ctx.Err(). waiting, if not nil, is called once if the lock is
+// busy. A free lock is taken even if ctx has already ended.
+func Exclusive(ctx context.Context, file string, waiting func()) (unlock func(), err error) {
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fd := int(f.Fd())
+	for told := false; ; {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		switch {
+		case err == nil:
+			return unlocker(f), nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case !errors.Is(err, unix.EWOULDBLOCK):
+			f.Close()
+			return nil, &os.PathError{Op: "flock", Path: file, Err: err}
+		}
+		if !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		// Polling keeps the wait cancellable; a blocking flock is not.
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// TryExclusive takes an exclusive lock on file (created with mode 0o600 if
+// missing), or fails at once with ErrBusy while it is held.
+func TryExclusive(file string) (unlock func(), err error) {
+	return lock(file, unix.LOCK_EX|unix.LOCK_NB)
+}
+
+// Shared takes a shared lock on file (created with mode 0o600 if
+// missing), waiting while an exclusive lock is held.
+func Shared(file string) (unlock func(), err error) {
+	return lock(file, unix.LOCK_SH)
+}
+
+func lock(file string, how int) (func(), error) {
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, ErrBusy
+		}
+		return nil, &os.PathError{Op: "flock", Path: file, Err: err}
+	}
+	return unlocker(f), nil
+}
+
+// unlocker releases the lock on f and closes it, once however often it is
+// called: a second unlock must not reach a descriptor number reused by
+// another file.
+func unlocker(f *os.File) func() {
+	return sync.OnceFunc(func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		_ = f.Close()
+	})
+}
