@@ -25,7 +25,7 @@ import (
 // compresses a few megabytes instead of the whole tree.
 const (
 	segmentMin   = 4 << 20
-	segmentMax   = 64 << 20
+	segmentMax   = 16 << 20
 	segmentEvery = 32 // one name in this many is a boundary
 )
 
@@ -85,8 +85,11 @@ func (s *segmenter) cut() {
 		return
 	}
 	seg := &segment{done: make(chan struct{})}
-	data := bytes.Clone(s.cur.Bytes())
-	s.cur.Reset()
+	// The bytes go to the compressor as they are, and the next segment
+	// gets a new buffer: no copy, and no buffer that doubled past a large
+	// file and stays that big.
+	data := s.cur.Bytes()
+	s.cur = *bytes.NewBuffer(make([]byte, 0, segmentMin+segmentMin/2))
 	s.queue = append(s.queue, seg)
 	s.sem <- struct{}{}
 	go func() {
@@ -111,6 +114,7 @@ func (s *segmenter) cut() {
 func (s *segmenter) writeHead() {
 	head := s.queue[0]
 	<-head.done
+	s.queue[0] = nil
 	s.queue = s.queue[1:]
 	if s.err == nil {
 		s.err = head.err
@@ -123,6 +127,7 @@ func (s *segmenter) writeHead() {
 	} else {
 		s.made++
 	}
+	head.data = nil
 }
 
 // Close compresses what is left and writes everything out.

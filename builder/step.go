@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -167,6 +168,10 @@ func (r *stepRequest) tar(note *string) error {
 		}
 		// The builder image's xz: the bytes then depend only on the
 		// pinned image, not on the host.
+		// This process only archives: keep its heap near what the
+		// segments in flight need (a few times segmentMax) rather than
+		// twice the last peak.
+		debug.SetMemoryLimit(128 << 20)
 		seg := newSegmenter(w, r.XZ, r.Segments, r.Jobs)
 		opts.BeforeEntry = seg.beforeEntry
 		werr := oci.WriteTar(seg, tree, opts)
