@@ -189,6 +189,27 @@ bare_objects=$(grep -cE '^\s+(CC|AS)(\s+\[M\])?\s+\S+\.o$' "$bare/bare.log" || t
 bench_unmount_all
 rm -rf --one-file-system "$bare"
 
+# ---- peer: upstream's Dockerfile steps as one script in a chroot of the
+# same rootfs (bench/peer.sh says where it differs and why); timed whole.
+# shellcheck source=bench/peer.sh
+. bench/peer.sh
+peer_root=$BENCH_WORK/peer/rootfs
+bench_log "unpacking the builder rootfs for the peer (untimed)"
+"$bin/extract" run -store "$layout" -image "$image" "$peer_root" >/dev/null
+bench_mount -t proc proc "$peer_root/proc"
+bench_mount --bind /dev "$peer_root/dev"
+PEER_JOBS=$BENCH_JOBS peer_prepare "$peer_root"
+peer_env "$epoch" "$builder" "$version" "$series"
+note_load "before peer"
+peer_run "$peer_root" "$BENCH_WORK/peer.time"
+note_load "after peer"
+peer_check "$peer_root"
+peer_kernel=$PEER_KERNEL
+echo "peer $(tail -n 1 "$BENCH_WORK/peer.time")" >>"$BENCH_WORK/times"
+bench_log "peer: $(tail -n 1 "$BENCH_WORK/peer.time" | awk '{ printf "%s s, CPU %.1f s", $1, $3 + $4 }')"
+bench_unmount_all
+rm -rf --one-file-system "$BENCH_WORK/peer"
+
 # ---- lkbuild: cold and warm
 # sample_rss PID OUT: until PID's parent (GNU time) is gone, the largest
 # VmHWM (KiB) of PID and of any other process running our lkbuild binary
@@ -367,6 +388,9 @@ bench_result "incremental image = clean build's" "$same_image" "yes" "$([[ $same
 same_image=no
 [[ $nochange_digest == "$warm_digest" ]] && same_image=yes
 bench_result "nochange image = warm (clean) build's" "$same_image" "yes" "$([[ $same_image == yes ]] && echo PASS || echo MISS)"
+peer_ratio=$(bench_ratio "$cold_wall" "$(field peer 2)")
+bench_result "upstream-steps peer, wall s (CPU s)" "$(field peer 2) ($(cpu_of peer))" "" ""
+bench_result "lkbuild cold / peer, wall" "$peer_ratio" "< 1" "$(bench_check "$peer_ratio" "<" 1)"
 bench_result "cold overhead over bare, % of wall" "$cold_over" "<= 10" "$(bench_check "$cold_over" "<=" 10)"
 bench_result "warm overhead over bare, % of wall" "$warm_over" "<= 3" "$(bench_check "$warm_over" "<=" 3)"
 bench_result "user / sys s: bare; cold; warm" "$(cpu_split bare); $(cpu_split cold); $(cpu_split warm)" "" "info"
@@ -378,7 +402,7 @@ bench_result "sandbox lkbuild VmHWM cold / warm, MB" "$(mb "$cold_sbx") / $(mb "
 bench_result "GNU time %M (incl. children) cold / warm, MB" "$(mb "$(field cold 3)") / $(mb "$(field warm 3)")" "" "info"
 bench_result "objects compiled: bare / cold / warm" "$bare_objects / $(grep -c '"unit":"objects"' "$BENCH_WORK/cold.jsonl" || true) / $(grep -c '"unit":"objects"' "$BENCH_WORK/warm.jsonl" || true)" "" "info"
 same=no
-[[ $bare_kernel == "$cold_kernel" && $cold_kernel == "$warm_kernel" ]] && same=yes
-bench_result "bare .config = stored; same kernel bits" "$bare_config; $same" "" "info"
+[[ $bare_kernel == "$cold_kernel" && $cold_kernel == "$warm_kernel" && $peer_kernel == "$bare_kernel" ]] && same=yes
+bench_result "bare .config = stored; same kernel bits (bare, peer, cold, warm)" "$bare_config; $same" "" "info"
 bench_result "make -j, RSS sampling interval" "-j$BENCH_JOBS, ${BENCH_SAMPLE}s" "" ""
 bench_report
