@@ -90,11 +90,11 @@ type build struct {
 	fast  *FastPath
 	src   kernelsrc.Tree
 	ucode *gitfetch.Checkout
+	// releases let go of the cache entries the build holds (fetchHeld).
+	releases []func()
 	// tree is the target's kept object tree, nil when another build holds
 	// it; treeBegun once this build writes it; treeNote says why the build
 	// is clean.
-	// releases let go of the cache entries the build holds (fetchHeld).
-	releases  []func()
 	tree      *objtree.Slot
 	treeBegun bool
 	treeNote  string

@@ -9,9 +9,7 @@ import (
 	"strings"
 
 	"github.com/lkbuild/lkbuild/internal/objtree"
-	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/kernel"
-	"github.com/lkbuild/lkbuild/sandbox"
 )
 
 // treeKey names the object tree a build can start from: everything that
@@ -36,15 +34,6 @@ func (b *build) treeKey() string {
 		fmt.Fprintf(h, "env %s\n", e)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
-}
-
-// removeTree removes a tree the sandbox wrote, whose files may belong to
-// its subordinate ids.
-func removeTree(dir string) error {
-	if rmtree.RemoveAll(dir) == nil {
-		return nil
-	}
-	return sandbox.RemoveTree(dir)
 }
 
 // openTree takes the target's kept object tree for this build and points

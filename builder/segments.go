@@ -36,7 +36,7 @@ type segmenter struct {
 	out   io.Writer
 	xz    []string
 	cache string // holds <sha256 of the segment>.xz; "" for none
-	cur   bytes.Buffer
+	cur   *bytes.Buffer
 	sem   chan struct{}
 	queue []*segment
 	err   error
@@ -53,7 +53,7 @@ type segment struct {
 }
 
 func newSegmenter(out io.Writer, xz []string, cache string, jobs int) *segmenter {
-	return &segmenter{out: out, xz: xz, cache: cache, sem: make(chan struct{}, max(jobs, 1))}
+	return &segmenter{out: out, xz: xz, cache: cache, cur: newSegmentBuffer(), sem: make(chan struct{}, max(jobs, 1))}
 }
 
 func (s *segmenter) Write(p []byte) (int, error) {
@@ -61,6 +61,11 @@ func (s *segmenter) Write(p []byte) (int, error) {
 		return 0, s.err
 	}
 	return s.cur.Write(p)
+}
+
+// newSegmentBuffer holds a segment of a typical size without growing.
+func newSegmentBuffer() *bytes.Buffer {
+	return bytes.NewBuffer(make([]byte, 0, segmentMin+segmentMin/2))
 }
 
 // beforeEntry cuts the segment before name when the rule says so.
@@ -89,7 +94,7 @@ func (s *segmenter) cut() {
 	// gets a new buffer: no copy, and no buffer that doubled past a large
 	// file and stays that big.
 	data := s.cur.Bytes()
-	s.cur = *bytes.NewBuffer(make([]byte, 0, segmentMin+segmentMin/2))
+	s.cur = newSegmentBuffer()
 	s.queue = append(s.queue, seg)
 	s.sem <- struct{}{}
 	go func() {

@@ -43,15 +43,20 @@ func (b *build) scratchDirs() (sandboxDirs, error) {
 	return d, nil
 }
 
-// removeScratch removes the scratch directory; files the sandbox's
-// subordinate ids own need a user namespace to go.
+// removeScratch removes the scratch directory.
 func (b *build) removeScratch() {
-	if b.scr == "" {
-		return
+	if b.scr != "" {
+		removeTree(b.scr)
 	}
-	if rmtree.RemoveAll(b.scr) != nil {
-		sandbox.RemoveTree(b.scr)
+}
+
+// removeTree removes a tree the sandbox wrote: files the sandbox's
+// subordinate ids own need a user namespace to go.
+func removeTree(dir string) error {
+	if rmtree.RemoveAll(dir) == nil {
+		return nil
 	}
+	return sandbox.RemoveTree(dir)
 }
 
 // spec is the sandbox of a step. The source tree at Paths.Source is an
