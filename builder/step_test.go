@@ -265,6 +265,19 @@ func TestStepTarXZ(t *testing.T) {
 	if hits1 != 0 || made2 != 0 || hits2 != made1 {
 		t.Errorf("first run %d made %d hits, second %d made %d hits", made1, hits1, made2, hits2)
 	}
+	// A damaged segment in the cache (cut short: no xz footer) is made
+	// again, not copied into the archive.
+	kept, _ := filepath.Glob(filepath.Join(cache, "*.xz"))
+	if len(kept) != made1 {
+		t.Fatalf("%d segments in the cache, want %d", len(kept), made1)
+	}
+	if err := os.Truncate(kept[0], 100); err != nil {
+		t.Fatal(err)
+	}
+	repaired, made4, _ := archive(2, cache)
+	if !bytes.Equal(repaired, one) || made4 != 1 {
+		t.Errorf("with a damaged cached segment: same archive %v, %d segments made, want 1", bytes.Equal(repaired, one), made4)
+	}
 	// One file changes size: the segments after it resynchronise.
 	writeFiles(t, src, map[string]string{filepath.Join("d", "xxx", "f100.c"): files[filepath.Join("d", "xxx", "f100.c")] + "int edited;\n"})
 	changed, made3, hits3 := archive(2, cache)
