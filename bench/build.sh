@@ -30,8 +30,10 @@
 #   skip   the warm command again on its own output: "already exists";
 #          hyperfine (-N) times it.
 #
-# Each of bare/cold/warm runs once, in that order (a kernel build takes
-# 5-15 minutes), on tmpfs (BENCH_TMPDIR, default /dev/shm); the mirror's
+# Bare and warm run BENCH_ROUNDS (3) times, the others once (a kernel build
+# takes 5-15 minutes): bare, peer, cold, warm, then per further round bare
+# and warm with the first side alternating; medians are reported. All on
+# tmpfs (BENCH_TMPDIR, default /dev/shm); the mirror's
 # tarball is read from the page cache (the bare preparation reads it just
 # before). lkbuild runs as a whole process under GNU time (%e wall, %U+%S
 # CPU of it and the sandbox processes it waits for, %M the largest peak RSS
@@ -55,11 +57,11 @@
 # half for every side.
 # The kernel the bare build made is compared with the image's (same bits
 # expected: same tree, paths, environment and epoch). Needs root, jq,
-# hyperfine. Environment: BENCH_JOBS (2), BENCH_TMPDIR (/dev/shm),
+# hyperfine. Environment: BENCH_ROUNDS (3), BENCH_JOBS (2), BENCH_TMPDIR (/dev/shm),
 # BENCH_SKIP_RUNS (10), BENCH_SAMPLE (0.25), BENCH_CONFIG (test or
 # defconfig), BENCH_SIDES (all or bare-cold), LKBUILD_FIXTURES.
 set -euo pipefail
-BENCH_ROUNDS=1
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 # shellcheck source=bench/lib.bash
 . "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
@@ -175,9 +177,6 @@ if [[ $BENCH_CONFIG == defconfig ]]; then
 	bench_log "config: x86_64_defconfig, $(grep -c '=[ym]$' "$checkout/kernel/$series/config-x86_64") symbols y or m"
 fi
 cp -r "$checkout/kernel" "$root/src"
-mkdir -p "$root/work"
-bench_mount -t proc proc "$root/proc"
-bench_mount --bind /dev "$root/dev"
 
 # The plan's environment (kernel.Plan.env) for this build.
 bare_env=(
@@ -194,6 +193,8 @@ for p in "$root/src/$series/patches"/*.patch; do
 		bench_die "patch $(basename "$p") does not apply (see $bare/bare.log)"
 done
 cp "$root/src/$series/config-x86_64" "$root/linux/arch/x86/configs/x86_64_defconfig"
+# Every round of bare starts from a copy of this tree.
+mv -T "$root/linux" "$bare/linux.prepared"
 
 # bare_make STEP ARGS...: one timed make in /linux; the row is "bare:STEP".
 bare_make() {
@@ -208,24 +209,42 @@ bare_make() {
 	bench_log "bare $step: $(tail -n 1 "$BENCH_WORK/time.out" | awk '{ printf "%s s, CPU %.1f s", $1, $3 + $4 }')"
 }
 
-# ---- bare: the makes (timed)
-note_load "before bare"
-bare_make defconfig defconfig
-bare_make oldconfig oldconfig
-cmp -s "$root/linux/.config" "$root/src/$series/config-x86_64" && bare_config=same || bare_config=differs
-bare_make make -j"$BENCH_JOBS" KCFLAGS=-fno-pie
-bare_make kernelrelease -s kernelrelease
-release=$(in_root /linux make -s kernelrelease)
-bare_make modules_install -j"$BENCH_JOBS" INSTALL_MOD_PATH=/work/kernel-modules modules_install
-in_root / rm -f "/work/kernel-modules/lib/modules/$release/build" "/work/kernel-modules/lib/modules/$release/source"
-in_root / ln -s "/usr/src/linux-headers-$release" "/work/kernel-modules/lib/modules/$release/build"
-in_root / mkdir -p /work/kernel-headers/usr
-bare_make headers_install -j"$BENCH_JOBS" INSTALL_HDR_PATH=/work/kernel-headers/usr headers_install
-note_load "after bare"
-bare_kernel=$(sha256sum <"$root/linux/arch/x86/boot/bzImage" | cut -d' ' -f1)
-bare_objects=$(grep -cE '^\s+(CC|AS)(\s+\[M\])?\s+\S+\.o$' "$bare/bare.log" || true)
-bench_unmount_all
-rm -rf --one-file-system "$bare"
+# ---- bare: the makes (timed), a round: the tree copied from the prepared
+# one (untimed), the makes, and one "bare" row in times with their sums.
+bare_round() {
+	local release
+	bench_log "bare round: copying the prepared tree (untimed)"
+	rm -rf --one-file-system "$root/linux" "$root/work"
+	cp -a "$bare/linux.prepared" "$root/linux"
+	mkdir -p "$root/work"
+	bench_mount -t proc proc "$root/proc"
+	bench_mount --bind /dev "$root/dev"
+	: >"$bare/bare.log"
+	grep -v '^bare:' "$BENCH_WORK/times" >"$BENCH_WORK/times.tmp" || true
+	mv "$BENCH_WORK/times.tmp" "$BENCH_WORK/times"
+	note_load "before bare"
+	bare_make defconfig defconfig
+	bare_make oldconfig oldconfig
+	cmp -s "$root/linux/.config" "$root/src/$series/config-x86_64" && bare_config=same || bare_config=differs
+	bare_make make -j"$BENCH_JOBS" KCFLAGS=-fno-pie
+	bare_make kernelrelease -s kernelrelease
+	release=$(in_root /linux make -s kernelrelease)
+	bare_make modules_install -j"$BENCH_JOBS" INSTALL_MOD_PATH=/work/kernel-modules modules_install
+	in_root / rm -f "/work/kernel-modules/lib/modules/$release/build" "/work/kernel-modules/lib/modules/$release/source"
+	in_root / ln -s "/usr/src/linux-headers-$release" "/work/kernel-modules/lib/modules/$release/build"
+	in_root / mkdir -p /work/kernel-headers/usr
+	bare_make headers_install -j"$BENCH_JOBS" INSTALL_HDR_PATH=/work/kernel-headers/usr headers_install
+	note_load "after bare"
+	bare_kernel=$(sha256sum <"$root/linux/arch/x86/boot/bzImage" | cut -d' ' -f1)
+	bare_objects=$(grep -cE '^\s+(CC|AS)(\s+\[M\])?\s+\S+\.o$' "$bare/bare.log" || true)
+	# The round's row: the sums of its makes (the largest peak RSS).
+	awk '$1 ~ /^bare:/ { w += $2; if ($3 > m) m = $3; u += $4; y += $5 } END { printf "bare %.2f %d %.2f %.2f\n", w, m, u, y }' \
+		"$BENCH_WORK/times" >>"$BENCH_WORK/times"
+	bench_log "bare round: $(awk '$1 == "bare" { r = $0 } END { split(r, f, " "); printf "%s s, CPU %.1f s", f[2], f[4] + f[5] }' "$BENCH_WORK/times")"
+	bench_unmount_all
+	rm -rf --one-file-system "$root/linux" "$root/work"
+}
+bare_round
 
 # ---- peer: upstream's Dockerfile steps as one script in a chroot of the
 # same rootfs (bench/peer.sh says where it differs and why); timed whole.
@@ -328,6 +347,19 @@ rm -rf "$BENCH_WORK/out-cold"
 if all_sides; then
 run_lkbuild warm "$cache" "$BENCH_WORK/out-warm" "" --clean
 warm_kernel=$(image_kernel "$BENCH_WORK/out-warm")
+# The other rounds of bare and warm, each round's first side alternating.
+for ((r = 2; r <= BENCH_ROUNDS; r++)); do
+	bench_log "round $r of $BENCH_ROUNDS of bare and warm"
+	if ((r % 2)); then
+		bare_round
+	fi
+	rm -rf "$BENCH_WORK/out-warm"
+	run_lkbuild warm "$cache" "$BENCH_WORK/out-warm" "" --clean
+	warm_kernel=$(image_kernel "$BENCH_WORK/out-warm")
+	if ((r % 2 == 0)); then
+		bare_round
+	fi
+done
 
 # ---- incremental: the changed patch on the warm run's object tree, then
 # the warm inputs again (--force) on that tree.
@@ -360,19 +392,18 @@ read -r skip_median skip_max skip_cpu < <(jq -r '.results[0] | "\(.median) \(.ma
 fi
 
 # ---- report
-sum_bare() { # sum_bare FIELD: the sum of a column over the bare makes
-	awk -v f="$1" '$1 ~ /^bare:/ { s += $f } END { printf "%.2f\n", s }' "$BENCH_WORK/times"
-}
+# A side with several rounds (bare, warm) has a row per round: these print
+# the median over its rows.
 field() { # field SIDE FIELD
-	awk -v s="$1" -v f="$2" '$1 == s { print $f }' "$BENCH_WORK/times"
+	awk -v s="$1" -v f="$2" '$1 == s { print $f }' "$BENCH_WORK/times" | bench_median_of
 }
-bare_wall=$(sum_bare 2)
-bare_cpu=$(awk '$1 ~ /^bare:/ { s += $4 + $5 } END { printf "%.1f\n", s }' "$BENCH_WORK/times")
-cpu_of() { awk -v s="$1" '$1 == s { printf "%.1f\n", $4 + $5 }' "$BENCH_WORK/times"; }
-# cpu_split SIDE prints "USER / SYS" seconds; SIDE bare sums the bare makes.
-cpu_split() {
-	awk -v s="$1" '$1 == s || (s == "bare" && $1 ~ /^bare:/) { u += $4; y += $5 } END { printf "%.1f / %.1f\n", u, y }' "$BENCH_WORK/times"
-}
+cpu_of() { awk -v s="$1" '$1 == s { printf "%.1f\n", $4 + $5 }' "$BENCH_WORK/times" | bench_median_of; }
+# cpu_split SIDE prints "USER / SYS", the medians of its rows.
+cpu_split() { echo "$(field "$1" 4) / $(field "$1" 5)"; }
+# rounds SIDE prints the wall seconds of each round, in order.
+rounds() { awk -v s="$1" '$1 == s { printf "%s%s", sep, $2; sep = ", " } END { print "" }' "$BENCH_WORK/times"; }
+bare_wall=$(field bare 2)
+bare_cpu=$(cpu_of bare)
 overhead() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", (a / b - 1) * 100 }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k * 1024 / 1e6 }'; }
 
@@ -435,6 +466,11 @@ warm_over=$(overhead "$warm_wall" "$bare_wall")
 read -r warm_hwm warm_sbx <"$BENCH_WORK/warm.rss"
 hwm=$((cold_hwm > warm_hwm ? cold_hwm : warm_hwm))
 bench_result "lkbuild warm, wall s (CPU s)" "$warm_wall ($(cpu_of warm))" "" ""
+bench_result "rounds, wall s: bare" "$(rounds bare)" "" "info"
+bench_result "rounds, wall s: warm" "$(rounds warm)" "" "info"
+# gcc's user seconds are the same work on both sides: their ratio is how
+# much slower the CPU ran, not lkbuild.
+bench_result "user CPU s warm / bare (drift gauge)" "$(bench_ratio "$(field warm 4)" "$(field bare 4)")" "" "info"
 bench_result "lkbuild incremental, wall s (CPU s)" "$(field incremental 2) ($(cpu_of incremental))" "" ""
 bench_result "lkbuild nochange (--force), wall s (CPU s)" "$(field nochange 2) ($(cpu_of nochange))" "" "info"
 inc_ratio=$(awk -v a="$(field incremental 2)" -v b="$warm_wall" 'BEGIN { printf "%.2f\n", a / b }')

@@ -16,6 +16,14 @@
 #   lkbuild  lkbuild run --rootfs R --bind SRC:/src --workdir /src -- make ...
 #   chroot   chroot R env -i PATH=... HOME=/root sh -c 'cd /src && exec make ...'
 #            with SRC bind-mounted on R/src and proc on R/proc for the run
+#   overlay  the chroot side with R/src an overlayfs laid out as a build's
+#            source tree in lkbuild (builder/workdirs.go): a fresh upper
+#            dir (the object tree) over an empty lower (the patches'
+#            layer) over SRC, upper and work dir next to SRC on its
+#            filesystem; the objects land in the upper. It tells what the
+#            overlay itself costs a compile, apart from the sandbox.
+#   overlay1 the same with the upper right over SRC (no patches' layer):
+#            what the third layer costs.
 #
 # The timed command is `make ARCH=x86 -jBENCH_JOBS OBJECTS` for a fixed list
 # of BENCH_OBJECTS (default 36) objects of kernel/, mm/ and lib/; before
@@ -24,7 +32,8 @@
 # objects), then rounds with the first side alternating; each side is a
 # whole process under GNU time.
 #
-# Target: median time of lkbuild / median time of chroot <= 1.02. The CPU
+# Target: median time of lkbuild / median time of chroot <= 1.02; the
+# overlay / chroot ratio is reported with the same bound. The CPU
 # seconds (user + system of the whole process tree) are printed too: on a
 # busy machine they tell overhead from noise. A miss is reported, not an
 # error; the script fails only when something does not run. Needs root and
@@ -156,11 +165,32 @@ run_lkbuild() {
 run_chroot() {
 	clean_objects
 	bench_mount --bind "$src" "$rootfs/src"
+	chroot_make "$1"
+	check_objects chroot
+}
+# chroot_make SIDE: the timed make in the chroot, /src already mounted.
+chroot_make() {
 	bench_mount -t proc proc "$rootfs/proc"
 	time_side "$1" "$BENCH_WORK/chroot.log" chroot "$rootfs" /usr/bin/env -i "$sandbox_path" HOME=/root \
 		/bin/sh -c 'cd /src && exec make "$@"' sh ARCH=x86 -j"$BENCH_JOBS" "${run_objects[@]}"
 	bench_unmount_all
-	check_objects chroot
+}
+# The overlay side's dirs: next to the source, on its filesystem, as a
+# build's are in lkbuild's cache; made fresh for every run.
+ovl=$cache/.bench-linux-$key.overlay
+run_overlay() { overlay_make "$1" "$ovl/patches:$src"; }
+run_overlay1() { overlay_make "$1" "$src"; }
+overlay_make() { # overlay_make SIDE LOWERDIRS
+	local o
+	clean_objects
+	rm -rf --one-file-system "$ovl"
+	mkdir -p "$ovl/patches" "$ovl/upper" "$ovl/work"
+	bench_mount -t overlay overlay -o "lowerdir=$2,upperdir=$ovl/upper,workdir=$ovl/work" "$rootfs/src"
+	chroot_make "$1"
+	for o in "${run_objects[@]}"; do
+		[[ -s $ovl/upper/$o ]] || bench_die "$1 did not build $o in the upper dir (see $BENCH_WORK/chroot.log)"
+	done
+	rm -rf --one-file-system "$ovl"
 }
 
 # The warm-up reads the tools and headers into the page cache; a few
@@ -169,16 +199,17 @@ run_objects=("${objects[@]:0:4}")
 bench_log "warm-up run of each side with ${#run_objects[@]} objects (not counted)"
 run_lkbuild warmup-lkbuild
 run_chroot warmup-chroot
+run_overlay warmup-overlay
+run_overlay1 warmup-overlay1
 run_objects=("${objects[@]}")
+sides=(lkbuild chroot overlay overlay1)
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
 	bench_log "round $r of $BENCH_ROUNDS, load $(cut -d' ' -f1-3 /proc/loadavg)"
-	if ((r % 2)); then
-		run_lkbuild lkbuild
-		run_chroot chroot
-	else
-		run_chroot chroot
-		run_lkbuild lkbuild
-	fi
+	# The sides take turns going first.
+	for ((i = 0; i < ${#sides[@]}; i++)); do
+		side=${sides[(r + i) % ${#sides[@]}]}
+		"run_$side" "$side"
+	done
 done
 bench_log "last runs: $(grep -c '^  CC ' "$BENCH_WORK/lkbuild.log" || true) CC lines in the sandbox, $(grep -c '^  CC ' "$BENCH_WORK/chroot.log" || true) in the chroot"
 clean_objects
@@ -191,5 +222,13 @@ bench_result "chroot make, median s (min-max)" "$base ($(bench_spread chroot))" 
 bench_result "time ratio lkbuild / chroot" "$ratio" "<= 1.02" "$(bench_check "$ratio" "<=" 1.02)"
 bench_result "CPU s median: lkbuild / chroot" "$(bench_cpu lkbuild) / $(bench_cpu chroot)" "" "info"
 bench_result "CPU ratio lkbuild / chroot" "$(awk -v a="$(bench_cpu lkbuild)" -v b="$(bench_cpu chroot)" 'BEGIN { printf "%.3f\n", a / b }')" "" "info"
+ovl_time=$(bench_median overlay)
+ovl_ratio=$(awk -v a="$ovl_time" -v b="$base" 'BEGIN { printf "%.3f\n", a / b }')
+bench_result "chroot make on a 3-layer overlay, median s (min-max)" "$ovl_time ($(bench_spread overlay))" "" ""
+bench_result "time ratio overlay / chroot" "$ovl_ratio" "<= 1.02" "$(bench_check "$ovl_ratio" "<=" 1.02)"
+bench_result "CPU s median: overlay; ratio overlay / chroot" "$(bench_cpu overlay); $(awk -v a="$(bench_cpu overlay)" -v b="$(bench_cpu chroot)" 'BEGIN { printf "%.3f\n", a / b }')" "" "info"
+ovl1_time=$(bench_median overlay1)
+bench_result "chroot make on a 2-layer overlay (upper over SRC), median s (min-max)" "$ovl1_time ($(bench_spread overlay1))" "" ""
+bench_result "time ratio overlay1 / chroot; CPU s median" "$(awk -v a="$ovl1_time" -v b="$base" 'BEGIN { printf "%.3f\n", a / b }'); $(bench_cpu overlay1)" "" "info"
 bench_result "objects per run, make -j" "${#objects[@]}, -j$BENCH_JOBS" "" ""
 bench_report
