@@ -24,6 +24,10 @@
 #   both:   bwrap --unshare-all --ro-bind DIR / --proc /proc --dev /dev
 #           /bin/true: bubblewrap, the rootless sandbox users know, with
 #           every namespace lkbuild makes
+#   both:   lkbuild version: the CLI's own start and exit, no sandbox; a
+#           sandbox run starts the binary three times (the CLI, the init
+#           in the new namespaces, the command's shim), so this is the
+#           floor's unit
 #
 # Targets: median of lkbuild's side < 50 ms, and <= 2x bubblewrap's, for
 # root and for the user. A
@@ -89,12 +93,12 @@ round() {
 	local who=$1 r=$2 json names=() cmds=() args=() i n
 	if [[ $who == root ]]; then
 		json=$BENCH_WORK/round.json
-		names=(root-lkbuild root-chroot root-true root-bwrap)
-		cmds=("$bin/lkbuild run --rootfs $root_tree -- /bin/true" "chroot $root_tree /bin/true" "/bin/true" "$(bwrap_cmd "$root_tree")")
+		names=(root-lkbuild root-chroot root-true root-bwrap root-version)
+		cmds=("$bin/lkbuild run --rootfs $root_tree -- /bin/true" "chroot $root_tree /bin/true" "/bin/true" "$(bwrap_cmd "$root_tree")" "$bin/lkbuild version")
 	else
 		json=$user_dir/round.json
-		names=(user-lkbuild user-unshare user-true user-bwrap)
-		cmds=("$bin/lkbuild run --rootfs $user_tree -- /bin/true" "unshare -r chroot $user_tree /bin/true" "/bin/true" "$(bwrap_cmd "$user_tree")")
+		names=(user-lkbuild user-unshare user-true user-bwrap user-version)
+		cmds=("$bin/lkbuild run --rootfs $user_tree -- /bin/true" "unshare -r chroot $user_tree /bin/true" "/bin/true" "$(bwrap_cmd "$user_tree")" "$bin/lkbuild version")
 	fi
 	n=${#names[@]}
 	for ((i = 0; i < n; i++)); do
@@ -152,6 +156,9 @@ for who in root user; do
 	bench_result "$label: bwrap --unshare-all, median ms (min-max)" "$bwrapv ($(ms_spread "$who-bwrap"))" "" ""
 	bwrap_ratio=$(bench_ratio "$ours" "$bwrapv")
 	bench_result "$label: ratio lkbuild / bwrap" "$bwrap_ratio" "<= 2" "$(bench_check "$bwrap_ratio" "<=" 2)"
+	versionv=$(median_ms "$BENCH_WORK/times" "$who-version")
+	bench_result "$label: lkbuild version (the CLI's start alone), median ms" "$versionv ($(ms_spread "$who-version"))" "" "info"
+	bench_result "$label: ratio lkbuild version / bwrap" "$(bench_ratio "$versionv" "$bwrapv")" "" "info"
 	bench_result "$label: ratio lkbuild / $base_name" "$(bench_ratio "$ours" "$basev")" "" "info"
 	bench_result "$label: ratio lkbuild / /bin/true" "$(bench_ratio "$ours" "$truev")" "" "info"
 	bench_result "$label: CPU ms lkbuild/$base_name/true" \
