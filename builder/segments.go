@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+
+	"github.com/lkbuild/lkbuild/kernel"
 )
 
 // The source archive is a sequence of xz streams, one per segment of
@@ -144,21 +146,13 @@ func (s *segmenter) Close() error {
 	return s.err
 }
 
-// xzMagic and xzFooter open and close every xz stream.
-var (
-	xzMagic  = []byte{0xFD, '7', 'z', 'X', 'Z', 0x00}
-	xzFooter = []byte{'Y', 'Z'}
-)
-
 // compress gives the xz stream of data: from the cache, or made by the xz
 // command and then kept there.
 func (s *segmenter) compress(data []byte) ([]byte, bool, error) {
 	sum := sha256.Sum256(data)
 	name := filepath.Join(s.cache, hex.EncodeToString(sum[:])+".xz")
 	if s.cache != "" {
-		// A file under its final name is complete (written, then
-		// renamed); the magic numbers catch a damaged one.
-		if b, err := os.ReadFile(name); err == nil && bytes.HasPrefix(b, xzMagic) && bytes.HasSuffix(b, xzFooter) {
+		if b, err := os.ReadFile(name); err == nil && wholeXZ(b, len(data)) {
 			return b, true, nil
 		}
 	}
@@ -176,4 +170,13 @@ func (s *segmenter) compress(data []byte) ([]byte, bool, error) {
 		}
 	}
 	return out.Bytes(), false, nil
+}
+
+// wholeXZ reports whether b is a complete xz file of n decoded bytes. A
+// cached segment under its final name was written whole, then renamed;
+// this catches one damaged since (its index, sizes and CRCs are checked,
+// its compressed data is not).
+func wholeXZ(b []byte, n int) bool {
+	idx, err := kernel.ReadXZIndex(bytes.NewReader(b), int64(len(b)))
+	return err == nil && idx.Size == int64(n)
 }

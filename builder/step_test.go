@@ -265,8 +265,8 @@ func TestStepTarXZ(t *testing.T) {
 	if hits1 != 0 || made2 != 0 || hits2 != made1 {
 		t.Errorf("first run %d made %d hits, second %d made %d hits", made1, hits1, made2, hits2)
 	}
-	// A damaged segment in the cache (cut short: no xz footer) is made
-	// again, not copied into the archive.
+	// A damaged segment in the cache (cut short: its index is gone) is
+	// made again, not copied into the archive.
 	kept, _ := filepath.Glob(filepath.Join(cache, "*.xz"))
 	if len(kept) != made1 {
 		t.Fatalf("%d segments in the cache, want %d", len(kept), made1)
@@ -277,6 +277,18 @@ func TestStepTarXZ(t *testing.T) {
 	repaired, made4, _ := archive(2, cache)
 	if !bytes.Equal(repaired, one) || made4 != 1 {
 		t.Errorf("with a damaged cached segment: same archive %v, %d segments made, want 1", bytes.Equal(repaired, one), made4)
+	}
+	// A whole xz file of other bytes under a segment's name (a cache
+	// written by something else) is made again too: its size is wrong.
+	other, err := exec.Command("sh", "-c", "echo other | xz -0 -c").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kept[1], other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if replaced, made5, _ := archive(2, cache); !bytes.Equal(replaced, one) || made5 != 1 {
+		t.Errorf("with another xz file as a cached segment: same archive %v, %d segments made, want 1", bytes.Equal(replaced, one), made5)
 	}
 	// One file changes size: the segments after it resynchronise.
 	writeFiles(t, src, map[string]string{filepath.Join("d", "xxx", "f100.c"): files[filepath.Join("d", "xxx", "f100.c")] + "int edited;\n"})
