@@ -88,10 +88,10 @@ func (d Dir) Entries() ([]Entry, error) {
 			if fi, err := os.Stat(e.lock); err == nil && fi.ModTime().After(e.Used) {
 				e.Used = fi.ModTime()
 			}
-			if unlock, err := tryLockExclusive(e.lock); err != nil {
+			// Listing creates no lock file; one it cannot probe counts as
+			// in use, so that nothing is pruned on a guess.
+			if held, err := flock.Held(e.lock); held || err != nil {
 				e.InUse = true
-			} else {
-				unlock()
 			}
 		}
 		if e.Kind == KindWork {

@@ -149,7 +149,12 @@ func TestEntries(t *testing.T) {
 	}
 	after := time.Now()
 
+	locksBefore, _ := os.ReadDir(d.Locks())
 	got := entries(t, d)
+	// Listing creates no lock files: only the two Uses above made some.
+	if locksAfter, _ := os.ReadDir(d.Locks()); len(locksAfter) != len(locksBefore) || len(locksBefore) != 2 {
+		t.Errorf("lock files: %d before listing, %d after; want 2 and 2", len(locksBefore), len(locksAfter))
+	}
 	want := []Entry{
 		{Kind: KindRootfs, Name: "sha256:" + f.rootfs2, Paths: []string{filepath.Join(d.Rootfs(), "sha256", f.rootfs2)}},
 		{Kind: KindRootfs, Name: "sha256:" + f.rootfs1, Paths: []string{filepath.Join(d.Rootfs(), "sha256", f.rootfs1)}},

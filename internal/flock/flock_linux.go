@@ -3,6 +3,7 @@ package flock
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -52,6 +53,34 @@ func Exclusive(ctx context.Context, file string, waiting func()) (unlock func(),
 // missing), or fails at once with ErrBusy while it is held.
 func TryExclusive(file string) (unlock func(), err error) {
 	return lock(file, unix.LOCK_EX|unix.LOCK_NB)
+}
+
+// Held reports whether another open file holds a lock on file, shared or
+// exclusive, without waiting and without creating it: a missing file is
+// held by nobody. Its probe is a lock taken and released at once.
+func Held(file string) (bool, error) {
+	f, err := os.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return false, nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return true, nil
+	}
+	return false, &os.PathError{Op: "flock", Path: file, Err: err}
 }
 
 // Shared takes a shared lock on file (created with mode 0o600 if

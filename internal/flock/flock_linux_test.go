@@ -159,3 +159,51 @@ func TestMissingDir(t *testing.T) {
 		})
 	}
 }
+
+// TestHeld: Held tells a held lock from a free or missing one and creates
+// no file.
+func TestHeld(t *testing.T) {
+	tests := []struct {
+		name    string
+		hold    acquire // nil: not locked
+		missing bool    // the file does not exist
+		want    bool
+	}{
+		{name: "missing file", missing: true},
+		{name: "free file"},
+		{name: "held shared", hold: shared, want: true},
+		{name: "held exclusive", hold: tryExclusive, want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "lock")
+			if !tc.missing {
+				if err := os.WriteFile(file, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.hold != nil {
+				unlock, err := tc.hold(t, file, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unlock()
+			}
+			held, err := Held(file)
+			if err != nil || held != tc.want {
+				t.Fatalf("Held = %v, %v; want %v", held, err, tc.want)
+			}
+			if _, err := os.Stat(file); tc.missing && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Held created the lock file (%v)", err)
+			}
+			// The probe leaves the lock to its holder, and a free lock free.
+			unlock, err := TryExclusive(file)
+			if tc.want != errors.Is(err, ErrBusy) {
+				t.Errorf("after Held, TryExclusive: %v", err)
+			}
+			if unlock != nil {
+				unlock()
+			}
+		})
+	}
+}

@@ -14,6 +14,9 @@ func Exclusive(ctx context.Context, file string, waiting func()) (unlock func(),
 	return nil, errUnsupported
 }
 
+// Held is only implemented on Linux.
+func Held(file string) (bool, error) { return false, errUnsupported }
+
 // TryExclusive is only implemented on Linux.
 func TryExclusive(file string) (unlock func(), err error) { return nil, errUnsupported }
 
