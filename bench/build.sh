@@ -220,6 +220,7 @@ bare_round() {
 	bench_mount -t proc proc "$root/proc"
 	bench_mount --bind /dev "$root/dev"
 	: >"$bare/bare.log"
+	touch "$BENCH_WORK/times"
 	grep -v '^bare:' "$BENCH_WORK/times" >"$BENCH_WORK/times.tmp" || true
 	mv "$BENCH_WORK/times.tmp" "$BENCH_WORK/times"
 	note_load "before bare"
