@@ -30,9 +30,14 @@
 #   skip   the warm command again on its own output: "already exists";
 #          hyperfine (-N) times it.
 #
-# Bare and warm run BENCH_ROUNDS (3) times, the others once (a kernel build
-# takes 5-15 minutes): bare, peer, cold, warm, then per further round bare
-# and warm with the first side alternating; medians are reported. All on
+# Bare and warm run BENCH_BUILD_ROUNDS (3) times, the others once (a kernel
+# build takes 5-15 minutes): bare, peer, cold, warm, then per further round
+# bare and warm with the first side alternating; medians are reported (the
+# phase and step tables show the last round, the peak RSS the largest of
+# all). Around every side a fixed CPU probe (sha256 of 256 MiB of zeros)
+# is timed: on these VMs the CPU's speed drifts by up to 20 % within
+# minutes, and the probe's median around each side tells drift from
+# overhead. BENCH_SIDES=bare-cold runs bare once, then cold. All on
 # tmpfs (BENCH_TMPDIR, default /dev/shm); the mirror's
 # tarball is read from the page cache (the bare preparation reads it just
 # before). lkbuild runs as a whole process under GNU time (%e wall, %U+%S
@@ -57,11 +62,13 @@
 # half for every side.
 # The kernel the bare build made is compared with the image's (same bits
 # expected: same tree, paths, environment and epoch). Needs root, jq,
-# hyperfine. Environment: BENCH_ROUNDS (3), BENCH_JOBS (2), BENCH_TMPDIR (/dev/shm),
+# hyperfine. Environment: BENCH_BUILD_ROUNDS (3), BENCH_JOBS (2), BENCH_TMPDIR (/dev/shm),
 # BENCH_SKIP_RUNS (10), BENCH_SAMPLE (0.25), BENCH_CONFIG (test or
 # defconfig), BENCH_SIDES (all or bare-cold), LKBUILD_FIXTURES.
 set -euo pipefail
-BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+# Whole kernel builds: their own count of rounds, not the quick
+# benchmarks' BENCH_ROUNDS.
+BENCH_ROUNDS=${BENCH_BUILD_ROUNDS:-3}
 # shellcheck source=bench/lib.bash
 . "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
@@ -73,9 +80,11 @@ BENCH_SIDES=${BENCH_SIDES:-all}
 series=6.12.x
 
 [[ $(id -u) -eq 0 ]] || { echo "build: run as root (chroot and mounts)" >&2; exit 1; }
-# Peak: the cache (1.6 GB source, 0.6 GB rootfs), a build's scratch
-# (~1 GB) and two layouts; the bare tree (2.5 GB) is gone by then.
-bench_init build 8000
+# Peak: the cache (1.6 GB source, 0.6 GB rootfs), a build's scratch and
+# kept object tree (~1 GB each at the test config), two layouts, and the
+# bare side's rootfs, prepared tree and working tree (~4.5 GB), kept until
+# its last round; a defconfig build's objects take ~3 GB more.
+bench_init build 11000
 bin=$BENCH_WORK/bin
 [[ $BENCH_JOBS =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_JOBS=$BENCH_JOBS: want a positive integer"
 [[ $BENCH_SKIP_RUNS =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_SKIP_RUNS=$BENCH_SKIP_RUNS: want a positive integer"
@@ -83,6 +92,7 @@ bin=$BENCH_WORK/bin
 [[ $BENCH_SIDES == all || $BENCH_SIDES == bare-cold ]] || bench_die "BENCH_SIDES=$BENCH_SIDES: want all or bare-cold"
 # all_sides: whether every side runs (peer, warm, incremental, nochange, skip).
 all_sides() { [[ $BENCH_SIDES == all ]]; }
+all_sides || BENCH_ROUNDS=1
 for tool in jq hyperfine chroot mount umount git; do
 	command -v "$tool" >/dev/null || bench_die "$tool is missing"
 done
@@ -90,10 +100,17 @@ done
 trap bench_unmount_cleanup EXIT
 
 loads=$BENCH_WORK/loads
-note_load() { # note_load WHEN
+# note_load WHEN records the load and times the CPU probe: "WHEN SECONDS"
+# in $BENCH_WORK/probes (WHEN is "before SIDE" or "after SIDE").
+note_load() {
+	local probe
+	probe=$( { /usr/bin/time -f '%e' sh -c 'head -c 268435456 /dev/zero | sha256sum >/dev/null'; } 2>&1 | tail -n 1)
+	echo "$1 $probe" >>"$BENCH_WORK/probes"
 	echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >>"$loads"
-	bench_log "$1: load $(cut -d' ' -f1-3 /proc/loadavg)"
+	bench_log "$1: load $(cut -d' ' -f1-3 /proc/loadavg), CPU probe $probe s"
 }
+# probe_median SIDE: the median probe time around SIDE's runs.
+probe_median() { awk -v s="$1" 'NF == 3 && $2 == s { print $3 }' "$BENCH_WORK/probes" | bench_median_of; }
 
 bench_log "building lkbuild into $bin (as make build does)"
 CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -ldflags '-s -w' -o "$bin/lkbuild" ./cmd/lkbuild
@@ -246,6 +263,8 @@ bare_round() {
 	rm -rf --one-file-system "$root/linux" "$root/work"
 }
 bare_round
+# Only bare-cold's one round: its tree can go now.
+all_sides || rm -rf --one-file-system "$bare"
 
 # ---- peer: upstream's Dockerfile steps as one script in a chroot of the
 # same rootfs (bench/peer.sh says where it differs and why); timed whole.
@@ -253,22 +272,22 @@ bare_round
 . bench/peer.sh
 peer_kernel=not-run
 if all_sides; then
-peer_root=$BENCH_WORK/peer/rootfs
-bench_log "unpacking the builder rootfs for the peer (untimed)"
-"$bin/extract" run -store "$layout" -image "$image" "$peer_root" >/dev/null
-bench_mount -t proc proc "$peer_root/proc"
-bench_mount --bind /dev "$peer_root/dev"
-PEER_JOBS=$BENCH_JOBS peer_prepare "$peer_root"
-peer_env "$epoch" "$builder" "$version" "$series"
-note_load "before peer"
-peer_run "$peer_root" "$BENCH_WORK/peer.time"
-note_load "after peer"
-peer_check "$peer_root"
-peer_kernel=$PEER_KERNEL
-echo "peer $(tail -n 1 "$BENCH_WORK/peer.time")" >>"$BENCH_WORK/times"
-bench_log "peer: $(tail -n 1 "$BENCH_WORK/peer.time" | awk '{ printf "%s s, CPU %.1f s", $1, $3 + $4 }')"
-bench_unmount_all
-rm -rf --one-file-system "$BENCH_WORK/peer"
+	peer_root=$BENCH_WORK/peer/rootfs
+	bench_log "unpacking the builder rootfs for the peer (untimed)"
+	"$bin/extract" run -store "$layout" -image "$image" "$peer_root" >/dev/null
+	bench_mount -t proc proc "$peer_root/proc"
+	bench_mount --bind /dev "$peer_root/dev"
+	PEER_JOBS=$BENCH_JOBS peer_prepare "$peer_root"
+	peer_env "$epoch" "$builder" "$version" "$series"
+	note_load "before peer"
+	peer_run "$peer_root" "$BENCH_WORK/peer.time"
+	note_load "after peer"
+	peer_check "$peer_root"
+	peer_kernel=$PEER_KERNEL
+	echo "peer $(tail -n 1 "$BENCH_WORK/peer.time")" >>"$BENCH_WORK/times"
+	bench_log "peer: $(tail -n 1 "$BENCH_WORK/peer.time" | awk '{ printf "%s s, CPU %.1f s", $1, $3 + $4 }')"
+	bench_unmount_all
+	rm -rf --one-file-system "$BENCH_WORK/peer"
 fi
 
 # ---- lkbuild: cold and warm
@@ -311,8 +330,8 @@ run_lkbuild() {
 		[[ -n $pid ]] && break
 		sleep 0.05
 	done
-	echo "0 0" >"$BENCH_WORK/$side.rss"
-	[[ -n $pid ]] && sample_rss "$pid" "$BENCH_WORK/$side.rss" &
+	echo "0 0" >"$BENCH_WORK/$side.rss.run"
+	[[ -n $pid ]] && sample_rss "$pid" "$BENCH_WORK/$side.rss.run" &
 	local spid=$!
 	if ! wait "$tpid"; then
 		wait "$spid" || true
@@ -320,9 +339,14 @@ run_lkbuild() {
 		bench_die "lkbuild $side failed (events in $BENCH_WORK/$side.jsonl)"
 	fi
 	wait "$spid" || true
+	# A side of several rounds keeps the largest of each figure.
+	touch "$BENCH_WORK/$side.rss"
+	cat "$BENCH_WORK/$side.rss" "$BENCH_WORK/$side.rss.run" |
+		awk '{ if ($1 > a) a = $1; if ($2 > b) b = $2 } END { printf "%d %d\n", a, b }' >"$BENCH_WORK/$side.rss.max"
+	mv "$BENCH_WORK/$side.rss.max" "$BENCH_WORK/$side.rss"
 	note_load "after $side"
 	echo "$side $(tail -n 1 "$BENCH_WORK/time.out")" >>"$BENCH_WORK/times"
-	bench_log "$side: $(tail -n 1 "$BENCH_WORK/time.out" | awk '{ printf "%s s, CPU %.1f s, GNU time peak RSS %.1f MB", $1, $3 + $4, $2 * 1024 / 1e6 }'), VmHWM lkbuild / sandbox lkbuild $(awk '{ printf "%.1f / %.1f MB", $1 * 1024 / 1e6, $2 * 1024 / 1e6 }' "$BENCH_WORK/$side.rss")"
+	bench_log "$side: $(tail -n 1 "$BENCH_WORK/time.out" | awk '{ printf "%s s, CPU %.1f s, GNU time peak RSS %.1f MB", $1, $3 + $4, $2 * 1024 / 1e6 }'), VmHWM lkbuild / sandbox lkbuild $(awk '{ printf "%.1f / %.1f MB", $1 * 1024 / 1e6, $2 * 1024 / 1e6 }' "$BENCH_WORK/$side.rss.run")"
 	jq -e 'select(.kind == "result") | .skipped == false' "$BENCH_WORK/$side.jsonl" >/dev/null ||
 		bench_die "lkbuild $side did not build (see $BENCH_WORK/$side.jsonl)"
 }
@@ -346,40 +370,41 @@ run_lkbuild cold "$cache" "$BENCH_WORK/out-cold"
 cold_kernel=$(image_kernel "$BENCH_WORK/out-cold")
 rm -rf "$BENCH_WORK/out-cold"
 if all_sides; then
-run_lkbuild warm "$cache" "$BENCH_WORK/out-warm" "" --clean
-warm_kernel=$(image_kernel "$BENCH_WORK/out-warm")
-# The other rounds of bare and warm, each round's first side alternating.
-for ((r = 2; r <= BENCH_ROUNDS; r++)); do
-	bench_log "round $r of $BENCH_ROUNDS of bare and warm"
-	if ((r % 2)); then
-		bare_round
-	fi
-	rm -rf "$BENCH_WORK/out-warm"
 	run_lkbuild warm "$cache" "$BENCH_WORK/out-warm" "" --clean
 	warm_kernel=$(image_kernel "$BENCH_WORK/out-warm")
-	if ((r % 2 == 0)); then
-		bare_round
-	fi
-done
+	# The other rounds of bare and warm, each round's first side alternating.
+	for ((r = 2; r <= BENCH_ROUNDS; r++)); do
+		bench_log "round $r of $BENCH_ROUNDS of bare and warm"
+		if ((r % 2)); then
+			bare_round
+		fi
+		rm -rf "$BENCH_WORK/out-warm"
+		run_lkbuild warm "$cache" "$BENCH_WORK/out-warm" "" --clean
+		warm_kernel=$(image_kernel "$BENCH_WORK/out-warm")
+		if ((r % 2 == 0)); then
+			bare_round
+		fi
+	done
+	rm -rf --one-file-system "$bare"
 
-# ---- incremental: the changed patch on the warm run's object tree, then
-# the warm inputs again (--force) on that tree.
-run_lkbuild incremental "$cache" "$BENCH_WORK/out-inc" "$checkout2/kernel"
-jq -e 'select(.kind == "result") | .incremental' "$BENCH_WORK/incremental.jsonl" >/dev/null ||
-	bench_die "the build after a patch change was not incremental (see $BENCH_WORK/incremental.jsonl)"
-inc_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/incremental.jsonl")
-rm -rf "$BENCH_WORK/out-inc"
-run_lkbuild nochange "$cache" "$BENCH_WORK/out-nochange" "" --force
-nochange_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/nochange.jsonl")
-warm_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/warm.jsonl")
-rm -rf "$BENCH_WORK/out-nochange"
-clean_digest=unchecked
-if [[ ${BENCH_CHECK_CLEAN:-1} == 1 ]]; then
-	bench_log "a clean build of the changed inputs, to compare (untimed)"
-	lkbuild_cmd "$cache" "$BENCH_WORK/out-clean2" "$checkout2/kernel"
-	"${cmd[@]}" --clean --json >"$BENCH_WORK/clean2.jsonl" 2>"$BENCH_WORK/clean2.err" || bench_die "the clean build of the changed inputs failed"
-	clean_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/clean2.jsonl")
-	rm -rf "$BENCH_WORK/out-clean2"
+	# ---- incremental: the changed patch on the warm run's object tree, then
+	# the warm inputs again (--force) on that tree.
+	run_lkbuild incremental "$cache" "$BENCH_WORK/out-inc" "$checkout2/kernel"
+	jq -e 'select(.kind == "result") | .incremental' "$BENCH_WORK/incremental.jsonl" >/dev/null ||
+		bench_die "the build after a patch change was not incremental (see $BENCH_WORK/incremental.jsonl)"
+	inc_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/incremental.jsonl")
+	rm -rf "$BENCH_WORK/out-inc"
+	run_lkbuild nochange "$cache" "$BENCH_WORK/out-nochange" "" --force
+	nochange_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/nochange.jsonl")
+	warm_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/warm.jsonl")
+	rm -rf "$BENCH_WORK/out-nochange"
+	clean_digest=unchecked
+	if [[ ${BENCH_CHECK_CLEAN:-1} == 1 ]]; then
+		bench_log "a clean build of the changed inputs, to compare (untimed)"
+		lkbuild_cmd "$cache" "$BENCH_WORK/out-clean2" "$checkout2/kernel"
+		"${cmd[@]}" --clean --json >"$BENCH_WORK/clean2.jsonl" 2>"$BENCH_WORK/clean2.err" || bench_die "the clean build of the changed inputs failed"
+		clean_digest=$(jq -r 'select(.kind == "result") | .digest' "$BENCH_WORK/clean2.jsonl")
+		rm -rf "$BENCH_WORK/out-clean2"
 fi
 
 # ---- the skipped rebuild
@@ -395,10 +420,17 @@ fi
 # ---- report
 # A side with several rounds (bare, warm) has a row per round: these print
 # the median over its rows.
+# A side without rows prints nothing.
 field() { # field SIDE FIELD
-	awk -v s="$1" -v f="$2" '$1 == s { print $f }' "$BENCH_WORK/times" | bench_median_of
+	local v
+	v=$(awk -v s="$1" -v f="$2" '$1 == s { print $f }' "$BENCH_WORK/times")
+	if [[ -n $v ]]; then bench_median_of <<<"$v"; fi
 }
-cpu_of() { awk -v s="$1" '$1 == s { printf "%.1f\n", $4 + $5 }' "$BENCH_WORK/times" | bench_median_of; }
+cpu_of() {
+	local v
+	v=$(awk -v s="$1" '$1 == s { printf "%.1f\n", $4 + $5 }' "$BENCH_WORK/times")
+	if [[ -n $v ]]; then bench_median_of <<<"$v"; fi
+}
 # cpu_split SIDE prints "USER / SYS", the medians of its rows.
 cpu_split() { echo "$(field "$1" 4) / $(field "$1" 5)"; }
 # rounds SIDE prints the wall seconds of each round, in order.
@@ -455,6 +487,9 @@ bench_result "user / sys s: bare; cold" "$(cpu_split bare); $(cpu_split cold)" "
 if ! all_sides; then
 	bench_result "lkbuild VmHWM cold, MB" "$(mb "$cold_hwm")" "< 200" "$(bench_check "$(mb "$cold_hwm")" "<" 200)"
 	bench_result "sandbox lkbuild VmHWM cold, MB" "$(mb "$cold_sbx")" "" "info"
+	bench_result "GNU time %M (incl. children) cold, MB" "$(mb "$(field cold 3)")" "" "info"
+	bench_result "objects compiled: bare / cold" "$bare_objects / $(grep -c '"unit":"objects"' "$BENCH_WORK/cold.jsonl" || true)" "" "info"
+	bench_result "CPU probe s, median around bare / cold" "$(probe_median bare) / $(probe_median cold)" "" "info"
 	same=no
 	[[ $bare_kernel == "$cold_kernel" ]] && same=yes
 	bench_result "bare .config = stored; same kernel bits (bare, cold)" "$bare_config; $same" "" "info"
@@ -469,9 +504,12 @@ hwm=$((cold_hwm > warm_hwm ? cold_hwm : warm_hwm))
 bench_result "lkbuild warm, wall s (CPU s)" "$warm_wall ($(cpu_of warm))" "" ""
 bench_result "rounds, wall s: bare" "$(rounds bare)" "" "info"
 bench_result "rounds, wall s: warm" "$(rounds warm)" "" "info"
-# gcc's user seconds are the same work on both sides: their ratio is how
-# much slower the CPU ran, not lkbuild.
-bench_result "user CPU s warm / bare (drift gauge)" "$(bench_ratio "$(field warm 4)" "$(field bare 4)")" "" "info"
+# The same CPU work runs slower when the VM's CPU does: the probe around
+# warm / around bare is that drift. Warm's user seconds are gcc's plus
+# lkbuild's own (tars, the image layer), so their ratio to bare's is the
+# drift plus that work: an upper bound on the drift.
+bench_result "CPU probe s, median around bare / warm" "$(probe_median bare) / $(probe_median warm)" "" "info"
+bench_result "user CPU s warm / bare" "$(bench_ratio "$(field warm 4)" "$(field bare 4)")" "" "info"
 bench_result "lkbuild incremental, wall s (CPU s)" "$(field incremental 2) ($(cpu_of incremental))" "" ""
 bench_result "lkbuild nochange (--force), wall s (CPU s)" "$(field nochange 2) ($(cpu_of nochange))" "" "info"
 inc_ratio=$(awk -v a="$(field incremental 2)" -v b="$warm_wall" 'BEGIN { printf "%.2f\n", a / b }')

@@ -9,7 +9,7 @@
 # the tarball's size and mtime, the rootfs fixture and the recipe), and
 # configured there once, inside the sandbox: `make ARCH=x86 tinyconfig` and
 # `make ARCH=x86 prepare`. The rootfs is unpacked (untimed) with lkbuild's
-# extractor onto tmpfs; both sides run as root from that one tree, with the
+# extractor onto tmpfs; all sides run as root from that one tree, with the
 # source tree bind-mounted at /src and the same environment (PATH and HOME
 # only):
 #
@@ -33,7 +33,7 @@
 # whole process under GNU time.
 #
 # Target: median time of lkbuild / median time of chroot <= 1.02; the
-# overlay / chroot ratio is reported with the same bound. The CPU
+# overlay sides are diagnostics (ratios to chroot, no target). The CPU
 # seconds (user + system of the whole process tree) are printed too: on a
 # busy machine they tell overhead from noise. A miss is reported, not an
 # error; the script fails only when something does not run. Needs root and
@@ -202,16 +202,20 @@ run_chroot warmup-chroot
 run_overlay warmup-overlay
 run_overlay1 warmup-overlay1
 run_objects=("${objects[@]}")
-sides=(lkbuild chroot overlay overlay1)
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
 	bench_log "round $r of $BENCH_ROUNDS, load $(cut -d' ' -f1-3 /proc/loadavg)"
-	# The sides take turns going first.
-	for ((i = 0; i < ${#sides[@]}; i++)); do
-		side=${sides[(r + i) % ${#sides[@]}]}
+	# Forward, then backward: over two rounds every side runs before and
+	# after every other once.
+	if ((r % 2)); then
+		sides=(lkbuild chroot overlay overlay1)
+	else
+		sides=(overlay1 overlay chroot lkbuild)
+	fi
+	for side in "${sides[@]}"; do
 		"run_$side" "$side"
 	done
 done
-bench_log "last runs: $(grep -c '^  CC ' "$BENCH_WORK/lkbuild.log" || true) CC lines in the sandbox, $(grep -c '^  CC ' "$BENCH_WORK/chroot.log" || true) in the chroot"
+bench_log "last runs: $(grep -c '^  CC ' "$BENCH_WORK/lkbuild.log" || true) CC lines in the sandbox, $(grep -c '^  CC ' "$BENCH_WORK/chroot.log" || true) in the last chroot or overlay run"
 clean_objects
 
 ours=$(bench_median lkbuild)
@@ -225,7 +229,7 @@ bench_result "CPU ratio lkbuild / chroot" "$(awk -v a="$(bench_cpu lkbuild)" -v 
 ovl_time=$(bench_median overlay)
 ovl_ratio=$(awk -v a="$ovl_time" -v b="$base" 'BEGIN { printf "%.3f\n", a / b }')
 bench_result "chroot make on a 3-layer overlay, median s (min-max)" "$ovl_time ($(bench_spread overlay))" "" ""
-bench_result "time ratio overlay / chroot" "$ovl_ratio" "<= 1.02" "$(bench_check "$ovl_ratio" "<=" 1.02)"
+bench_result "time ratio overlay / chroot (diagnostic)" "$ovl_ratio" "" "info"
 bench_result "CPU s median: overlay; ratio overlay / chroot" "$(bench_cpu overlay); $(awk -v a="$(bench_cpu overlay)" -v b="$(bench_cpu chroot)" 'BEGIN { printf "%.3f\n", a / b }')" "" "info"
 ovl1_time=$(bench_median overlay1)
 bench_result "chroot make on a 2-layer overlay (upper over SRC), median s (min-max)" "$ovl1_time ($(bench_spread overlay1))" "" ""

@@ -26,8 +26,9 @@
 #           every namespace lkbuild makes
 #   both:   lkbuild version: the CLI's own start and exit, no sandbox; a
 #           sandbox run starts the binary three times (the CLI, the init
-#           in the new namespaces, the command's shim), so this is the
-#           floor's unit
+#           in the new namespaces, the command's shim; four for a user
+#           with subordinate ids, whose init executes itself again once
+#           newuidmap has written its maps), so this is the floor's unit
 #
 # Targets: median of lkbuild's side < 50 ms, and <= 2x bubblewrap's, for
 # root and for the user. A

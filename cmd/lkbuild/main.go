@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -25,25 +26,30 @@ func main() {
 	// The sandbox re-executes this binary as its init; catch that first.
 	sandbox.MaybeInit(os.Args)
 	builder.MaybeRunStep(os.Args)
-	limitHeap(os.Getenv)
+	limitHeap(os.Getenv, runtime.GOMAXPROCS(0))
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
-// heapLimit is the soft limit on lkbuild's own heap. Its big consumers
-// are the kernel source's parallel xz decoding (a few 24 MiB blocks and
-// 8 MiB dictionaries live, but a new dictionary per block) and the rootfs
-// unpack; with Go's default (collect at twice the live heap) a cold
-// build's lkbuild process peaked at 251 MB, with this limit at 139 MB
-// for the source fetch, at the same CPU time.
-const heapLimit = 128 << 20
+// heapLimit is the soft limit on the memory of lkbuild's own Go runtime
+// for cpus usable CPUs. Its big consumer is the kernel source's parallel
+// xz decoding: per worker (one per CPU) a 24 MiB block and an 8 MiB
+// dictionary live, one more block in flight, and a new dictionary per
+// block as garbage. With Go's default (collect at twice the live heap) a
+// cold build's lkbuild process peaked at 251 MB on 2 CPUs (the source
+// fetch alone at 237 MB); with this limit (128 MiB on 2 CPUs) the fetch
+// peaked at 139 MB at the same CPU time. The limit leaves room above the
+// decoder's live set so the collector does not run without end.
+func heapLimit(cpus int) int64 {
+	return 64<<20 + int64(cpus)*32<<20
+}
 
 // limitHeap sets heapLimit unless the user set GOMEMLIMIT, which the Go
 // runtime has already applied.
-func limitHeap(getenv func(string) string) bool {
+func limitHeap(getenv func(string) string, cpus int) bool {
 	if getenv("GOMEMLIMIT") != "" {
 		return false
 	}
-	debug.SetMemoryLimit(heapLimit)
+	debug.SetMemoryLimit(heapLimit(cpus))
 	return true
 }
 
