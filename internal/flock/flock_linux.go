@@ -23,17 +23,14 @@ func Exclusive(ctx context.Context, file string, waiting func()) (unlock func(),
 	if err != nil {
 		return nil, err
 	}
-	fd := int(f.Fd())
 	for told := false; ; {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		switch {
-		case err == nil:
+		err := flockFile(f, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
 			return unlocker(f), nil
-		case errors.Is(err, unix.EINTR):
-			continue
-		case !errors.Is(err, unix.EWOULDBLOCK):
+		}
+		if !errors.Is(err, ErrBusy) {
 			f.Close()
-			return nil, &os.PathError{Op: "flock", Path: file, Err: err}
+			return nil, err
 		}
 		if !told && waiting != nil {
 			waiting()
@@ -67,20 +64,15 @@ func Held(file string) (bool, error) {
 		return false, err
 	}
 	defer f.Close()
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	switch {
+	switch err := flockFile(f, unix.LOCK_EX|unix.LOCK_NB); {
 	case err == nil:
 		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 		return false, nil
-	case errors.Is(err, unix.EWOULDBLOCK):
+	case errors.Is(err, ErrBusy):
 		return true, nil
+	default:
+		return false, err
 	}
-	return false, &os.PathError{Op: "flock", Path: file, Err: err}
 }
 
 // Shared takes a shared lock on file (created with mode 0o600 if
@@ -94,20 +86,28 @@ func lock(file string, how int) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := flockFile(f, how); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, ErrBusy
-		}
-		return nil, &os.PathError{Op: "flock", Path: file, Err: err}
+		return nil, err
 	}
 	return unlocker(f), nil
+}
+
+// flockFile applies flock(2) operation how to f, again when a signal
+// interrupts it. A lock that LOCK_NB finds held is ErrBusy.
+func flockFile(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EWOULDBLOCK):
+			return ErrBusy
+		}
+		return &os.PathError{Op: "flock", Path: f.Name(), Err: err}
+	}
 }
 
 // unlocker releases the lock on f and closes it, once however often it is
