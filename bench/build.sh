@@ -37,7 +37,13 @@
 # all). Around every side a fixed CPU probe (sha256 of 256 MiB of zeros)
 # is timed: on these VMs the CPU's speed drifts by up to 20 % within
 # minutes, and the probe's median around each side tells drift from
-# overhead. BENCH_SIDES=bare-cold runs bare once, then cold. All on
+# overhead. BENCH_SIDES=bare-cold runs bare once, then cold;
+# BENCH_SIDES=bare-warm runs bare, cold and the rounds of bare and warm
+# only (the warm overhead's diagnosis, ~35 minutes). For the make step of
+# every side, /proc/stat's all-CPU counters are read around it (bare) or
+# sampled every BENCH_SAMPLE seconds (lkbuild, the step's window from its
+# --json events): user, system, idle and steal seconds of both CPUs, so a
+# slower make shows as more work, more waiting or a stolen CPU. All on
 # tmpfs (BENCH_TMPDIR, default /dev/shm); the mirror's
 # tarball is read from the page cache (the bare preparation reads it just
 # before). lkbuild runs as a whole process under GNU time (%e wall, %U+%S
@@ -64,7 +70,7 @@
 # expected: same tree, paths, environment and epoch). Needs root, jq,
 # hyperfine. Environment: BENCH_BUILD_ROUNDS (3), BENCH_JOBS (2), BENCH_TMPDIR (/dev/shm),
 # BENCH_SKIP_RUNS (10), BENCH_SAMPLE (0.25), BENCH_CONFIG (test or
-# defconfig), BENCH_SIDES (all or bare-cold), LKBUILD_FIXTURES.
+# defconfig), BENCH_SIDES (all, bare-cold or bare-warm), LKBUILD_FIXTURES.
 set -euo pipefail
 # Whole kernel builds: their own count of rounds, not the quick
 # benchmarks' BENCH_ROUNDS.
@@ -89,10 +95,15 @@ bin=$BENCH_WORK/bin
 [[ $BENCH_JOBS =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_JOBS=$BENCH_JOBS: want a positive integer"
 [[ $BENCH_SKIP_RUNS =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_SKIP_RUNS=$BENCH_SKIP_RUNS: want a positive integer"
 [[ $BENCH_CONFIG == test || $BENCH_CONFIG == defconfig ]] || bench_die "BENCH_CONFIG=$BENCH_CONFIG: want test or defconfig"
-[[ $BENCH_SIDES == all || $BENCH_SIDES == bare-cold ]] || bench_die "BENCH_SIDES=$BENCH_SIDES: want all or bare-cold"
+case $BENCH_SIDES in
+all | bare-cold | bare-warm) ;;
+*) bench_die "BENCH_SIDES=$BENCH_SIDES: want all, bare-cold or bare-warm" ;;
+esac
 # all_sides: whether every side runs (peer, warm, incremental, nochange, skip).
 all_sides() { [[ $BENCH_SIDES == all ]]; }
-all_sides || BENCH_ROUNDS=1
+# warm_side: whether warm runs (in rounds with bare).
+warm_side() { [[ $BENCH_SIDES != bare-cold ]]; }
+warm_side || BENCH_ROUNDS=1
 for tool in jq hyperfine chroot mount umount git; do
 	command -v "$tool" >/dev/null || bench_die "$tool is missing"
 done
@@ -108,6 +119,27 @@ note_load() {
 	echo "$1 $probe" >>"$BENCH_WORK/probes"
 	echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >>"$loads"
 	bench_log "$1: load $(cut -d' ' -f1-3 /proc/loadavg), CPU probe $probe s"
+}
+# cpu_jiffies prints "EPOCH USER SYSTEM IDLE STEAL", /proc/stat's counters
+# of all CPUs in jiffies (user with nice, system with irq and softirq, idle
+# with iowait).
+cpu_jiffies() {
+	local l
+	read -r l </proc/stat
+	# shellcheck disable=SC2086 # the fields of the line
+	set -- $l
+	echo "$EPOCHREALTIME $(($2 + $3)) $(($4 + $7 + $8)) $(($5 + $6)) $9"
+}
+# cpu_delta A B: "USER SYSTEM IDLE STEAL" seconds from cpu_jiffies line A to B.
+cpu_delta() {
+	awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		printf "%.1f %.1f %.1f %.1f\n", (y[2] - x[2]) / hz, (y[3] - x[3]) / hz, (y[4] - x[4]) / hz, (y[5] - x[5]) / hz }'
+}
+# makecpu SIDE WALL "USER SYSTEM IDLE STEAL": a row of the make step's table.
+makecpu() {
+	echo "$1 $2 $3" >>"$BENCH_WORK/makecpu"
+	bench_log "$1 make step: $2 s; all CPUs: user, system, idle, steal $3 s"
 }
 # probe_median SIDE: the median probe time around SIDE's runs.
 probe_median() { awk -v s="$1" 'NF == 3 && $2 == s { print $3 }' "$BENCH_WORK/probes" | bench_median_of; }
@@ -218,11 +250,14 @@ bare_make() {
 	local step=$1
 	shift
 	echo "### step $step: make $*" >>"$bare/bare.log"
+	local before
+	before=$(cpu_jiffies)
 	if ! /usr/bin/time -f '%e %M %U %S' -o "$BENCH_WORK/time.out" -- "${root_cmd[@]}" /linux make "$@" >>"$bare/bare.log" 2>&1; then
 		tail -n 30 "$bare/bare.log" >&2
 		bench_die "bare make $step failed"
 	fi
 	echo "bare:$step $(tail -n 1 "$BENCH_WORK/time.out")" >>"$BENCH_WORK/times"
+	[[ $step == make ]] && makecpu bare "$(cut -d' ' -f1 "$BENCH_WORK/time.out")" "$(cpu_delta "$before" "$(cpu_jiffies)")"
 	bench_log "bare $step: $(tail -n 1 "$BENCH_WORK/time.out" | awk '{ printf "%s s, CPU %.1f s", $1, $3 + $4 }')"
 }
 
@@ -264,7 +299,7 @@ bare_round() {
 }
 bare_round
 # Only bare-cold's one round: its tree can go now.
-all_sides || rm -rf --one-file-system "$bare"
+warm_side || rm -rf --one-file-system "$bare"
 
 # ---- peer: upstream's Dockerfile steps as one script in a chroot of the
 # same rootfs (bench/peer.sh says where it differs and why); timed whole.
@@ -293,10 +328,13 @@ fi
 # ---- lkbuild: cold and warm
 # sample_rss PID OUT: until PID's parent (GNU time) is gone, the largest
 # VmHWM (KiB) of PID and of any other process running our lkbuild binary
-# (the sandbox's re-executed lkbuild), as "MAIN OTHERS" in OUT.
+# (the sandbox's re-executed lkbuild), as "MAIN OTHERS" in OUT; and a
+# cpu_jiffies line per sample in OUT.cpu.
 sample_rss() {
 	local pid=$1 out=$2 main=0 others=0 d k v hwm
+	: >"$out.cpu"
 	while [[ -d /proc/$pid ]]; do
+		cpu_jiffies >>"$out.cpu"
 		if read -r k v _ < <(grep '^VmHWM:' "/proc/$pid/status" 2>/dev/null); then
 			((v > main)) && main=$v
 		fi
@@ -349,6 +387,23 @@ run_lkbuild() {
 	bench_log "$side: $(tail -n 1 "$BENCH_WORK/time.out" | awk '{ printf "%s s, CPU %.1f s, GNU time peak RSS %.1f MB", $1, $3 + $4, $2 * 1024 / 1e6 }'), VmHWM lkbuild / sandbox lkbuild $(awk '{ printf "%.1f / %.1f MB", $1 * 1024 / 1e6, $2 * 1024 / 1e6 }' "$BENCH_WORK/$side.rss.run")"
 	jq -e 'select(.kind == "result") | .skipped == false' "$BENCH_WORK/$side.jsonl" >/dev/null ||
 		bench_die "lkbuild $side did not build (see $BENCH_WORK/$side.jsonl)"
+	make_window "$side"
+}
+
+# make_window SIDE: the make step's row of the side's last run: its window
+# is from its step event to the next event; the CPU counters are the
+# samples nearest inside it.
+make_window() {
+	local t0 t1 a b
+	read -r t0 t1 < <(jq -rs '[.[] | select(.time != null and (.kind == "step" or .kind == "phase-start" or .kind == "phase-end"))] as $e
+		| def epoch: (.[0:19] + "Z" | fromdateiso8601) + ((.[19:] | capture("^(?<f>[.][0-9]+)") | .f | tonumber) // 0);
+		range(0; ($e | length) - 1) as $i | select($e[$i].kind == "step" and $e[$i].step == "make")
+		| "\($e[$i].time | epoch) \($e[$i + 1].time | epoch)"' "$BENCH_WORK/$1.jsonl" | tail -n 1)
+	[[ -n $t1 ]] || return 0
+	a=$(awk -v t="$t0" '$1 >= t { print; exit }' "$BENCH_WORK/$1.rss.run.cpu")
+	b=$(awk -v t="$t1" '$1 <= t { l = $0 } END { print l }' "$BENCH_WORK/$1.rss.run.cpu")
+	[[ -n $a && -n $b ]] || return 0
+	makecpu "$1" "$(awk -v a="${a%% *}" -v b="${b%% *}" 'BEGIN { printf "%.2f\n", b - a }')" "$(cpu_delta "$a" "$b")"
 }
 
 # image_kernel LAYOUT prints the sha256 of the file kernel in the image's
@@ -369,7 +424,7 @@ cache=$BENCH_WORK/cache
 run_lkbuild cold "$cache" "$BENCH_WORK/out-cold"
 cold_kernel=$(image_kernel "$BENCH_WORK/out-cold")
 rm -rf "$BENCH_WORK/out-cold"
-if all_sides; then
+if warm_side; then
 	run_lkbuild warm "$cache" "$BENCH_WORK/out-warm" "" --clean
 	warm_kernel=$(image_kernel "$BENCH_WORK/out-warm")
 	# The other rounds of bare and warm, each round's first side alternating.
@@ -386,7 +441,8 @@ if all_sides; then
 		fi
 	done
 	rm -rf --one-file-system "$bare"
-
+fi
+if all_sides; then
 	# ---- incremental: the changed patch on the warm run's object tree, then
 	# the warm inputs again (--force) on that tree.
 	run_lkbuild incremental "$cache" "$BENCH_WORK/out-inc" "$checkout2/kernel"
@@ -472,6 +528,10 @@ while read -r st _; do
 		"$(awk -v s="$st" '$1 == s { printf "%.1f", $2 }' "$BENCH_WORK/incremental.steps")"
 done <"$BENCH_WORK/cold.steps"
 echo
+echo "== build: the make step of every run, seconds (wall; all CPUs' user, system, idle and steal)"
+printf '%-12s %9s %9s %9s %9s %9s\n' side wall user system idle steal
+awk '{ printf "%-12s %9s %9s %9s %9s %9s\n", $1, $2, $3, $4, $5, $6 }' "$BENCH_WORK/makecpu"
+echo
 echo "== build: load average (1/5/15 min) around each side"
 cat "$loads"
 
@@ -484,7 +544,7 @@ bench_result "lkbuild cold, wall s (CPU s)" "$cold_wall ($(cpu_of cold))" "" ""
 bench_result "cold overhead over bare, % of wall" "$cold_over" "<= 10" "$(bench_check "$cold_over" "<=" 10)"
 bench_result "CPU overhead cold, %" "$(overhead "$(cpu_of cold)" "$bare_cpu")" "" "info"
 bench_result "user / sys s: bare; cold" "$(cpu_split bare); $(cpu_split cold)" "" "info"
-if ! all_sides; then
+if ! warm_side; then
 	bench_result "lkbuild VmHWM cold, MB" "$(mb "$cold_hwm")" "< 200" "$(bench_check "$(mb "$cold_hwm")" "<" 200)"
 	bench_result "sandbox lkbuild VmHWM cold, MB" "$(mb "$cold_sbx")" "" "info"
 	bench_result "GNU time %M (incl. children) cold, MB" "$(mb "$(field cold 3)")" "" "info"
@@ -510,6 +570,10 @@ bench_result "rounds, wall s: warm" "$(rounds warm)" "" "info"
 # drift plus that work: an upper bound on the drift.
 bench_result "CPU probe s, median around bare / warm" "$(probe_median bare) / $(probe_median warm)" "" "info"
 bench_result "user CPU s warm / bare" "$(bench_ratio "$(field warm 4)" "$(field bare 4)")" "" "info"
+bench_result "warm overhead over bare, % of wall" "$warm_over" "<= 3" "$(bench_check "$warm_over" "<=" 3)"
+bench_result "user / sys s: warm" "$(cpu_split warm)" "" "info"
+bench_result "CPU overhead warm, %" "$(overhead "$(cpu_of warm)" "$bare_cpu")" "" "info"
+if all_sides; then
 bench_result "lkbuild incremental, wall s (CPU s)" "$(field incremental 2) ($(cpu_of incremental))" "" ""
 bench_result "lkbuild nochange (--force), wall s (CPU s)" "$(field nochange 2) ($(cpu_of nochange))" "" "info"
 inc_ratio=$(awk -v a="$(field incremental 2)" -v b="$warm_wall" 'BEGIN { printf "%.2f\n", a / b }')
@@ -524,17 +588,15 @@ bench_result "nochange image = warm (clean) build's" "$same_image" "yes" "$([[ $
 peer_ratio=$(bench_ratio "$cold_wall" "$(field peer 2)")
 bench_result "upstream-steps peer, wall s (CPU s)" "$(field peer 2) ($(cpu_of peer))" "" ""
 bench_result "lkbuild cold / peer, wall" "$peer_ratio" "< 1" "$(bench_check "$peer_ratio" "<" 1)"
-bench_result "warm overhead over bare, % of wall" "$warm_over" "<= 3" "$(bench_check "$warm_over" "<=" 3)"
-bench_result "user / sys s: warm" "$(cpu_split warm)" "" "info"
-bench_result "CPU overhead warm, %" "$(overhead "$(cpu_of warm)" "$bare_cpu")" "" "info"
 bench_result "skipped rebuild, s median (max)" "$(printf '%.3f (%.3f)' "$skip_median" "$skip_max")" "< 2" "$(bench_check "$skip_max" "<" 2)"
 bench_result "skipped rebuild, CPU s (mean)" "$(printf '%.3f' "$skip_cpu")" "" "info"
+fi
 bench_result "lkbuild VmHWM cold / warm, MB" "$(mb "$cold_hwm") / $(mb "$warm_hwm")" "< 200" "$(bench_check "$(mb "$hwm")" "<" 200)"
 bench_result "sandbox lkbuild VmHWM cold / warm, MB" "$(mb "$cold_sbx") / $(mb "$warm_sbx")" "" "info"
 bench_result "GNU time %M (incl. children) cold / warm, MB" "$(mb "$(field cold 3)") / $(mb "$(field warm 3)")" "" "info"
 bench_result "objects compiled: bare / cold / warm" "$bare_objects / $(grep -c '"unit":"objects"' "$BENCH_WORK/cold.jsonl" || true) / $(grep -c '"unit":"objects"' "$BENCH_WORK/warm.jsonl" || true)" "" "info"
 same=no
-[[ $bare_kernel == "$cold_kernel" && $cold_kernel == "$warm_kernel" && $peer_kernel == "$bare_kernel" ]] && same=yes
+[[ $bare_kernel == "$cold_kernel" && $cold_kernel == "$warm_kernel" ]] && { [[ $peer_kernel == "$bare_kernel" ]] || ! all_sides; } && same=yes
 bench_result "bare .config = stored; same kernel bits (bare, peer, cold, warm)" "$bare_config; $same" "" "info"
 bench_result "make -j, RSS sampling interval" "-j$BENCH_JOBS, ${BENCH_SAMPLE}s" "" ""
 bench_report

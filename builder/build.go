@@ -64,6 +64,9 @@ func Build(ctx context.Context, t *Target, env Environment, pol Policy, opts ...
 	if err := pol.check(); err != nil {
 		return nil, err
 	}
+	if env.Offline && pol.Push {
+		return nil, errors.New("build: pushing needs the network: build offline into the layout, then lkbuild push on a connected host")
+	}
 	b := &build{t: t, plan: t.Plan, env: env, pol: pol, deps: makeDeps(opts)}
 	b.res.Ref, b.res.Layout = t.Ref, env.Output.Dir()
 	return b.run(ctx)
@@ -235,6 +238,7 @@ func (b *build) fetch(ctx context.Context) error {
 			Mirror:  b.env.SourceMirror,
 			Dir:     b.env.Cache.Sources(),
 			Keyring: keys,
+			Offline: b.env.Offline,
 			Progress: func(p kernelsrc.Progress) {
 				b.emit(Event{Kind: EventProgress, Message: p.Phase.String() + " " + p.File, Done: p.Done, Total: p.Total, Unit: "bytes"})
 			},
@@ -242,7 +246,7 @@ func (b *build) fetch(ctx context.Context) error {
 		return b.src.SHA256, b.src.Dir, err
 	})
 	if err != nil {
-		return err
+		return b.missing(fmt.Sprintf("the kernel %s source (sha256sums.asc, the .tar.sign and the tarball, from %s)", b.plan.Version, b.sourceMirror()), err)
 	}
 	b.logf("source %s sha256 %s (cached %v) in %s", b.src.URL, b.src.SHA256, b.src.Cached, b.src.Dir)
 	if u := b.plan.Ucode; u != nil {
@@ -252,10 +256,13 @@ func (b *build) fetch(ctx context.Context) error {
 		}
 		var c gitfetch.Checkout
 		err := b.fetchHeld(cachedir.KindGit, func() (string, string, error) {
-			c, err = b.deps.fetchGit(ctx, repo, u.Ref, b.env.Cache.Git())
+			c, err = b.deps.fetchGit(ctx, repo, u.Ref, b.env.Cache.Git(), gitfetch.Offline(b.env.Offline))
 			return gitEntry(b.env.Cache, c.Dir), c.Dir, err
 		})
 		if err != nil {
+			if m := b.missing(fmt.Sprintf("the Intel microcode, tag %s of %s", u.Ref, repo), err); m != err {
+				return m
+			}
 			return fmt.Errorf("intel microcode (or build with --no-ucode): %w", err)
 		}
 		b.ucode = &c
@@ -276,7 +283,7 @@ func (b *build) fetch(ctx context.Context) error {
 		return b.rootfs.Digest.String(), b.rootfs.Dir, err
 	})
 	if err != nil {
-		return err
+		return b.missing(fmt.Sprintf("the builder image %s for %s", b.t.BuilderPull, b.t.BuilderArch), err)
 	}
 	b.logf("builder %s from %s %s (cached %v)", b.plan.BuilderImage, b.t.BuilderPull, b.rootfs.Digest, b.rootfs.Cached)
 	return nil

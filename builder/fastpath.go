@@ -289,6 +289,28 @@ func firstDifference(a, b string) string {
 // prepareToolchain says how a foreign-arch build runs and, for the fast
 // path, unpacks the cross image and checks its toolchain against the
 // builder's.
+// crossImage pulls and unpacks the fast path's cross image, for host.
+func (b *build) crossImage(ctx context.Context, host kernel.Arch) (toolchain.Rootfs, error) {
+	store, err := b.env.Cache.Blobs()
+	if err != nil {
+		return toolchain.Rootfs{}, err
+	}
+	var rfs toolchain.Rootfs
+	err = b.fetchHeld(cachedir.KindRootfs, func() (string, string, error) {
+		rfs, err = b.deps.prepareRootfs(ctx, b.env.CrossImage, host, toolchain.RootfsOptions{
+			Registry: b.env.Registry, Store: store, Dir: b.env.Cache.Rootfs(),
+		})
+		return rfs.Digest.String(), rfs.Dir, err
+	})
+	if err != nil {
+		if m := b.missing(fmt.Sprintf("the cross image %s for %s", b.env.CrossImage, host), err); m != err {
+			return rfs, m
+		}
+		return rfs, fmt.Errorf("fast path: %w", err)
+	}
+	return rfs, nil
+}
+
 func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 	if b.plan.CrossCompile != "" {
 		gcc := b.plan.CrossCompile + "gcc"
@@ -310,19 +332,9 @@ func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 		b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s on %s: fully emulated, 6-8x slower than native (--cross-image gives the fast path, about as fast as native, with the same output)", b.t.Arch, host)})
 		return nil
 	}
-	store, err := b.env.Cache.Blobs()
+	rfs, err := b.crossImage(ctx, host)
 	if err != nil {
 		return err
-	}
-	var rfs toolchain.Rootfs
-	err = b.fetchHeld(cachedir.KindRootfs, func() (string, string, error) {
-		rfs, err = b.deps.prepareRootfs(ctx, b.env.CrossImage, host, toolchain.RootfsOptions{
-			Registry: b.env.Registry, Store: store, Dir: b.env.Cache.Rootfs(),
-		})
-		return rfs.Digest.String(), rfs.Dir, err
-	})
-	if err != nil {
-		return fmt.Errorf("fast path: %w", err)
 	}
 	b.fast, err = NewFastPath(b.env.CrossImage, rfs.Dir, b.t.Arch, host, filepath.Join(b.scr, "fastpath"))
 	if err != nil {

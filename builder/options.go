@@ -38,6 +38,11 @@ type Environment struct {
 	// (a registry reference or oci:DIR:NAME): the fast path, whose output
 	// is the fully emulated build's. "" builds fully emulated.
 	CrossImage string
+	// Offline forbids the network from the first step to the last: the
+	// source, the microcode and the images must be in the cache (lkbuild
+	// fetch puts them there) or in local mirrors, and what is missing is
+	// a *MissingError. Registry must be made with oci.WithOffline too.
+	Offline bool
 }
 
 // Policy is how a build goes: what it may skip, whether it pushes, what it
@@ -64,13 +69,24 @@ type Policy struct {
 
 // check names the first missing or bad option.
 func (e Environment) check() error {
+	if err := e.checkFetch(); err != nil {
+		return err
+	}
+	if e.Output == nil {
+		return errors.New("build: no output layout (Environment.Output)")
+	}
+	return nil
+}
+
+// checkFetch checks what fetching needs: no output layout.
+func (e Environment) checkFetch() error {
 	switch {
 	case e.Registry == nil:
 		return errors.New("build: no registry (Environment.Registry)")
 	case e.Cache.IsZero():
 		return errors.New("build: no cache directory (Environment.Cache)")
-	case e.Output == nil:
-		return errors.New("build: no output layout (Environment.Output)")
+	case e.Offline && !e.Registry.Offline():
+		return errors.New("build: offline, but the registry is not (oci.WithOffline)")
 	}
 	return nil
 }
@@ -86,7 +102,7 @@ func (p Policy) check() error {
 // put fakes in their place (Option).
 type (
 	fetchSourceFunc   func(context.Context, kernelsrc.Options, kernel.Version) (kernelsrc.Tree, error)
-	fetchGitFunc      func(ctx context.Context, url, ref, dir string) (gitfetch.Checkout, error)
+	fetchGitFunc      func(ctx context.Context, url, ref, dir string, opts ...gitfetch.Option) (gitfetch.Checkout, error)
 	prepareRootfsFunc func(context.Context, string, kernel.Arch, toolchain.RootfsOptions) (toolchain.Rootfs, error)
 	runFunc           func(context.Context, sandbox.Spec) error
 )

@@ -130,7 +130,7 @@ func (w *fakeWorld) options() []Option {
 			}
 			return kernelsrc.Tree{Dir: w.srcDir, Version: v, SHA256: strings.Repeat("cd", 32), URL: "https://cdn.kernel.org/fake.tar.xz"}, nil
 		}),
-		withGit(func(ctx context.Context, url, ref, dir string) (gitfetch.Checkout, error) {
+		withGit(func(ctx context.Context, url, ref, dir string, _ ...gitfetch.Option) (gitfetch.Checkout, error) {
 			return gitfetch.Checkout{}, errors.New("fake git: the tests build without microcode")
 		}),
 		withRootfs(func(ctx context.Context, ref string, a kernel.Arch, o toolchain.RootfsOptions) (toolchain.Rootfs, error) {

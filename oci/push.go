@@ -31,6 +31,9 @@ func (r *Registry) Push(ctx context.Context, img v1.Image, ref string) (v1.Hash,
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	if err := r.online("push", ref); err != nil {
+		return v1.Hash{}, err
+	}
 	d, err := img.Digest()
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("push %s: %w", ref, err)
@@ -57,6 +60,9 @@ func (r *Registry) Copy(ctx context.Context, src, dst string) (v1.Hash, error) {
 	}
 	t, err := r.parse(dst)
 	if err != nil {
+		return v1.Hash{}, err
+	}
+	if err := r.online("copy to", dst); err != nil {
 		return v1.Hash{}, err
 	}
 	opts := r.remoteOptions(ctx)
@@ -106,6 +112,9 @@ func (r *Registry) MergeIndex(ctx context.Context, indexRef string, img v1.Image
 	tag, ok := n.(name.Tag)
 	if !ok {
 		return v1.Hash{}, fmt.Errorf("merge index %s: not a tag", indexRef)
+	}
+	if err := r.online("merge index", indexRef); err != nil {
+		return v1.Hash{}, err
 	}
 	entry, err := platformDescriptor(img, p)
 	if err != nil {

@@ -40,6 +40,7 @@ type registryOptions struct {
 	mergeTries int
 	userAgent  string
 	jobs       int
+	offline    bool
 }
 
 // RegistryOption configures a Registry.
@@ -110,6 +111,43 @@ func WithMergeSettle(d time.Duration) RegistryOption {
 	}
 }
 
+// WithOffline makes a Registry that never uses the network: Pull serves
+// only what an earlier pull recorded in the store (Store.Resolved), and
+// everything else fails with an error wrapping ErrOffline.
+func WithOffline(offline bool) RegistryOption {
+	return func(o *registryOptions) error {
+		o.offline = offline
+		return nil
+	}
+}
+
+// Offline reports whether the Registry was made WithOffline.
+func (r *Registry) Offline() bool { return r.o.offline }
+
+// WithoutNetwork returns a copy of r made WithOffline: for a cache-first
+// pull that falls back to r.
+func (r *Registry) WithoutNetwork() *Registry {
+	c := *r
+	c.o.offline = true
+	return &c
+}
+
+// online fails for an operation on ref that needs the network when the
+// Registry is offline.
+func (r *Registry) online(op, ref string) error {
+	if r.o.offline {
+		return fmt.Errorf("%s %s: the registry is needed: %w", op, ref, ErrOffline)
+	}
+	return nil
+}
+
+// offlineTransport fails every request: an offline Registry's transport.
+type offlineTransport struct{}
+
+func (offlineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), ErrOffline)
+}
+
 // WithUserAgent sets the User-Agent sent to registries. The default is
 // "lkbuild".
 func WithUserAgent(ua string) RegistryOption {
@@ -159,8 +197,13 @@ func (r *Registry) parse(ref string) (name.Reference, error) {
 }
 
 func (r *Registry) remoteOptions(ctx context.Context) []remote.Option {
+	base := r.o.transport
+	if r.o.offline {
+		// The net under the checks of each operation: no request leaves.
+		base = offlineTransport{}
+	}
 	rt := &retryTransport{
-		base:     redactTransport{base: r.o.transport},
+		base:     redactTransport{base: base},
 		attempts: r.o.attempts,
 		backoff:  r.o.backoff,
 		maxWait:  r.o.maxWait,
@@ -235,6 +278,9 @@ func (r *Registry) Head(ctx context.Context, ref string) (v1.Descriptor, error) 
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
+	if err := r.online("head", ref); err != nil {
+		return v1.Descriptor{}, err
+	}
 	d, err := remote.Head(n, r.remoteOptions(ctx)...)
 	if err != nil {
 		if isNotFound(err) {
@@ -263,6 +309,20 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 	if err != nil {
 		return nil, err
 	}
+	if r.o.offline {
+		if d, ok := n.(name.Digest); ok {
+			if h, err := v1.NewHash(d.DigestStr()); err == nil {
+				if img, ok := store.Image(h); ok {
+					return checkPlatform(ref, img, platform)
+				}
+			}
+		}
+		img, err := store.Resolved(n.Name(), platform)
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", ref, err)
+		}
+		return checkPlatform(ref, img, platform)
+	}
 	opts := r.remoteOptions(ctx)
 	desc, err := remote.Get(n, opts...)
 	if err != nil {
@@ -285,6 +345,7 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 			return nil, fmt.Errorf("pull %s: %w", ref, err)
 		}
 		if img, ok := store.Image(child.Digest); ok {
+			store.recordResolved(n.Name(), platform, child.Digest)
 			return img, nil
 		}
 		desc, err = remote.Get(n.Context().Digest(child.Digest.String()), opts...)
@@ -293,7 +354,11 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 		}
 	}
 	if img, ok := store.Image(desc.Digest); ok {
-		return checkPlatform(ref, img, platform)
+		if _, err := checkPlatform(ref, img, platform); err != nil {
+			return nil, err
+		}
+		store.recordResolved(n.Name(), platform, desc.Digest)
+		return img, nil
 	}
 	if !desc.MediaType.IsImage() {
 		return nil, fmt.Errorf("pull %s: unsupported media type %s", ref, desc.MediaType)
@@ -312,6 +377,7 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 	if !ok {
 		return nil, fmt.Errorf("pull %s: image %s incomplete in store after fetch", ref, desc.Digest)
 	}
+	store.recordResolved(n.Name(), platform, desc.Digest)
 	return img, nil
 }
 

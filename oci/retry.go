@@ -65,7 +65,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 const refusedAttempts = 3
 
 func (t *retryTransport) shouldRetry(req *http.Request, resp *http.Response, err error, attempt int) (time.Duration, bool) {
-	if attempt >= t.attempts || req.Context().Err() != nil {
+	if attempt >= t.attempts || req.Context().Err() != nil || errors.Is(err, ErrOffline) {
 		return 0, false
 	}
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {

@@ -170,6 +170,7 @@ func buildAction(c *cli.Context) error {
 	env := builder.Environment{
 		Registry: reg, Cache: cache, Output: out,
 		SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"), Emulation: emu,
+		Offline: c.Bool("offline"),
 	}
 	if cross := c.String("cross-image"); cross != "" && !c.Bool("no-fast-path") {
 		if emu == nil {
@@ -202,7 +203,10 @@ func buildFailure(c *cli.Context, r *renderer, t *builder.Target, res *builder.B
 	var se *builder.StepError
 	var cm *kernel.ConfigMismatchError
 	var pe *builder.PushError
+	var me *builder.MissingError
 	switch {
+	case errors.As(err, &me):
+		fmt.Fprintf(w, "on a host with network, put it into a cache and bring that cache here:\n  %s\n", fetchHint(c, t))
 	case errors.As(err, &cm):
 		fmt.Fprintln(w, cm.Diff)
 	case errors.As(err, &se):

@@ -23,7 +23,7 @@ func rootFlagsDown(c *cli.Context) error {
 	root := lineage[1]
 	for _, f := range c.App.Flags {
 		name := f.Names()[0]
-		if name == "cache-dir" || !root.IsSet(name) || fromEnv(f) {
+		if name == "cache-dir" || name == "offline" || !root.IsSet(name) || fromEnv(f) {
 			continue
 		}
 		if !hasFlag(c.Command.Flags, name) {

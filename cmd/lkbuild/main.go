@@ -107,6 +107,11 @@ lkbuild build --series 6.6.x --arch x86_64 (see lkbuild build --help).`,
 				EnvVars: []string{"LKBUILD_CACHE_DIR"},
 				Value:   defaultCacheDir(),
 			},
+			&cli.BoolFlag{
+				Name:    "offline",
+				Usage:   "use no network at all: sources, microcode and images come from the cache (lkbuild fetch fills it) or local mirrors, and what is missing is an error naming it",
+				EnvVars: []string{"LKBUILD_OFFLINE"},
+			},
 		}, buildFlags()...),
 		// lkbuild --series X --arch Y is lkbuild build --series X --arch Y.
 		Action: func(c *cli.Context) error {
@@ -119,7 +124,7 @@ lkbuild build --series 6.6.x --arch x86_64 (see lkbuild build --help).`,
 			return buildAction(c)
 		},
 		Commands: withRootFlags([]*cli.Command{
-			buildCommand(), pushCommand(), versionCommand(), listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(), cacheCommand(),
+			buildCommand(), fetchCommand(), pushCommand(), versionCommand(), listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(), cacheCommand(),
 		}),
 		// A repeatable flag's value is one value: --env LDFLAGS=-Wl,-z,relro
 		// and --run 'echo "one,two"' must not be split at the commas.

@@ -49,8 +49,10 @@ func emulationFor(c *cli.Context, arch kernel.Arch) (*toolchain.Emulation, error
 	return &e, nil
 }
 
+// newRegistry is the registry client the flags ask for; with --offline it
+// serves only what the cache recorded.
 func newRegistry(c *cli.Context) (*oci.Registry, error) {
-	return oci.NewRegistry(oci.WithInsecure(c.Bool("insecure-registry")))
+	return oci.NewRegistry(oci.WithInsecure(c.Bool("insecure-registry")), oci.WithOffline(c.Bool("offline")))
 }
 
 func runCommand() *cli.Command {

@@ -35,20 +35,39 @@ type Checkout struct {
 	Cached bool
 }
 
+// ErrOffline is returned by Fetch with Offline for a remote repository
+// whose tag is not in the cache.
+var ErrOffline = errors.New("offline")
+
+// Option changes how Fetch works.
+type Option func(*options)
+
+type options struct{ offline bool }
+
+// Offline forbids the network: a remote repository's tag must already be
+// in the cache; a local repository is read as always.
+func Offline(offline bool) Option { return func(o *options) { o.offline = offline } }
+
 // Fetch returns the files of tag ref of the repository at url under
 // cacheDir, fetching them the first time. url is anything go-git clones
 // (https://...) or the path of a local repository (a mirror on an
 // air-gapped host), which is read directly. A checkout only appears under
 // its final name when complete.
-func Fetch(ctx context.Context, url, ref, cacheDir string) (Checkout, error) {
+func Fetch(ctx context.Context, url, ref, cacheDir string, opts ...Option) (Checkout, error) {
 	if url == "" || ref == "" {
 		return Checkout{}, errors.New("git fetch: no repository or tag")
 	}
-	sum := sha256.Sum256([]byte(url + "\n" + ref))
-	dir := filepath.Join(cacheDir, hex.EncodeToString(sum[:12]))
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	dir := checkoutDir(cacheDir, url, ref)
 	if c, err := open(dir); err == nil {
 		c.Cached = true
 		return c, nil
+	}
+	if o.offline && needsNetwork(url) {
+		return Checkout{}, fmt.Errorf("tag %s of %s is not in the cache and the network is off: %w", ref, url, ErrOffline)
 	}
 	repo, err := openRepo(ctx, url, ref)
 	if err != nil {
@@ -100,6 +119,18 @@ func openRepo(ctx context.Context, url, ref string) (*git.Repository, error) {
 		Tags:          git.NoTags,
 		NoCheckout:    true,
 	})
+}
+
+// checkoutDir is where the checkout of tag ref of url is kept.
+func checkoutDir(cacheDir, url, ref string) string {
+	sum := sha256.Sum256([]byte(url + "\n" + ref))
+	return filepath.Join(cacheDir, hex.EncodeToString(sum[:12]))
+}
+
+// needsNetwork reports whether cloning url uses the network: any URL but
+// a file:// one; a local path is opened in place.
+func needsNetwork(url string) bool {
+	return strings.Contains(url, "://") && !strings.HasPrefix(url, "file://")
 }
 
 // tagCommit follows annotated tags to the commit.

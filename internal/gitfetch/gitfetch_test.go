@@ -2,10 +2,14 @@ package gitfetch
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -91,5 +95,46 @@ func TestFetch(t *testing.T) {
 		if strings.HasPrefix(e.Name(), ".tmp-") {
 			t.Errorf("left %s", e.Name())
 		}
+	}
+}
+
+// TestFetchOffline: offline, a remote repository's tag comes from the
+// cache or is an error wrapping ErrOffline, with no request; a local
+// repository is read as always.
+func TestFetchOffline(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git is missing (the test makes its repository with it)")
+	}
+	repo, first, _ := gitRepo(t)
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	remoteURL := srv.URL + "/intel/ucode.git"
+	cache := t.TempDir()
+	ctx := context.Background()
+
+	_, err := Fetch(ctx, remoteURL, "light", cache, Offline(true))
+	if !errors.Is(err, ErrOffline) || !strings.Contains(err.Error(), remoteURL) || !strings.Contains(err.Error(), "light") {
+		t.Errorf("offline fetch of an uncached remote tag: got %v, want ErrOffline naming the URL and tag", err)
+	}
+
+	// A local repository needs no network.
+	local, err := Fetch(ctx, repo, "light", cache, Offline(true))
+	if err != nil || local.Commit != first {
+		t.Fatalf("offline fetch of a local repository: %+v, %v", local, err)
+	}
+	// The remote's tag as a connected fetch would have left it.
+	if err := os.Rename(checkoutDir(cache, repo, "light"), checkoutDir(cache, remoteURL, "light")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Fetch(ctx, remoteURL, "light", cache, Offline(true))
+	if err != nil || !c.Cached || c.Commit != first {
+		t.Errorf("offline fetch of a cached remote tag: %+v, %v", c, err)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("offline fetches made %d requests", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 )
 
@@ -15,7 +16,7 @@ type cache struct{ dir string }
 // openCache creates the cache's folders if missing.
 func openCache(dir string) (cache, error) {
 	c := cache{dir: dir}
-	for _, d := range []string{"sha256", "trees", "tmp", "locks"} {
+	for _, d := range []string{"sha256", "trees", "tmp", "locks", "sums"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return cache{}, fmt.Errorf("source cache: %w", err)
 		}
@@ -27,6 +28,26 @@ func (c cache) tarball(sum string) string { return filepath.Join(c.dir, "sha256"
 func (c cache) tree(sum string) string    { return filepath.Join(c.dir, "trees", sum) }
 func (c cache) lock(sum string) string    { return filepath.Join(c.dir, "locks", sum+".lock") }
 func (c cache) tmp() string               { return filepath.Join(c.dir, "tmp") }
+
+// sums is where the copy of a mirror's signed sha256sums.asc is kept: its
+// folder and name joined (v6.x-sha256sums.asc), whichever mirror it came
+// from (they all serve kernel.org's signed file).
+func (c cache) sums(loc string) string {
+	return filepath.Join(c.dir, "sums", path.Base(path.Dir(filepath.ToSlash(loc)))+"-"+path.Base(filepath.ToSlash(loc)))
+}
+
+// keepSums keeps data, a verified sha256sums.asc, for the next fetch. A
+// failure costs that fetch a download, so it is not an error.
+func (c cache) keepSums(loc string, data []byte) {
+	tmp, err := os.CreateTemp(c.tmp(), "sums-*")
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(data)
+	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), c.sums(loc)) != nil {
+		os.Remove(tmp.Name())
+	}
+}
 
 // findTree returns the source directory of the cached tree for sum, if
 // there is one. A tree is complete once it exists: it is renamed into

@@ -3,7 +3,9 @@
 // it, and keeps the verified, extracted tree in lkbuild's cache:
 //
 //  1. get v<MAJOR>.x/sha256sums.asc from the mirror and check that a key of
-//     the keyring (LinuxKit's kernel/common/keys.asc) clear-signed it;
+//     the keyring (LinuxKit's kernel/common/keys.asc) clear-signed it (a
+//     copy kept from an earlier fetch that verifies and lists the release
+//     is used instead: a cached release costs no request);
 //  2. get linux-<version>.tar.sign and check that a key of the keyring made
 //     it (the signature itself is checked in step 4);
 //  3. download linux-<version>.tar.xz into the cache while hashing it,
@@ -34,6 +36,7 @@
 //
 //	sha256/<hex>          tarballs whose SHA-256 matched a signed sums line
 //	trees/<hex>/<top>/    extracted trees whose .tar signature verified
+//	sums/v<MAJOR>.x-sha256sums.asc  the last verified sha256sums.asc
 //	tmp/                  downloads and extractions in progress
 //	locks/<hex>.lock      flock(2) files, one per tarball
 //

@@ -16,6 +16,10 @@ import (
 // kernel.ErrXZCorrupt.
 var ErrNotFound = errors.New("not found on the mirror")
 
+// ErrOffline means a file had to come from an http or https mirror while
+// Options.Offline forbids the network.
+var ErrOffline = errors.New("offline")
+
 // HTTPError is a response from the mirror with an unexpected status. It
 // matches ErrNotFound for 404 and 410.
 type HTTPError struct {

@@ -43,6 +43,10 @@ type Options struct {
 	// Progress, when set, is called as work goes on, from the goroutine
 	// running Fetch.
 	Progress func(Progress)
+	// Offline forbids the network: what is not in the cache must come
+	// from a local mirror (a directory or file URL); an http or https
+	// mirror makes that an error wrapping ErrOffline.
+	Offline bool
 
 	// retryDelay is the wait before the first retry; it doubles with each
 	// failure, up to maxDelay. Tests shorten it. The default is 1 s.
@@ -116,8 +120,10 @@ const (
 // Fetch returns the verified source tree of release v: from the cache
 // when an earlier call (by this or another process) put it there, else
 // fetched from the mirror, verified and extracted as the package
-// documentation describes. sha256sums.asc is fetched and verified on
-// every call, since it names the cache key.
+// documentation describes. sha256sums.asc names the cache key: the copy
+// an earlier call kept in the cache is used when it verifies against the
+// keyring and lists the release, so a release already in the cache costs
+// no request; otherwise it is fetched, verified and kept.
 //
 // Every failure leaves the cache as it was (apart from a verified tarball
 // in sha256/) and returns an error that names the file and the fix, and
@@ -163,7 +169,7 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 	if o.Progress == nil {
 		o.Progress = func(Progress) {}
 	}
-	m, err := newMirror(o.Mirror, o.HTTPClient, o.Retries, o.retryDelay)
+	m, err := newMirror(o.Mirror, o.HTTPClient, o.Retries, o.retryDelay, o.Offline)
 	if err != nil {
 		return Tree{}, err
 	}
@@ -171,29 +177,26 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 	if err != nil {
 		return Tree{}, err
 	}
-
-	// 1. The signed list of digests names the tarball's cache key.
-	sumsData := &memSink{limit: maxSumsSize, name: files.Sums}
-	if err := m.get(ctx, files.Sums, sumsData); err != nil {
-		return Tree{}, err
-	}
-	plain, _, err := o.Keyring.VerifyClearSigned(files.Sums, sumsData.buf.Bytes())
-	if err != nil {
-		return Tree{}, err
-	}
-	sums, err := kernel.ParseSHA256Sums(files.Sums, plain)
-	if err != nil {
-		return Tree{}, err
-	}
-	want, err := sums.Lookup(files.TarballName)
-	if err != nil {
-		return Tree{}, fmt.Errorf("%s: %w: is %s released, and does the mirror have it?", files.Sums, err, v)
-	}
-	sum := hex.EncodeToString(want[:])
 	c, err := openCache(cacheDir)
 	if err != nil {
 		return Tree{}, err
 	}
+
+	// 1. The signed list of digests names the tarball's cache key: the
+	// copy an earlier fetch kept, when it still verifies and lists the
+	// tarball (kernel.org only ever adds lines), else the mirror's.
+	want, ok := keptSum(c, o.Keyring, files)
+	if !ok {
+		sumsData := &memSink{limit: maxSumsSize, name: files.Sums}
+		if err := m.get(ctx, files.Sums, sumsData); err != nil {
+			return Tree{}, err
+		}
+		if want, err = lookupSum(o.Keyring, files, sumsData.buf.Bytes()); err != nil {
+			return Tree{}, err
+		}
+		c.keepSums(files.Sums, sumsData.buf.Bytes())
+	}
+	sum := hex.EncodeToString(want[:])
 	tree := Tree{Version: v, SHA256: sum, URL: files.Tarball, Tarball: c.tarball(sum)}
 	if dir, ok, err := c.findTree(sum); ok || err != nil {
 		tree.Dir, tree.Cached = dir, true
@@ -241,6 +244,35 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 	}
 	tree.Dir = dir
 	return tree, nil
+}
+
+// lookupSum verifies data, a sha256sums.asc, and returns the tarball's
+// digest in it.
+func lookupSum(keys *kernel.Keyring, files kernel.SourceFiles, data []byte) ([sha256.Size]byte, error) {
+	plain, _, err := keys.VerifyClearSigned(files.Sums, data)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	sums, err := kernel.ParseSHA256Sums(files.Sums, plain)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	want, err := sums.Lookup(files.TarballName)
+	if err != nil {
+		return [sha256.Size]byte{}, fmt.Errorf("%s: %w: is %s released, and does the mirror have it?", files.Sums, err, files.Version)
+	}
+	return want, nil
+}
+
+// keptSum is lookupSum of the copy of sha256sums.asc in the cache, if
+// there is one that verifies and lists the tarball.
+func keptSum(c cache, keys *kernel.Keyring, files kernel.SourceFiles) ([sha256.Size]byte, bool) {
+	data, err := os.ReadFile(c.sums(files.Sums))
+	if err != nil || len(data) > maxSumsSize {
+		return [sha256.Size]byte{}, false
+	}
+	want, err := lookupSum(keys, files, data)
+	return want, err == nil
 }
 
 // download gets the tarball into the cache under its digest, or fails

@@ -24,6 +24,7 @@ import (
 
 	"github.com/lkbuild/lkbuild/internal/kernelsrc/mirrortest"
 	"github.com/lkbuild/lkbuild/internal/pgptest"
+	"github.com/lkbuild/lkbuild/internal/rmtree"
 	"github.com/lkbuild/lkbuild/internal/testenv"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/ulikunitz/xz"
@@ -408,13 +409,91 @@ func TestFetchHTTP(t *testing.T) {
 	if n := requests.Load(); n != 3 {
 		t.Errorf("%d requests, want 3 (sums, signature, tarball)", n)
 	}
-	// A cache hit needs only the sums file.
+	// A cache hit needs no request: the kept sums file names the tree.
 	if _, err := Fetch(context.Background(), o, v71); err != nil {
 		t.Fatal(err)
 	}
-	if n := requests.Load(); n != 4 {
-		t.Errorf("%d requests after a cache hit, want 4", n)
+	if n := requests.Load(); n != 3 {
+		t.Errorf("%d requests after a cache hit, want 3", n)
 	}
+	// Nor offline.
+	o.Offline = true
+	if tree, err := Fetch(context.Background(), o, v71); err != nil || !tree.Cached {
+		t.Fatalf("offline fetch of a cached release: %+v, %v", tree, err)
+	}
+	if n := requests.Load(); n != 3 {
+		t.Errorf("%d requests after an offline fetch, want 3", n)
+	}
+}
+
+// TestFetchOffline checks what an offline fetch does without the release
+// in the cache: an http mirror is an error naming the file, with no
+// request; a local mirror (a bundle's tree) is read as always.
+func TestFetchOffline(t *testing.T) {
+	f := newFixture(t)
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.FileServer(http.Dir(f.mirror)).ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	o := f.options(t, srv.URL+"/")
+	o.Offline = true
+	_, err := Fetch(context.Background(), o, v71)
+	if !errors.Is(err, ErrOffline) || !strings.Contains(err.Error(), "sha256sums.asc") {
+		t.Errorf("offline fetch, empty cache: got %v, want ErrOffline naming sha256sums.asc", err)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("offline fetch made %d requests", n)
+	}
+
+	// A kept sums file but no tree: the signature is the first file
+	// missing.
+	o.Offline = false
+	if _, err := Fetch(context.Background(), o, v71); err != nil {
+		t.Fatal(err)
+	}
+	if err := rmtree.RemoveAll(filepath.Join(o.Dir, "trees")); err != nil {
+		t.Fatal(err)
+	}
+	requests.Store(0)
+	o.Offline = true
+	_, err = Fetch(context.Background(), o, v71)
+	if !errors.Is(err, ErrOffline) || !strings.Contains(err.Error(), ".tar.sign") {
+		t.Errorf("offline fetch, tree removed: got %v, want ErrOffline naming the .tar.sign", err)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("offline fetch made %d requests", n)
+	}
+
+	// A tampered kept copy is not trusted: online, the mirror's is used.
+	sums, err := filepath.Glob(filepath.Join(o.Dir, "sums", "*"))
+	if err != nil || len(sums) != 1 {
+		t.Fatalf("kept sums: %v, %v", sums, err)
+	}
+	data, err := os.ReadFile(sums[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sums[0], bytes.Replace(data, []byte("linux-6.6.71.tar.xz"), []byte("linux-6.6.71.tar.xx"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.Offline = false
+	if _, err := Fetch(context.Background(), o, v71); err != nil {
+		t.Fatalf("fetch with a tampered kept sums file: %v", err)
+	}
+	if n := requests.Load(); n != 2 {
+		t.Errorf("%d requests with a tampered kept sums file, want 2 (sums, signature; the tarball is cached)", n)
+	}
+
+	// A local mirror needs no network: offline fetches from it.
+	o2 := f.options(t, f.mirror)
+	o2.Offline = true
+	tree, err := Fetch(context.Background(), o2, v71)
+	if err != nil {
+		t.Fatalf("offline fetch from a local mirror: %v", err)
+	}
+	checkTree(t, tree, f.tars[v71], v71)
 }
 
 // flakyServer serves the mirror but cuts the tarball's body short the

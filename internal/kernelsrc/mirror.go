@@ -27,8 +27,9 @@ type mirror interface {
 }
 
 // newMirror reads a mirror location: an http or https URL, a file URL or a
-// local directory.
-func newMirror(loc string, client *http.Client, retries int, delay time.Duration) (mirror, error) {
+// local directory. offline forbids the network: an http mirror then fails
+// every get with ErrOffline, a local one is read as always.
+func newMirror(loc string, client *http.Client, retries int, delay time.Duration, offline bool) (mirror, error) {
 	u, err := url.Parse(loc)
 	if err != nil || u.Scheme == "" || len(u.Scheme) == 1 {
 		// A path (or, for a one-letter scheme, a Windows drive).
@@ -40,6 +41,9 @@ func newMirror(loc string, client *http.Client, retries int, delay time.Duration
 	}
 	switch u.Scheme {
 	case "http", "https":
+		if offline {
+			return offlineMirror{url: strings.TrimRight(loc, "/")}, nil
+		}
 		return &httpMirror{url: strings.TrimRight(loc, "/"), client: client, retries: retries, delay: delay}, nil
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
@@ -48,6 +52,16 @@ func newMirror(loc string, client *http.Client, retries int, delay time.Duration
 		return dirMirror{dir: u.Path}, nil
 	}
 	return nil, fmt.Errorf("mirror %q: scheme %q is not supported: use http, https, file or a directory", loc, u.Scheme)
+}
+
+// offlineMirror stands for an http mirror when the network is forbidden:
+// every file it would download is an error naming it.
+type offlineMirror struct{ url string }
+
+func (o offlineMirror) base() string { return o.url }
+
+func (o offlineMirror) get(_ context.Context, loc string, _ sink) error {
+	return fmt.Errorf("%s is not in the cache and the network is off: %w", loc, ErrOffline)
 }
 
 // sink receives a file. Writes may be followed by reset, to start over.

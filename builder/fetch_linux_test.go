@@ -1,0 +1,294 @@
+package builder
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/ulikunitz/xz"
+
+	"github.com/lkbuild/lkbuild/internal/cachedir"
+	"github.com/lkbuild/lkbuild/internal/kernelsrc/mirrortest"
+	"github.com/lkbuild/lkbuild/internal/pgptest"
+	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/oci"
+)
+
+// counter counts the requests a test server gets.
+type counter struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (c *counter) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.reqs = append(c.reqs, r.Method+" "+r.URL.Path)
+		c.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (c *counter) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.reqs
+	c.reqs = nil
+	return r
+}
+
+// fetchWorld is a connected host's network on 127.0.0.1: a kernel.org-style
+// mirror signed by the checkout's key and a registry with the builder,
+// plus a local microcode repository.
+type fetchWorld struct {
+	kernelDir, ucode string
+	mirror, builder  string
+	mirrorReqs       counter
+	registryReqs     counter
+}
+
+func newFetchWorld(t *testing.T) *fetchWorld {
+	t.Helper()
+	dir := t.TempDir()
+	w := &fetchWorld{kernelDir: checkout(t, dir)}
+	key, err := pgptest.NewKey("test", "test@lkbuild.invalid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pgptest.Keyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.kernelDir, "common", "keys.asc"), pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The release: a small tree, as linux-6.12.117/.
+	txz := filepath.Join(dir, "linux.tar.xz")
+	writeTarXZ(t, txz, map[string]string{"linux-6.12.117/Makefile": "all:\n", "linux-6.12.117/init/main.c": "int main;\n"})
+	mdir := filepath.Join(dir, "mirror")
+	if err := mirrortest.Write(mdir, key, mirrortest.Release{Version: kernel.Version{Major: 6, Minor: 12, Patch: 117}, XZ: txz}); err != nil {
+		t.Fatal(err)
+	}
+	ms := httptest.NewServer(w.mirrorReqs.wrap(http.FileServer(http.Dir(mdir))))
+	t.Cleanup(ms.Close)
+	w.mirror = ms.URL
+
+	rs := httptest.NewServer(w.registryReqs.wrap(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
+	t.Cleanup(rs.Close)
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	w.builder = strings.TrimPrefix(rs.URL, "http://") + "/builder:1"
+	ref, err := name.ParseReference(w.builder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+
+	w.ucode = filepath.Join(dir, "ucode")
+	repo, err := git.PlainInit(w.ucode, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(w.ucode, "intel-ucode"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.ucode, "intel-ucode", "06-55-04"), []byte("ucode"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wt.AddGlob("intel-ucode"); err != nil {
+		t.Fatal(err)
+	}
+	sig := &object.Signature{Name: "test", Email: "test@lkbuild.invalid", When: time.Unix(1700000000, 0)}
+	h, err := wt.Commit("ucode", &git.CommitOptions{Author: sig, Committer: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.CreateTag(kernel.UcodeRef, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.take()
+	return w
+}
+
+// take returns and forgets the requests both servers got.
+func (w *fetchWorld) take() []string {
+	return append(w.mirrorReqs.take(), w.registryReqs.take()...)
+}
+
+func writeTarXZ(t *testing.T, file string, files map[string]string) {
+	t.Helper()
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw, err := xz.NewWriter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(zw)
+	for n, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// env is an environment on cache dir, offline or not.
+func (w *fetchWorld) env(t *testing.T, cache string, offline bool) Environment {
+	t.Helper()
+	reg, err := oci.NewRegistry(oci.WithOffline(offline))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cachedir.Open(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Environment{Registry: reg, Cache: c, SourceMirror: w.mirror, UcodeRepo: w.ucode, Offline: offline}
+}
+
+func (w *fetchWorld) target(t *testing.T) *Target {
+	t.Helper()
+	tg, err := Resolve(context.Background(), Request{
+		KernelDir: w.kernelDir, Query: kernel.Query{Series: "6.12.x"}, Arch: "x86_64",
+		BuilderImage: w.builder, Jobs: 2, Getenv: func(string) string { return "" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg
+}
+
+// TestFetchThenOffline: a fetch into an empty cache gets every piece; a
+// second one, and an offline one, make no request; offline with pieces
+// missing names the first one missing and makes no request either.
+func TestFetchThenOffline(t *testing.T) {
+	w := newFetchWorld(t)
+	tg := w.target(t)
+	ctx := context.Background()
+	cache := filepath.Join(t.TempDir(), "cache")
+
+	// Offline into an empty cache: the source is the first piece.
+	_, err := Fetch(ctx, tg, w.env(t, cache, true), nil)
+	var me *MissingError
+	if !errors.As(err, &me) || !strings.Contains(me.Piece, "6.12.117 source") || !strings.Contains(err.Error(), "sha256sums.asc") {
+		t.Errorf("offline fetch into an empty cache: got %v, want a MissingError for the source naming sha256sums.asc", err)
+	}
+	if r := w.take(); len(r) != 0 {
+		t.Errorf("offline fetch made requests: %v", r)
+	}
+
+	res, err := Fetch(ctx, tg, w.env(t, cache, false), nil)
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	if res.SourceSHA256 == "" || res.Ucode == "" || res.Builder == "" {
+		t.Errorf("fetch result %+v: a piece is missing", res)
+	}
+	reqs := w.take()
+	for _, want := range []string{"sha256sums.asc", ".tar.sign", ".tar.xz", "/v2/builder/manifests/1", "/blobs/"} {
+		if !strings.Contains(strings.Join(reqs, "\n"), want) {
+			t.Errorf("the first fetch asked for no %s: %v", want, reqs)
+		}
+	}
+
+	for _, offline := range []bool{false, true} {
+		again, err := Fetch(ctx, tg, w.env(t, cache, offline), nil)
+		if err != nil {
+			t.Fatalf("fetch again (offline %v): %v", offline, err)
+		}
+		if *again != *res {
+			t.Errorf("fetch again (offline %v): %+v, first %+v", offline, again, res)
+		}
+		if r := w.take(); len(r) != 0 {
+			t.Errorf("fetch again (offline %v) made requests: %v", offline, r)
+		}
+	}
+
+	// Pieces gone: each is named, and offline nothing is asked for.
+	c, err := cachedir.Open(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(c.Rootfs()); err != nil {
+		t.Fatal(err)
+	}
+	store, err := c.Blobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := v1.NewHash(res.Builder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(store.BlobPath(d)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Fetch(ctx, tg, w.env(t, cache, true), nil)
+	if !errors.As(err, &me) || !strings.Contains(me.Piece, "builder image "+w.builder) {
+		t.Errorf("offline fetch without the builder: got %v, want a MissingError for the builder image", err)
+	}
+	if r := w.take(); len(r) != 0 {
+		t.Errorf("offline fetch made requests: %v", r)
+	}
+	// Online, fetch mends it.
+	if _, err := Fetch(ctx, tg, w.env(t, cache, false), nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.take(); len(r) == 0 {
+		t.Error("fetch of a pruned builder made no request")
+	}
+
+	// An offline Environment needs an offline Registry.
+	env := w.env(t, cache, false)
+	env.Offline = true
+	if _, err := Fetch(ctx, tg, env, nil); err == nil || !strings.Contains(err.Error(), "oci.WithOffline") {
+		t.Errorf("offline environment, online registry: got %v", err)
+	}
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/toolchain"
+)
+
+const fetchDescription = `Puts everything the builds of a kernel take from the network into the
+cache, verified as a build verifies it: the kernel source (sha256sums.asc,
+the .tar.sign and the tarball, extracted), the Intel microcode at its tag
+(x86_64), the builder image of each --arch, unpacked, and for a foreign
+arch the --cross-image and --qemu-image. Nothing is built.
+
+A build with --offline (or LKBUILD_OFFLINE=1) then uses no network at all.
+For an air-gapped host, fetch into a cache directory on a connected host
+and bring that directory over:
+
+   lkbuild --cache-dir /media/usb/lkbuild-cache fetch --series 6.6.x --arch x86_64 --arch aarch64
+   lkbuild --cache-dir /media/usb/lkbuild-cache --offline build --series 6.6.x --arch aarch64
+
+What is in the cache already costs no request: a second fetch of the same
+targets makes none (an image's tag is taken as the cache recorded it; use
+a digest reference, or lkbuild cache prune, for a tag that moved). With
+--offline, fetch checks that everything is there and names what is not.
+
+Examples:
+   lkbuild fetch --series 6.6.x
+   lkbuild fetch --series 6.6.x --arch x86_64 --arch aarch64 --arch riscv64
+   lkbuild fetch --series 6.6.x --arch riscv64 --cross-image registry.example/cross:1
+   lkbuild --offline fetch --series 6.6.x --arch aarch64`
+
+// fetchFlags are the build's flags that name what to fetch, with --arch
+// given once per arch.
+func fetchFlags() []cli.Flag {
+	keep := []string{"kernel-dir", "series", "version", "extra", "debug", "org", "image", "hash-commit",
+		"builder-image", "builder-name", "source-mirror", "keys", "ucode-repo", "no-ucode", "json",
+		"qemu-image", "cross-image", "insecure-registry"}
+	flags := []cli.Flag{&cli.StringSliceFlag{Name: "arch", Usage: "arch to fetch for (x86_64/amd64, aarch64/arm64, riscv64), once per arch; default: the host's"}}
+	for _, f := range buildFlags() {
+		if slices.Contains(keep, f.Names()[0]) {
+			flags = append(flags, f)
+		}
+	}
+	return flags
+}
+
+func fetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "fetch",
+		Usage:       "put what builds of a kernel need from the network into the cache (for --offline)",
+		Description: fetchDescription,
+		Flags:       fetchFlags(),
+		Before:      needSeriesOrVersion,
+		Action:      fetchAction,
+	}
+}
+
+func fetchAction(c *cli.Context) error {
+	arches := c.StringSlice("arch")
+	if len(arches) == 0 {
+		arches = []string{""}
+	}
+	cache, err := cacheDir(c)
+	if err != nil {
+		return err
+	}
+	reg, err := newRegistry(c)
+	if err != nil {
+		return err
+	}
+	host, err := toolchain.HostArch()
+	if err != nil {
+		return err
+	}
+	r := newRenderer(c)
+	defer r.close()
+	for _, arch := range arches {
+		req := buildRequest(c)
+		req.Arch = arch
+		t, err := builder.Resolve(c.Context, req)
+		if err != nil {
+			return err
+		}
+		env := builder.Environment{
+			Registry: reg, Cache: cache,
+			SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"),
+			Offline: c.Bool("offline"),
+		}
+		foreign := t.BuilderArch.Uname != host.Uname
+		if foreign {
+			env.CrossImage = c.String("cross-image")
+		}
+		if !r.json {
+			r.printf("fetching for %s %s (builder %s)\n", t.Tags[0], t.Arch, t.BuilderPull)
+		}
+		res, err := builder.Fetch(c.Context, t, env, r.event)
+		if err == nil && foreign && c.String("qemu-image") != "" {
+			var rfs toolchain.Rootfs
+			if rfs, err = prepareRootfs(c.Context, c, c.String("qemu-image"), host); err != nil {
+				err = fmt.Errorf("qemu image: %w", err)
+			} else if !r.json {
+				r.printf("  qemu image %s\n", rfs.Digest)
+			}
+		}
+		if err != nil {
+			var me *builder.MissingError
+			if errors.As(err, &me) {
+				fmt.Fprintf(c.App.ErrWriter, "on a host with network:\n  %s\n", fetchHint(c, t))
+			}
+			return err
+		}
+		if r.json {
+			r.emit(map[string]any{"kind": "fetched", "arch": t.Arch.Uname, "tag": t.Tags[0], "source": res.SourceSHA256,
+				"ucode": res.Ucode, "builder": res.Builder, "cross": res.Cross})
+			continue
+		}
+		r.printf("  source %s (sha256 %s)\n", res.SourceURL, res.SourceSHA256)
+		if res.Ucode != "" {
+			r.printf("  microcode commit %s\n", res.Ucode)
+		}
+		r.printf("  builder %s\n", res.Builder)
+		if res.Cross != "" {
+			r.printf("  cross image %s\n", res.Cross)
+		}
+	}
+	if !r.json {
+		r.printf("in %s: a build of these with --offline needs no network\n", cache.Root())
+	}
+	return nil
+}
+
+// fetchHint is the lkbuild fetch command that gets what t's build needs,
+// with the flags of this command that change what is fetched.
+func fetchHint(c *cli.Context, t *builder.Target) string {
+	args := []string{"lkbuild"}
+	if c.IsSet("cache-dir") {
+		args = append(args, "--cache-dir", c.String("cache-dir"))
+	}
+	args = append(append(args, "fetch"), t.Request.Args()...)
+	for _, f := range []string{"builder-image", "source-mirror", "ucode-repo", "cross-image", "qemu-image", "keys"} {
+		if c.IsSet(f) && !slices.Contains(args, "--"+f) {
+			args = append(args, "--"+f, c.String(f))
+		}
+	}
+	if c.Bool("no-ucode") {
+		args = append(args, "--no-ucode")
+	}
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t'\"$") {
+			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(args, " ")
+}
