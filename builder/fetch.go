@@ -72,20 +72,7 @@ func Fetch(ctx context.Context, t *Target, env Environment, events func(Event), 
 		return nil, err
 	}
 	b := &build{t: t, plan: t.Plan, env: env, pol: Policy{Events: events}, deps: makeDeps(opts)}
-	// An image already pulled costs no request: its tag is taken as the
-	// cache recorded it (a tag that moved since needs lkbuild cache prune
-	// or a digest reference).
-	pull := b.deps.prepareRootfs
-	b.deps.prepareRootfs = func(ctx context.Context, ref string, arch kernel.Arch, o toolchain.RootfsOptions) (toolchain.Rootfs, error) {
-		online := o.Registry
-		o.Registry = online.WithoutNetwork()
-		r, err := pull(ctx, ref, arch, o)
-		if !errors.Is(err, oci.ErrOffline) || env.Offline {
-			return r, err
-		}
-		o.Registry = online
-		return pull(ctx, ref, arch, o)
-	}
+	b.deps.prepareRootfs = cacheFirst(b.deps.prepareRootfs)
 	defer b.releaseCache()
 	if err := b.fetch(ctx); err != nil {
 		return nil, err
@@ -108,4 +95,27 @@ func Fetch(ctx context.Context, t *Target, env Environment, events func(Event), 
 	}
 	b.endPhase()
 	return res, nil
+}
+
+// cacheFirst makes pull ask the registry only for an image the cache has
+// no record of: an image already pulled costs no request, its tag taken
+// as the cache recorded it (a tag that moved since needs lkbuild cache
+// prune or a digest reference).
+func cacheFirst(pull prepareRootfsFunc) prepareRootfsFunc {
+	return func(ctx context.Context, ref string, arch kernel.Arch, o toolchain.RootfsOptions) (toolchain.Rootfs, error) {
+		online := o.Registry
+		o.Registry = online.WithoutNetwork()
+		r, err := pull(ctx, ref, arch, o)
+		if !errors.Is(err, oci.ErrOffline) || online.Offline() {
+			return r, err
+		}
+		o.Registry = online
+		return pull(ctx, ref, arch, o)
+	}
+}
+
+// PrepareImage is toolchain.PrepareRootfs as Fetch does it: from the
+// cache when an earlier pull recorded the image, else from the registry.
+func PrepareImage(ctx context.Context, ref string, arch kernel.Arch, o toolchain.RootfsOptions) (toolchain.Rootfs, error) {
+	return cacheFirst(toolchain.PrepareRootfs)(ctx, ref, arch, o)
 }

@@ -394,6 +394,108 @@ func TestKernelBuild(t *testing.T) {
 	// 4. A changed patch in a new commit, built on the object tree cache1
 	// keeps (which the failed builds of bad-input used last), and clean.
 	t.Run("incremental", func(t *testing.T) { e.incremental(t, cache1, cache2, org) })
+
+	// 5. lkbuild fetch on the cache the builds used finds everything there,
+	// offline too; the offline build itself runs in a network namespace
+	// without a network (TestOfflineBuild, after this test).
+	t.Run("fetch", func(t *testing.T) {
+		for _, offline := range [][]string{nil, {"--offline"}} {
+			args := append(append([]string{"--cache-dir", cache1}, offline...), "fetch",
+				"--kernel-dir", kdir, "--series", series, "--arch", "x86_64",
+				"--builder-image", e.builder, "--source-mirror", e.mirror, "--ucode-repo", e.ucode, "--insecure-registry")
+			r := e.lkbuild(t, nil, args...)
+			if r.code != 0 || !strings.Contains(r.stderr, "--offline needs no network") {
+				t.Errorf("lkbuild %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+			}
+		}
+	})
+	e.keepForOffline(t, cache1, kdir, org, res.Digest)
+}
+
+// offlineState is what TestKernelBuild leaves for TestOfflineBuild.
+type offlineState struct {
+	// Args build the first build's inputs (no --push) on its cache.
+	Args []string `json:"args"`
+	// Digest is the first build's image digest.
+	Digest string `json:"digest"`
+}
+
+// keepForOffline moves the cache and checkout of the first build into
+// $LKBUILD_E2E_OFFLINE_STATE with the arguments of that build, for
+// TestOfflineBuild. Without the variable it does nothing.
+func (e *env) keepForOffline(t *testing.T, cache, kdir, org, digest string) {
+	t.Helper()
+	dir := os.Getenv("LKBUILD_E2E_OFFLINE_STATE")
+	if dir == "" {
+		return
+	}
+	repo := filepath.Dir(kdir)
+	keptCache, keptRepo := filepath.Join(dir, "cache"), filepath.Join(dir, "linuxkit")
+	for _, mv := range [][2]string{{cache, keptCache}, {repo, keptRepo}} {
+		if err := os.Rename(mv[0], mv[1]); err != nil {
+			t.Fatalf("keep for the offline build: %v", err)
+		}
+	}
+	st := offlineState{
+		Args:   e.buildArgs(keptCache, filepath.Join(dir, "oci"), filepath.Join(keptRepo, "kernel"), org, "--force"),
+		Digest: digest,
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOfflineBuild builds TestKernelBuild's first image again with
+// --offline, inside a network namespace with no interface but a loopback
+// that is down (scripts/test.sh runs it there, as root makes it, after
+// TestKernelBuild left its state in $LKBUILD_E2E_OFFLINE_STATE): the
+// image must be the online build's. A build with an empty cache must name
+// what is missing and how to fetch it.
+func TestOfflineBuild(t *testing.T) {
+	dir := testenv.Getenv(t, "LKBUILD_E2E_OFFLINE_STATE", "scripts/test.sh runs this test in a network namespace after TestKernelBuild")
+	bin := testenv.Getenv(t, "LKBUILD_E2E_BIN", "scripts/test.sh builds lkbuild")
+	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatalf("TestKernelBuild left no state: %v", err)
+	}
+	var st offlineState
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	ifaces, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ifaces {
+		state, _ := os.ReadFile(filepath.Join("/sys/class/net", i.Name(), "operstate"))
+		flags, _ := os.ReadFile(filepath.Join("/sys/class/net", i.Name(), "flags"))
+		up, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(string(flags), "0x")), 16, 64)
+		if i.Name() != "lo" || up&1 != 0 {
+			t.Fatalf("not in a network namespace without a network: %s is here (%s, flags %s)", i.Name(), strings.TrimSpace(string(state)), strings.TrimSpace(string(flags)))
+		}
+	}
+	e := &env{bin: bin}
+	r := e.lkbuild(t, nil, append([]string{"--offline"}, st.Args...)...)
+	if r.code != 0 {
+		t.Fatalf("offline build failed (exit %d):\n%s\n%s", r.code, r.stderr, tailString(r.stdout, 40))
+	}
+	if got := r.final().Digest; got != st.Digest {
+		t.Errorf("offline build: %s, the online build %s", got, st.Digest)
+	}
+	t.Logf("offline build: %s in %s", r.final().Digest, r.elapsed.Round(time.Second))
+
+	// With an empty cache: the first piece missing is named, with the
+	// command that fetches it.
+	args := slices.Clone(st.Args)
+	args[slices.Index(args, "--cache-dir")+1] = t.TempDir()
+	r = e.lkbuild(t, nil, append([]string{"--offline"}, args...)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "is not in the cache") || !strings.Contains(r.stderr, " fetch ") {
+		t.Errorf("offline build with an empty cache: exit %d, want a failure naming the piece and lkbuild fetch:\n%s", r.code, r.stderr)
+	}
 }
 
 // incremental builds the test kernel with its patch changed twice: on the

@@ -11,6 +11,10 @@
 #      wherever the clone lives. The end-to-end kernel build (e2e) runs only
 #      here: it is what an unprivileged user does.
 #
+#      After e2e, its TestOfflineBuild runs as lktest in a network
+#      namespace with no interface but a loopback that is down (unshare
+#      -n): an --offline build on the cache TestKernelBuild left.
+#
 #   3. the sandbox and hostile-builder tests again as lktest-nosub, a user
 #      without subordinate ids (the single-id mapping).
 #
@@ -78,6 +82,10 @@ failed=0
 filter=()
 [[ -z ${LKBUILD_TEST_RUN:-} ]] || filter+=("-test.run=$LKBUILD_TEST_RUN")
 [[ -z ${LKBUILD_TEST_SKIP:-} ]] || filter+=("-test.skip=$LKBUILD_TEST_SKIP")
+# e2e's TestOfflineBuild runs on its own, in a network namespace (below).
+e2efilter=()
+[[ -z ${LKBUILD_TEST_RUN:-} ]] || e2efilter+=("-test.run=$LKBUILD_TEST_RUN")
+e2efilter+=("-test.skip=^TestOfflineBuild\$${LKBUILD_TEST_SKIP:+|$LKBUILD_TEST_SKIP}")
 
 # --- 1. go test ./... as root ------------------------------------------------
 patterns=("$@")
@@ -153,10 +161,16 @@ for line in "${pkgs[@]}"; do
 		continue
 	fi
 	chmod a+rx "$bin"
-	verbose=()
-	[[ $pkg == */e2e ]] && verbose=(-test.v) # its log holds the build times
+	extra=("${filter[@]}")
+	if [[ $pkg == */e2e ]]; then
+		# Its log holds the build times; TestKernelBuild leaves its cache
+		# for TestOfflineBuild in offline/.
+		mkdir -p "$work/offline"
+		chown "$testuser:" "$work/offline"
+		extra=(-test.v "${e2efilter[@]}")
+	fi
 	t0=$SECONDS
-	if (cd "$work/src/$rel" && runuser -u "$testuser" -- env -i "${testenv[@]}" "$bin" -test.count=1 -test.timeout=75m "${verbose[@]}" "${filter[@]}" </dev/null) 2>&1; then
+	if (cd "$work/src/$rel" && runuser -u "$testuser" -- env -i "${testenv[@]}" "LKBUILD_E2E_OFFLINE_STATE=$work/offline" "$bin" -test.count=1 -test.timeout=75m "${extra[@]}" </dev/null) 2>&1; then
 		echo "ok   $pkg (as $testuser) $((SECONDS - t0)) s"
 		passed=$((passed + 1))
 	else
@@ -164,6 +178,18 @@ for line in "${pkgs[@]}"; do
 		failed=$((failed + 1))
 	fi
 done
+if [[ -f $work/offline/state.json ]]; then
+	# The network namespace has only lo, down: nothing can be reached.
+	t0=$SECONDS
+	if (cd "$work/src/e2e" && unshare --net -- runuser -u "$testuser" -- env -i "${testenv[@]}" "LKBUILD_E2E_OFFLINE_STATE=$work/offline" \
+		"$work/bin/e2e.test" -test.count=1 -test.timeout=30m -test.v -test.run='^TestOfflineBuild$' </dev/null) 2>&1; then
+		echo "ok   ./e2e TestOfflineBuild (as $testuser, no network) $((SECONDS - t0)) s"
+		passed=$((passed + 1))
+	else
+		echo "FAIL ./e2e TestOfflineBuild (as $testuser, no network) $((SECONDS - t0)) s"
+		failed=$((failed + 1))
+	fi
+fi
 echo "== as $testuser: done ($((SECONDS - phase)) s)"
 
 # --- 3. the sandbox without subordinate ids ------------------------------------

@@ -9,6 +9,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/internal/cachedir"
+	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
@@ -103,7 +106,7 @@ func fetchAction(c *cli.Context) error {
 		res, err := builder.Fetch(c.Context, t, env, r.event)
 		if err == nil && foreign && c.String("qemu-image") != "" {
 			var rfs toolchain.Rootfs
-			if rfs, err = prepareRootfs(c.Context, c, c.String("qemu-image"), host); err != nil {
+			if rfs, err = fetchImage(c, reg, cache, c.String("qemu-image"), host); err != nil {
 				err = fmt.Errorf("qemu image: %w", err)
 			} else if !r.json {
 				r.printf("  qemu image %s\n", rfs.Digest)
@@ -134,6 +137,15 @@ func fetchAction(c *cli.Context) error {
 		r.printf("in %s: a build of these with --offline needs no network\n", cache.Root())
 	}
 	return nil
+}
+
+// fetchImage pulls and unpacks ref for arch into the cache, as Fetch does.
+func fetchImage(c *cli.Context, reg *oci.Registry, cache cachedir.Dir, ref string, arch kernel.Arch) (toolchain.Rootfs, error) {
+	store, err := cache.Blobs()
+	if err != nil {
+		return toolchain.Rootfs{}, err
+	}
+	return builder.PrepareImage(c.Context, ref, arch, toolchain.RootfsOptions{Registry: reg, Store: store, Dir: cache.Rootfs()})
 }
 
 // fetchHint is the lkbuild fetch command that gets what t's build needs,

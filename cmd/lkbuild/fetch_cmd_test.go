@@ -1,0 +1,72 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lkbuild/lkbuild/internal/pgptest"
+)
+
+// TestOfflineNamesWhatIsMissing: with --offline (or LKBUILD_OFFLINE=1) and
+// an empty cache, build and fetch fail before any request, name the
+// piece, and print the lkbuild fetch command that gets it.
+func TestOfflineNamesWhatIsMissing(t *testing.T) {
+	testGit(t)
+	k := kernelRepo(t, "kernel", seriesKernelFiles())
+	key, err := pgptest.NewKey("test", "test@lkbuild.invalid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pgptest.Keyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(t.TempDir(), "keys.asc")
+	if err := os.WriteFile(keys, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	common := []string{"--kernel-dir", k, "--series", "6.6.x", "--arch", "x86_64", "--keys", keys, "--builder-image", "registry.invalid/builder:1"}
+	tests := []struct {
+		name string
+		env  bool
+		args []string
+		want []string
+	}{
+		{"build --offline", false, append([]string{"--offline", "--cache-dir", cache, "build", "--output", filepath.Join(t.TempDir(), "oci")}, common...),
+			[]string{"offline: the kernel 6.6.71 source", "is not in the cache", "lkbuild --cache-dir " + cache + " fetch --kernel-dir " + k, "--builder-image registry.invalid/builder:1", "--keys " + keys}},
+		{"build, LKBUILD_OFFLINE=1", true, append([]string{"--cache-dir", cache, "build", "--output", filepath.Join(t.TempDir(), "oci")}, common...),
+			[]string{"offline: the kernel 6.6.71 source", "fetch --kernel-dir " + k}},
+		{"fetch --offline", false, append([]string{"--offline", "--cache-dir", cache, "fetch"}, common...),
+			[]string{"offline: the kernel 6.6.71 source", "lkbuild --cache-dir " + cache + " fetch"}},
+		{"build --offline --push", false, append([]string{"--offline", "--cache-dir", cache, "build", "--push"}, common...),
+			[]string{"pushing needs the network"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env {
+				t.Setenv("LKBUILD_OFFLINE", "1")
+			}
+			_, stderr, code := lkbuild(t, tc.args...)
+			if code == 0 {
+				t.Fatalf("exit 0, want a failure:\n%s", stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestFetchHelp(t *testing.T) {
+	out := lkbuildOK(t, "fetch", "--help")
+	for _, want := range []string{"Examples:", "--offline", "--arch value", "once per arch", "--cross-image", "--qemu-image", "air-gapped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lkbuild fetch --help lacks %q:\n%s", want, out)
+		}
+	}
+}
