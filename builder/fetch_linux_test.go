@@ -69,15 +69,9 @@ func newFetchWorld(t *testing.T) *fetchWorld {
 	t.Helper()
 	dir := t.TempDir()
 	w := &fetchWorld{kernelDir: checkout(t, dir)}
-	key, err := pgptest.NewKey("test", "test@lkbuild.invalid", nil)
+	// The mirror's key, in place of checkout's.
+	key, err := pgptest.WriteKeyring(filepath.Join(w.kernelDir, "common", "keys.asc"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := pgptest.Keyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(w.kernelDir, "common", "keys.asc"), pub, 0o644); err != nil {
 		t.Fatal(err)
 	}
 

@@ -78,15 +78,7 @@ func checkout(t *testing.T, dir string) string {
 	}
 	// A new key each time: untracked, so that two checkouts have one
 	// commit and series hash.
-	key, err := pgptest.NewKey("test", "test@lkbuild.invalid", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := pgptest.Keyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(kdir, "common", "keys.asc"), pub, 0o644); err != nil {
+	if _, err := pgptest.WriteKeyring(filepath.Join(kdir, "common", "keys.asc")); err != nil {
 		t.Fatal(err)
 	}
 	return kdir

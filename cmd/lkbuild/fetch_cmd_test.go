@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,16 +14,8 @@ import (
 func TestOfflineNamesWhatIsMissing(t *testing.T) {
 	testGit(t)
 	k := kernelRepo(t, "kernel", seriesKernelFiles())
-	key, err := pgptest.NewKey("test", "test@lkbuild.invalid", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := pgptest.Keyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	keys := filepath.Join(t.TempDir(), "keys.asc")
-	if err := os.WriteFile(keys, pub, 0o644); err != nil {
+	if _, err := pgptest.WriteKeyring(keys); err != nil {
 		t.Fatal(err)
 	}
 	cache := t.TempDir()

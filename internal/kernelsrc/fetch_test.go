@@ -389,21 +389,29 @@ func TestFetchSequential(t *testing.T) {
 	checkTree(t, tree, f.tars[v71], v71)
 }
 
-func TestFetchHTTP(t *testing.T) {
-	f := newFixture(t)
+// countingServer serves the fixture's mirror over HTTP on 127.0.0.1 and
+// counts the requests.
+func (f *fixture) countingServer(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
 	var requests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		http.FileServer(http.Dir(f.mirror)).ServeHTTP(w, r)
 	}))
-	defer srv.Close()
-	o := f.options(t, srv.URL+"/")
+	t.Cleanup(srv.Close)
+	return srv.URL, &requests
+}
+
+func TestFetchHTTP(t *testing.T) {
+	f := newFixture(t)
+	url, requests := f.countingServer(t)
+	o := f.options(t, url+"/")
 	tree, err := Fetch(context.Background(), o, v71)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkTree(t, tree, f.tars[v71], v71)
-	if want := srv.URL + "/v6.x/linux-6.6.71.tar.xz"; tree.URL != want {
+	if want := url + "/v6.x/linux-6.6.71.tar.xz"; tree.URL != want {
 		t.Errorf("URL %s, want %s", tree.URL, want)
 	}
 	if n := requests.Load(); n != 3 {
@@ -431,13 +439,8 @@ func TestFetchHTTP(t *testing.T) {
 // request; a local mirror (a bundle's tree) is read as always.
 func TestFetchOffline(t *testing.T) {
 	f := newFixture(t)
-	var requests atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		http.FileServer(http.Dir(f.mirror)).ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	o := f.options(t, srv.URL+"/")
+	url, requests := f.countingServer(t)
+	o := f.options(t, url+"/")
 	o.Offline = true
 	_, err := Fetch(context.Background(), o, v71)
 	if !errors.Is(err, ErrOffline) || !strings.Contains(err.Error(), "sha256sums.asc") {

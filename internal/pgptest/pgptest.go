@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -96,4 +97,18 @@ func (k *Key) DetachSign(r io.Reader) ([]byte, error) {
 	}
 	b.WriteByte('\n')
 	return b.Bytes(), nil
+}
+
+// WriteKeyring makes a new test key and writes its armored public key to
+// file, as a keys.asc.
+func WriteKeyring(file string) (*Key, error) {
+	k, err := NewKey("test", "test@lkbuild.invalid", nil)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := k.Public()
+	if err != nil {
+		return nil, err
+	}
+	return k, os.WriteFile(file, pub, 0o644)
 }
