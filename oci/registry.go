@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"syscall"
 	"time"
 
@@ -41,6 +42,15 @@ type registryOptions struct {
 	userAgent  string
 	jobs       int
 	offline    bool
+	// mirrors maps a registry (name.Registry's RegistryStr, so docker.io
+	// is index.docker.io) to the mirror that serves its pulls.
+	mirrors map[string]mirror
+}
+
+// mirror is where a registry's pulls go instead.
+type mirror struct {
+	host     string
+	insecure bool // plain http
 }
 
 // RegistryOption configures a Registry.
@@ -119,6 +129,66 @@ func WithOffline(offline bool) RegistryOption {
 		o.offline = offline
 		return nil
 	}
+}
+
+// WithMirrors sends pulls (Pull and Head, so Exists) for the registries
+// in mirrors (keyed by registry host as references name it: "docker.io",
+// "ghcr.io", "127.0.0.1:5000") to a mirror URL, http:// or https:// and a
+// host with an optional port, LinuxKit's --mirror. Pushes, copies and
+// index merges go to the registry itself, and what Pull records (and so a
+// build's provenance) is the reference as given, not the mirror.
+func WithMirrors(mirrors map[string]string) RegistryOption {
+	return func(o *registryOptions) error {
+		for reg, u := range mirrors {
+			r, err := name.NewRegistry(reg)
+			if err != nil {
+				return fmt.Errorf("mirror for %q: %w", reg, err)
+			}
+			m, err := parseMirror(u)
+			if err != nil {
+				return fmt.Errorf("mirror for %s: %w", reg, err)
+			}
+			if o.mirrors == nil {
+				o.mirrors = map[string]mirror{}
+			}
+			o.mirrors[r.RegistryStr()] = m
+		}
+		return nil
+	}
+}
+
+func parseMirror(s string) (mirror, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return mirror{}, fmt.Errorf("%q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return mirror{}, fmt.Errorf("%q: want an http:// or https:// URL", s)
+	}
+	if u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return mirror{}, fmt.Errorf("%q: want scheme://host[:port] and nothing else", s)
+	}
+	return mirror{host: u.Host, insecure: u.Scheme == "http"}, nil
+}
+
+// viaMirror is where a pull of n goes: n itself, or the same repository
+// and tag or digest at n's registry's mirror.
+func (r *Registry) viaMirror(n name.Reference) (name.Reference, error) {
+	m, ok := r.o.mirrors[n.Context().RegistryStr()]
+	if !ok {
+		return n, nil
+	}
+	var opts []name.Option
+	if m.insecure || r.o.insecure {
+		opts = append(opts, name.Insecure)
+	}
+	s := m.host + "/" + n.Context().RepositoryStr()
+	if d, ok := n.(name.Digest); ok {
+		s += "@" + d.DigestStr()
+	} else {
+		s += ":" + n.Identifier()
+	}
+	return name.ParseReference(s, opts...)
 }
 
 // Offline reports whether the Registry was made WithOffline.
@@ -281,6 +351,9 @@ func (r *Registry) Head(ctx context.Context, ref string) (v1.Descriptor, error) 
 	if err := r.online("head", ref); err != nil {
 		return v1.Descriptor{}, err
 	}
+	if n, err = r.viaMirror(n); err != nil {
+		return v1.Descriptor{}, err
+	}
 	d, err := remote.Head(n, r.remoteOptions(ctx)...)
 	if err != nil {
 		if isNotFound(err) {
@@ -324,7 +397,11 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 		return checkPlatform(ref, img, platform)
 	}
 	opts := r.remoteOptions(ctx)
-	desc, err := remote.Get(n, opts...)
+	from, err := r.viaMirror(n)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := remote.Get(from, opts...)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, fmt.Errorf("pull %s: %w", ref, ErrNotFound)
@@ -348,7 +425,7 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 			store.recordResolved(n.Name(), platform, child.Digest)
 			return img, nil
 		}
-		desc, err = remote.Get(n.Context().Digest(child.Digest.String()), opts...)
+		desc, err = remote.Get(from.Context().Digest(child.Digest.String()), opts...)
 		if err != nil {
 			return nil, fmt.Errorf("pull %s@%s: %w", ref, child.Digest, err)
 		}

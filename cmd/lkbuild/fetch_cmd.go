@@ -44,7 +44,7 @@ Examples:
 func fetchFlags() []cli.Flag {
 	keep := []string{"kernel-dir", "series", "version", "extra", "debug", "org", "image", "hash-commit",
 		"builder-image", "builder-name", "source-mirror", "keys", "ucode-repo", "no-ucode", "json",
-		"qemu-image", "cross-image", "insecure-registry"}
+		"qemu-image", "cross-image", "insecure-registry", "mirror"}
 	flags := []cli.Flag{&cli.StringSliceFlag{Name: "arch", Usage: "arch to fetch for (x86_64/amd64, aarch64/arm64, riscv64), once per arch; default: the host's"}}
 	for _, f := range buildFlags() {
 		if slices.Contains(keep, f.Names()[0]) {
@@ -163,6 +163,9 @@ func fetchHint(c *cli.Context, t *builder.Target) string {
 	}
 	if c.Bool("no-ucode") {
 		args = append(args, "--no-ucode")
+	}
+	for _, m := range c.StringSlice("mirror") {
+		args = append(args, "--mirror", m)
 	}
 	for i, a := range args {
 		if strings.ContainsAny(a, " \t'\"$") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,6 +59,35 @@ func TestFetchHelp(t *testing.T) {
 	for _, want := range []string{"Examples:", "--offline", "--arch value", "once per arch", "--cross-image", "--qemu-image", "air-gapped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lkbuild fetch --help lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestParseMirrors(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want map[string]string
+		err  string
+	}{
+		{nil, map[string]string{}, ""},
+		{[]string{""}, map[string]string{}, ""},
+		{[]string{"http://mirror.local"}, map[string]string{"docker.io": "http://mirror.local"}, ""},
+		{[]string{"docker.io=http://a.local ghcr.io=https://b.local:5000,quay.io=http://c"},
+			map[string]string{"docker.io": "http://a.local", "ghcr.io": "https://b.local:5000", "quay.io": "http://c"}, ""},
+		{[]string{"docker.io=http://a.local", "docker.io=http://a.local"}, map[string]string{"docker.io": "http://a.local"}, ""},
+		{[]string{"docker.io=http://a.local", "http://b.local"}, nil, "two mirrors"},
+		{[]string{"=http://a.local"}, nil, "want [REGISTRY=]URL"},
+		{[]string{"docker.io="}, nil, "want [REGISTRY=]URL"},
+	} {
+		got, err := parseMirrors(tc.in...)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("parseMirrors(%q): %v, want an error saying %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !maps.Equal(got, tc.want) {
+			t.Errorf("parseMirrors(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
 }

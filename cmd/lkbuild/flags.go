@@ -32,8 +32,14 @@ func rootFlagsDown(c *cli.Context) error {
 		if c.IsSet(name) {
 			continue // given after the command too: that one counts
 		}
-		if err := c.Set(name, root.String(name)); err != nil {
-			return fmt.Errorf("--%s: %w", name, err)
+		values := []string{root.String(name)}
+		if _, ok := f.(*cli.StringSliceFlag); ok {
+			values = root.StringSlice(name)
+		}
+		for _, v := range values {
+			if err := c.Set(name, v); err != nil {
+				return fmt.Errorf("--%s: %w", name, err)
+			}
 		}
 	}
 	return nil

@@ -53,6 +53,8 @@ func TestBadFlagValuesAreRefused(t *testing.T) {
 		{[]string{"run", "--rootfs", t.TempDir(), "--env", "=x", "--", "true"}, `--env "=x": want NAME=VALUE`},
 		{[]string{"builder-image", "--from", "127.0.0.1:1/x:y", "--tag", "t", "--run", "true", "--env", "NOEQUALS"}, `--env "NOEQUALS": want NAME=VALUE`},
 		{[]string{"build", "--kernel-dir", k, "--series", "6.6.x", "--jobs", "-5"}, "jobs -5: want a count of at least 1"},
+		{[]string{"--mirror", "docker.io=mirror.local", "build", "--kernel-dir", k, "--series", "6.6.x", "--output", t.TempDir()}, `"mirror.local": want an http:// or https:// URL`},
+		{[]string{"fetch", "--kernel-dir", k, "--series", "6.6.x", "--mirror", "a=http://x", "--mirror", "a=http://y"}, "a has two mirrors"},
 	} {
 		_, stderr, code := lkbuild(t, append([]string{"--cache-dir", cache}, tc.args...)...)
 		if code == 0 || !strings.Contains(stderr, tc.want) {

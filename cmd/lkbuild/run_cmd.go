@@ -20,7 +20,31 @@ import (
 func registryFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "insecure-registry", Usage: "allow plain-HTTP and self-signed registries"},
+		&cli.StringSliceFlag{Name: "mirror", Usage: "pull through a registry mirror, [REGISTRY=]URL (REGISTRY defaults to docker.io), as LinuxKit's --mirror; several separated by spaces or commas, or the flag repeated; also LINUXKIT_MIRROR. Pushes go to the registry itself"},
 	}
+}
+
+// parseMirrors reads mirror specs in LinuxKit's syntax: each value holds
+// entries [REGISTRY=]URL separated by spaces or commas; REGISTRY defaults
+// to docker.io. A registry given two different mirrors is an error.
+func parseMirrors(values ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range values {
+		for _, e := range strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' || r == '\n' }) {
+			reg, u := "docker.io", e
+			if i := strings.Index(e, "="); i >= 0 && !strings.Contains(e[:i], "://") {
+				reg, u = e[:i], e[i+1:]
+			}
+			if reg == "" || u == "" {
+				return nil, fmt.Errorf("mirror %q: want [REGISTRY=]URL", e)
+			}
+			if have, ok := out[reg]; ok && have != u {
+				return nil, fmt.Errorf("mirror: %s has two mirrors, %s and %s", reg, have, u)
+			}
+			out[reg] = u
+		}
+	}
+	return out, nil
 }
 
 func qemuImageFlag() cli.Flag {
@@ -52,7 +76,11 @@ func emulationFor(c *cli.Context, arch kernel.Arch) (*toolchain.Emulation, error
 // newRegistry is the registry client the flags ask for; with --offline it
 // serves only what the cache recorded.
 func newRegistry(c *cli.Context) (*oci.Registry, error) {
-	return oci.NewRegistry(oci.WithInsecure(c.Bool("insecure-registry")), oci.WithOffline(c.Bool("offline")))
+	mirrors, err := parseMirrors(append(c.StringSlice("mirror"), os.Getenv("LINUXKIT_MIRROR"))...)
+	if err != nil {
+		return nil, err
+	}
+	return oci.NewRegistry(oci.WithInsecure(c.Bool("insecure-registry")), oci.WithOffline(c.Bool("offline")), oci.WithMirrors(mirrors))
 }
 
 func runCommand() *cli.Command {
