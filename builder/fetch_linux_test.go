@@ -20,9 +20,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/ulikunitz/xz"
 
 	"github.com/lkbuild/lkbuild/internal/cachedir"
@@ -30,6 +32,7 @@ import (
 	"github.com/lkbuild/lkbuild/internal/pgptest"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/toolchain"
 )
 
 // counter counts the requests a test server gets.
@@ -60,9 +63,11 @@ func (c *counter) take() []string {
 // plus a local microcode repository.
 type fetchWorld struct {
 	kernelDir, ucode string
-	mirror, builder  string
-	mirrorReqs       counter
-	registryReqs     counter
+	// builder is an index of amd64 and arm64 images, cross an image for
+	// the host's arch.
+	mirror, builder, cross string
+	mirrorReqs             counter
+	registryReqs           counter
 }
 
 func newFetchWorld(t *testing.T) *fetchWorld {
@@ -88,25 +93,21 @@ func newFetchWorld(t *testing.T) *fetchWorld {
 
 	rs := httptest.NewServer(w.registryReqs.wrap(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
 	t.Cleanup(rs.Close)
-	img, err := random.Image(512, 1)
+	host := strings.TrimPrefix(rs.URL, "http://")
+	w.builder, w.cross = host+"/builder:1", host+"/cross:1"
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, arch := range []string{"amd64", "arm64"} {
+		p := v1.Platform{OS: "linux", Architecture: arch}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: platformImage(t, arch), Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	if err := remote.WriteIndex(mustRef(t, w.builder), idx); err != nil {
+		t.Fatal(err)
+	}
+	hostArch, err := toolchain.HostArch()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	w.builder = strings.TrimPrefix(rs.URL, "http://") + "/builder:1"
-	ref, err := name.ParseReference(w.builder)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
+	if err := remote.Write(mustRef(t, w.cross), platformImage(t, toolchain.Platform(hostArch).Architecture)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -138,6 +139,34 @@ func newFetchWorld(t *testing.T) *fetchWorld {
 	}
 	w.take()
 	return w
+}
+
+// platformImage is a small random image for linux/arch.
+func platformImage(t *testing.T, arch string) v1.Image {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 // take returns and forgets the requests both servers got.
@@ -187,10 +216,10 @@ func (w *fetchWorld) env(t *testing.T, cache string, offline bool) Environment {
 	return Environment{Registry: reg, Cache: c, SourceMirror: w.mirror, UcodeRepo: w.ucode, Offline: offline}
 }
 
-func (w *fetchWorld) target(t *testing.T) *Target {
+func (w *fetchWorld) target(t *testing.T, arch string) *Target {
 	t.Helper()
 	tg, err := Resolve(context.Background(), Request{
-		KernelDir: w.kernelDir, Query: kernel.Query{Series: "6.12.x"}, Arch: "x86_64",
+		KernelDir: w.kernelDir, Query: kernel.Query{Series: "6.12.x"}, Arch: arch,
 		BuilderImage: w.builder, Jobs: 2, Getenv: func(string) string { return "" },
 	})
 	if err != nil {
@@ -204,7 +233,7 @@ func (w *fetchWorld) target(t *testing.T) *Target {
 // missing names the first one missing and makes no request either.
 func TestFetchThenOffline(t *testing.T) {
 	w := newFetchWorld(t)
-	tg := w.target(t)
+	tg := w.target(t, "x86_64")
 	ctx := context.Background()
 	cache := filepath.Join(t.TempDir(), "cache")
 
@@ -285,4 +314,71 @@ func TestFetchThenOffline(t *testing.T) {
 	if _, err := Fetch(ctx, tg, env, nil); err == nil || !strings.Contains(err.Error(), "oci.WithOffline") {
 		t.Errorf("offline environment, online registry: got %v", err)
 	}
+}
+
+// TestFetchForeignArch: for a foreign arch with a cross image, fetch gets
+// that arch's builder and the host's cross image; again, and offline, it
+// makes no request.
+func TestFetchForeignArch(t *testing.T) {
+	host, err := toolchain.HostArch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, native := "aarch64", "x86_64"
+	if host.Uname == "aarch64" {
+		foreign, native = native, foreign
+	}
+	w := newFetchWorld(t)
+	tg := w.target(t, foreign)
+	ctx := context.Background()
+	cache := filepath.Join(t.TempDir(), "cache")
+	env := w.env(t, cache, false)
+	env.CrossImage = w.cross
+	res, err := Fetch(ctx, tg, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm, _ := mustIndexChild(t, w.builder, toolchain.Platform(tg.BuilderArch).Architecture)
+	cross, _ := remote.Head(mustRef(t, w.cross))
+	if res.Builder != arm.String() || res.Cross != cross.Digest.String() {
+		t.Errorf("fetch for %s: %+v, want builder %s, cross %s", foreign, res, arm, cross.Digest)
+	}
+	w.take()
+	for _, offline := range []bool{false, true} {
+		env := w.env(t, cache, offline)
+		env.CrossImage = w.cross
+		again, err := Fetch(ctx, tg, env, nil)
+		if err != nil || *again != *res {
+			t.Errorf("fetch again (offline %v): %+v, %v; first %+v", offline, again, err, res)
+		}
+		if r := w.take(); len(r) != 0 {
+			t.Errorf("fetch again (offline %v) made requests: %v", offline, r)
+		}
+	}
+	// The native builder was never fetched: offline, it is named.
+	_, err = Fetch(ctx, w.target(t, native), w.env(t, cache, true), nil)
+	var me *MissingError
+	if !errors.As(err, &me) || !strings.Contains(me.Piece, "builder image") || !strings.Contains(me.Piece, "for "+native) {
+		t.Errorf("offline fetch for %s after one for %s: got %v, want a MissingError naming the %s builder", native, foreign, err, native)
+	}
+}
+
+// mustIndexChild is the digest of arch's image in the index at ref.
+func mustIndexChild(t *testing.T, ref, arch string) (v1.Hash, error) {
+	t.Helper()
+	idx, err := remote.Index(mustRef(t, ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range m.Manifests {
+		if d.Platform != nil && d.Platform.Architecture == arch {
+			return d.Digest, nil
+		}
+	}
+	t.Fatalf("no %s in %s", arch, ref)
+	return v1.Hash{}, nil
 }
