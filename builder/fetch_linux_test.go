@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -381,4 +382,146 @@ func mustIndexChild(t *testing.T, ref, arch string) (v1.Hash, error) {
 	}
 	t.Fatalf("no %s in %s", arch, ref)
 	return v1.Hash{}, nil
+}
+
+// TestBundle: a bundle written after a fetch serves an offline fetch on an
+// empty cache with what the online one got, making no request; each bad
+// bundle is refused, naming the piece.
+func TestBundle(t *testing.T) {
+	w := newFetchWorld(t)
+	tg := w.target(t, "x86_64")
+	ctx := context.Background()
+	online := w.env(t, filepath.Join(t.TempDir(), "cache"), false)
+	res, err := Fetch(ctx, tg, online, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "bundle")
+	bw, err := NewBundleWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bw.AddTarget(ctx, tg, online); err != nil {
+		t.Fatal(err)
+	}
+	if err := bw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.take()
+
+	// useBundle imports the bundle at d into a new cache and fetches
+	// offline from it.
+	useBundle := func(d, arch string) (*FetchResult, error) {
+		b, err := OpenBundle(d)
+		if err != nil {
+			return nil, err
+		}
+		env := w.env(t, filepath.Join(t.TempDir(), "cache"), true)
+		a, err := kernel.ParseArch(arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Import(ctx, env.Cache, a); err != nil {
+			return nil, err
+		}
+		env.SourceMirror, env.UcodeRepo = b.SourceMirror(), b.UcodeRepo()
+		return Fetch(ctx, w.target(t, arch), env, nil)
+	}
+	got, err := useBundle(dir, "x86_64")
+	if err != nil {
+		t.Fatalf("fetch from the bundle: %v", err)
+	}
+	// Only where the tarball was read from differs (the image records the
+	// plan's kernel.org URL either way).
+	got.SourceURL = res.SourceURL
+	if *got != *res || got.Ucode == "" {
+		t.Errorf("fetch from the bundle: %+v, online %+v", got, res)
+	}
+	if r := w.take(); len(r) != 0 {
+		t.Errorf("using the bundle made requests: %v", r)
+	}
+
+	// Bad bundles: a copy of the good one, spoilt.
+	b, err := OpenBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece := func(kind, suffix string) BundlePiece {
+		for _, p := range b.Manifest().Pieces {
+			if p.Kind == kind && strings.HasSuffix(p.Path+p.Ref, suffix) {
+				return p
+			}
+		}
+		t.Fatalf("no %s piece *%s", kind, suffix)
+		return BundlePiece{}
+	}
+	img := piece("image", "/builder:1")
+	layout, err := oci.OpenStore(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bimg, _, err := layout.ImageByName(img.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := bimg.Layers()
+	layerDigest, _ := layers[0].Digest()
+	for _, tc := range []struct {
+		name  string
+		spoil func(d string)
+		arch  string
+		want  []string
+	}{
+		{"tarball missing", func(d string) { os.Remove(filepath.Join(d, piece("file", ".tar.xz").Path)) }, "x86_64",
+			[]string{"the kernel 6.12.117 source, tarball", "missing"}},
+		{"sums tampered", func(d string) { appendTo(t, filepath.Join(d, piece("file", "sha256sums.asc").Path), "x") }, "x86_64",
+			[]string{"sha256sums.asc", "refused"}},
+		{"layer tampered", func(d string) {
+			p := filepath.Join(d, "images", "blobs", "sha256", layerDigest.Hex)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[len(data)/2] ^= 1
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "x86_64", []string{"the builder for x86_64", "refused"}},
+		{"image missing", func(d string) { os.RemoveAll(filepath.Join(d, "images")) }, "x86_64", []string{"the builder for x86_64", "missing from images"}},
+		{"microcode missing", func(d string) { os.RemoveAll(filepath.Join(d, "ucode.git")) }, "x86_64", []string{"the Intel microcode"}},
+		{"no manifest", func(d string) { os.Remove(filepath.Join(d, "manifest.json")) }, "x86_64", []string{"not a bundle"}},
+		{"another arch", func(string) {}, "aarch64", []string{"is for x86_64, not aarch64", "--arch aarch64"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := filepath.Join(t.TempDir(), "bundle")
+			if out, err := exec.Command("cp", "-a", dir, d).CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v %s", err, out)
+			}
+			tc.spoil(d)
+			_, err := useBundle(d, tc.arch)
+			for _, want := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("got %v, want an error saying %q", err, want)
+				}
+			}
+			if r := w.take(); len(r) != 0 {
+				t.Errorf("a bad bundle made requests: %v", r)
+			}
+		})
+	}
+	if _, err := NewBundleWriter(dir); err == nil {
+		t.Error("a bundle written over a bundle: no error")
+	}
+}
+
+func appendTo(t *testing.T, file, s string) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
 }

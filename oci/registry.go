@@ -422,7 +422,7 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 			return nil, fmt.Errorf("pull %s: %w", ref, err)
 		}
 		if img, ok := store.Image(child.Digest); ok {
-			store.recordResolved(n.Name(), platform, child.Digest)
+			store.RecordResolved(n.Name(), platform, child.Digest)
 			return img, nil
 		}
 		desc, err = remote.Get(from.Context().Digest(child.Digest.String()), opts...)
@@ -434,7 +434,7 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 		if _, err := checkPlatform(ref, img, platform); err != nil {
 			return nil, err
 		}
-		store.recordResolved(n.Name(), platform, desc.Digest)
+		store.RecordResolved(n.Name(), platform, desc.Digest)
 		return img, nil
 	}
 	if !desc.MediaType.IsImage() {
@@ -454,7 +454,7 @@ func (r *Registry) Pull(ctx context.Context, ref string, platform v1.Platform, s
 	if !ok {
 		return nil, fmt.Errorf("pull %s: image %s incomplete in store after fetch", ref, desc.Digest)
 	}
-	store.recordResolved(n.Name(), platform, desc.Digest)
+	store.RecordResolved(n.Name(), platform, desc.Digest)
 	return img, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -35,10 +36,11 @@ func (s *Store) resolvedFile(ref string, p v1.Platform) string {
 	return filepath.Join(s.Dir(), resolvedDir, hex.EncodeToString(sum[:16])+".json")
 }
 
-// recordResolved notes that ref named image d for platform p. A failure
+// RecordResolved notes that ref named image d for platform p, as a pull
+// does (and a bundle import, for images that come from elsewhere). A failure
 // costs only the offline use of the record, so it is not an error of the
 // pull.
-func (s *Store) recordResolved(ref string, p v1.Platform, d v1.Hash) {
+func (s *Store) RecordResolved(ref string, p v1.Platform, d v1.Hash) {
 	data, err := json.Marshal(resolved{Ref: ref, Platform: p.String(), Digest: d})
 	if err != nil {
 		return
@@ -78,4 +80,14 @@ func (s *Store) Resolved(ref string, p v1.Platform) (v1.Image, error) {
 		return nil, fmt.Errorf("image %s for %s (%s): blobs missing from this cache: %w", ref, p.String(), r.Digest, ErrOffline)
 	}
 	return img, nil
+}
+
+// RefName is ref's canonical form, the one Pull records it under
+// (docker.io/x is index.docker.io/library/x...).
+func RefName(ref string) (string, error) {
+	n, err := name.ParseReference(ref)
+	if err != nil {
+		return "", fmt.Errorf("parse reference %q: %w", ref, err)
+	}
+	return n.Name(), nil
 }

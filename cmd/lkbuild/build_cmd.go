@@ -80,6 +80,7 @@ func buildFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "epoch", Usage: "build date in Unix seconds (default: SOURCE_DATE_EPOCH, else the kernel dir's HEAD commit time)", Value: -1},
 		&cli.IntFlag{Name: "xz-level", Usage: "xz preset of src/linux.tar.xz (upstream: 6)", Value: builder.DefaultXZLevel},
 		&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout instead of text"},
+		&cli.StringFlag{Name: "bundle", Usage: "build from a bundle lkbuild fetch --bundle wrote (every piece verified, then used without any network); lkbuild fetch: write one"},
 		qemuImageFlag(),
 		&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: an image for this host's arch with the cross gcc and binutils of the builder's versions (registry reference or oci:DIR:NAME); the compilers, and make, sh, sed, ... where its packages are the builder's versions, then run natively; the output is the fully emulated build's", EnvVars: []string{"LKBUILD_CROSS_IMAGE"}},
 		&cli.BoolFlag{Name: "no-fast-path", Usage: "build a foreign arch fully emulated even with --cross-image"},
@@ -142,6 +143,15 @@ func buildAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var bundle *builder.Bundle
+	if dir := c.String("bundle"); dir != "" {
+		if bundle, err = builder.OpenBundle(dir); err != nil {
+			return err
+		}
+		if err := bundle.Import(c.Context, cache, t.Arch); err != nil {
+			return err
+		}
+	}
 	// A failed build leaves no empty layout behind where there was none.
 	_, statErr := os.Stat(c.String("output"))
 	out, err := oci.OpenStore(c.String("output"))
@@ -170,7 +180,10 @@ func buildAction(c *cli.Context) error {
 	env := builder.Environment{
 		Registry: reg, Cache: cache, Output: out,
 		SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"), Emulation: emu,
-		Offline: c.Bool("offline"),
+		Offline: offline(c),
+	}
+	if bundle != nil {
+		env.SourceMirror, env.UcodeRepo = bundle.SourceMirror(), bundle.UcodeRepo()
 	}
 	if cross := c.String("cross-image"); cross != "" && !c.Bool("no-fast-path") {
 		if emu == nil {

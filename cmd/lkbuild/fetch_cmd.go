@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -28,6 +29,16 @@ and bring that directory over:
    lkbuild --cache-dir /media/usb/lkbuild-cache fetch --series 6.6.x --arch x86_64 --arch aarch64
    lkbuild --cache-dir /media/usb/lkbuild-cache --offline build --series 6.6.x --arch aarch64
 
+With --bundle DIR, fetch also writes everything into DIR, a portable
+directory (an OCI layout of the images, the sources as a kernel.org-style
+mirror tree, the microcode as a git repository, and a manifest.json with
+every piece's digest and purpose); on the other host, build --bundle DIR
+verifies every piece, refuses the bundle if one is missing or changed,
+and builds with no network:
+
+   lkbuild fetch --series 6.6.x --arch x86_64 --arch aarch64 --bundle /media/usb/lk-6.6
+   lkbuild build --series 6.6.x --arch aarch64 --bundle /media/usb/lk-6.6
+
 What is in the cache already costs no request: a second fetch of the same
 targets makes none (an image's tag is taken as the cache recorded it; use
 a digest reference, or lkbuild cache prune, for a tag that moved). With
@@ -44,7 +55,7 @@ Examples:
 func fetchFlags() []cli.Flag {
 	keep := []string{"kernel-dir", "series", "version", "extra", "debug", "org", "image", "hash-commit",
 		"builder-image", "builder-name", "source-mirror", "keys", "ucode-repo", "no-ucode", "json",
-		"qemu-image", "cross-image", "insecure-registry", "mirror"}
+		"qemu-image", "cross-image", "insecure-registry", "mirror", "bundle"}
 	flags := []cli.Flag{&cli.StringSliceFlag{Name: "arch", Usage: "arch to fetch for (x86_64/amd64, aarch64/arm64, riscv64), once per arch; default: the host's"}}
 	for _, f := range buildFlags() {
 		if slices.Contains(keep, f.Names()[0]) {
@@ -84,6 +95,18 @@ func fetchAction(c *cli.Context) error {
 	}
 	r := newRenderer(c)
 	defer r.close()
+	var bw *builder.BundleWriter
+	if dir := c.String("bundle"); dir != "" {
+		if bw, err = builder.NewBundleWriter(dir); err != nil {
+			return err
+		}
+		// An incomplete bundle is of no use: it goes unless Close ran.
+		defer func() {
+			if bw != nil {
+				os.RemoveAll(dir)
+			}
+		}()
+	}
 	for _, arch := range arches {
 		req := buildRequest(c)
 		req.Arch = arch
@@ -112,6 +135,15 @@ func fetchAction(c *cli.Context) error {
 				r.printf("  qemu image %s\n", rfs.Digest)
 			}
 		}
+		if err == nil && bw != nil {
+			err = bw.AddTarget(c.Context, t, env)
+			if err == nil && foreign && c.String("qemu-image") != "" {
+				var store *oci.Store
+				if store, err = cache.Blobs(); err == nil {
+					err = bw.AddImage(c.Context, store, c.String("qemu-image"), toolchain.Platform(host), "the QEMU image for "+host.Uname)
+				}
+			}
+		}
 		if err != nil {
 			var me *builder.MissingError
 			if errors.As(err, &me) {
@@ -132,6 +164,20 @@ func fetchAction(c *cli.Context) error {
 		if res.Cross != "" {
 			r.printf("  cross image %s\n", res.Cross)
 		}
+	}
+	if bw != nil {
+		size, err := bw.Size()
+		if err != nil {
+			return err
+		}
+		if err := bw.Close(); err != nil {
+			return err
+		}
+		bw = nil
+		if !r.json {
+			r.printf("bundle %s (%.1f MB): lkbuild build --bundle %s builds these without any network\n", c.String("bundle"), float64(size)/1e6, c.String("bundle"))
+		}
+		return nil
 	}
 	if !r.json {
 		r.printf("in %s: a build of these with --offline needs no network\n", cache.Root())

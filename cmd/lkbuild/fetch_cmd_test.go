@@ -2,6 +2,7 @@ package main
 
 import (
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,7 +57,7 @@ func TestOfflineNamesWhatIsMissing(t *testing.T) {
 
 func TestFetchHelp(t *testing.T) {
 	out := lkbuildOK(t, "fetch", "--help")
-	for _, want := range []string{"Examples:", "--offline", "--arch value", "once per arch", "--cross-image", "--qemu-image", "air-gapped"} {
+	for _, want := range []string{"Examples:", "--offline", "--arch value", "once per arch", "--cross-image", "--qemu-image", "air-gapped", "--bundle"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lkbuild fetch --help lacks %q:\n%s", want, out)
 		}
@@ -88,6 +89,35 @@ func TestParseMirrors(t *testing.T) {
 		}
 		if err != nil || !maps.Equal(got, tc.want) {
 			t.Errorf("parseMirrors(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// TestBadBundles: build --bundle refuses what is not a bundle, or one for
+// another arch, before anything else.
+func TestBadBundles(t *testing.T) {
+	testGit(t)
+	k := kernelRepo(t, "kernel", seriesKernelFiles())
+	empty := t.TempDir()
+	x86 := t.TempDir()
+	if err := os.WriteFile(filepath.Join(x86, "manifest.json"), []byte(`{"format": 1, "arches": ["x86_64"], "pieces": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	escape := t.TempDir()
+	if err := os.WriteFile(filepath.Join(escape, "manifest.json"), []byte(`{"format": 1, "arches": ["x86_64"], "pieces": [{"kind": "file", "for": "x", "path": "../../etc/passwd", "sha256": "00"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		bundle, arch, want string
+	}{
+		{empty, "x86_64", "not a bundle"},
+		{x86, "aarch64", "is for x86_64, not aarch64"},
+		{escape, "x86_64", "outside the bundle"},
+	} {
+		_, stderr, code := lkbuild(t, "--cache-dir", t.TempDir(), "build", "--kernel-dir", k, "--series", "6.6.x", "--arch", tc.arch,
+			"--bundle", tc.bundle, "--output", filepath.Join(t.TempDir(), "oci"))
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("build --bundle %s --arch %s: exit %d, want %q:\n%s", tc.bundle, tc.arch, code, tc.want, stderr)
 		}
 	}
 }

@@ -73,14 +73,20 @@ func emulationFor(c *cli.Context, arch kernel.Arch) (*toolchain.Emulation, error
 	return &e, nil
 }
 
-// newRegistry is the registry client the flags ask for; with --offline it
-// serves only what the cache recorded.
+// newRegistry is the registry client the flags ask for; offline (--offline,
+// or a build from a --bundle) it serves only what the cache recorded.
 func newRegistry(c *cli.Context) (*oci.Registry, error) {
 	mirrors, err := parseMirrors(append(c.StringSlice("mirror"), os.Getenv("LINUXKIT_MIRROR"))...)
 	if err != nil {
 		return nil, err
 	}
-	return oci.NewRegistry(oci.WithInsecure(c.Bool("insecure-registry")), oci.WithOffline(c.Bool("offline")), oci.WithMirrors(mirrors))
+	return oci.NewRegistry(oci.WithInsecure(c.Bool("insecure-registry")), oci.WithOffline(offline(c)), oci.WithMirrors(mirrors))
+}
+
+// offline reports whether the command may use no network: --offline, or
+// a build from a bundle.
+func offline(c *cli.Context) bool {
+	return c.Bool("offline") || (c.Command != nil && c.Command.Name == "build" && c.String("bundle") != "")
 }
 
 func runCommand() *cli.Command {

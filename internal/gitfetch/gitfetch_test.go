@@ -138,3 +138,44 @@ func TestFetchOffline(t *testing.T) {
 		t.Errorf("offline fetches made %d requests", n)
 	}
 }
+
+// TestWriteRepo: the written repository holds the tag at the same commit,
+// and Fetch reads it offline like the original (lightweight and annotated
+// tags; the commit of the annotated one has a parent, which stays out).
+func TestWriteRepo(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git is missing (the test makes its repository with it)")
+	}
+	repo, first, second := gitRepo(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ tag, commit, ucode string }{{"light", first, "v1"}, {"annotated", second, "v2"}} {
+		t.Run(tc.tag, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "ucode.git")
+			commit, err := WriteRepo(ctx, repo, tc.tag, dst)
+			if err != nil || commit != tc.commit {
+				t.Fatalf("WriteRepo: %s, %v; want %s", commit, err, tc.commit)
+			}
+			c, err := Fetch(ctx, dst, tc.tag, t.TempDir(), Offline(true))
+			if err != nil || c.Commit != tc.commit {
+				t.Fatalf("fetch from the written repository: %+v, %v", c, err)
+			}
+			if got, _ := os.ReadFile(filepath.Join(c.Dir, "intel-ucode", "06-55-04")); string(got) != tc.ucode {
+				t.Errorf("file holds %q, want %q", got, tc.ucode)
+			}
+			if l, _ := os.Readlink(filepath.Join(c.Dir, "LICENSE")); l != "license" {
+				t.Errorf("symlink %q", l)
+			}
+			// git itself reads it.
+			out, err := exec.Command("git", "-C", dst, "rev-parse", tc.tag+"^{commit}").CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != tc.commit {
+				t.Errorf("git rev-parse in the written repository: %s, %v", out, err)
+			}
+			if _, err := WriteRepo(ctx, repo, tc.tag, dst); err == nil {
+				t.Error("WriteRepo over an existing directory: no error")
+			}
+		})
+	}
+	if _, err := WriteRepo(ctx, repo, "no-such-tag", filepath.Join(t.TempDir(), "x.git")); err == nil || !strings.Contains(err.Error(), "no-such-tag") {
+		t.Errorf("missing tag: %v", err)
+	}
+}

@@ -16,7 +16,7 @@ type cache struct{ dir string }
 // openCache creates the cache's folders if missing.
 func openCache(dir string) (cache, error) {
 	c := cache{dir: dir}
-	for _, d := range []string{"sha256", "trees", "tmp", "locks", "sums"} {
+	for _, d := range []string{"sha256", "trees", "tmp", "locks", "sums", "signatures"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return cache{}, fmt.Errorf("source cache: %w", err)
 		}
@@ -36,15 +36,21 @@ func (c cache) sums(loc string) string {
 	return filepath.Join(c.dir, "sums", path.Base(path.Dir(filepath.ToSlash(loc)))+"-"+path.Base(filepath.ToSlash(loc)))
 }
 
-// keepSums keeps data, a verified sha256sums.asc, for the next fetch. A
-// failure costs that fetch a download, so it is not an error.
-func (c cache) keepSums(loc string, data []byte) {
-	tmp, err := os.CreateTemp(c.tmp(), "sums-*")
+// signature is where the verified .tar.sign of the tarball sum is kept,
+// for a bundle's mirror tree (WriteMirror).
+func (c cache) signature(sum string) string {
+	return filepath.Join(c.dir, "signatures", sum+".tar.sign")
+}
+
+// keep writes data, a verified file, to file for later fetches. A failure
+// costs them a download, so it is not an error.
+func (c cache) keep(file string, data []byte) {
+	tmp, err := os.CreateTemp(c.tmp(), "keep-*")
 	if err != nil {
 		return
 	}
 	_, werr := tmp.Write(data)
-	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), c.sums(loc)) != nil {
+	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), file) != nil {
 		os.Remove(tmp.Name())
 	}
 }

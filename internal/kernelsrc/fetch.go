@@ -194,7 +194,7 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 		if want, err = lookupSum(o.Keyring, files, sumsData.buf.Bytes()); err != nil {
 			return Tree{}, err
 		}
-		c.keepSums(files.Sums, sumsData.buf.Bytes())
+		c.keep(c.sums(files.Sums), sumsData.buf.Bytes())
 	}
 	sum := hex.EncodeToString(want[:])
 	tree := Tree{Version: v, SHA256: sum, URL: files.Tarball, Tarball: c.tarball(sum)}
@@ -242,6 +242,7 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 	if err != nil {
 		return Tree{}, err
 	}
+	c.keep(c.signature(sum), sigData.buf.Bytes())
 	tree.Dir = dir
 	return tree, nil
 }

@@ -1,0 +1,367 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/lkbuild/lkbuild/internal/cachedir"
+	"github.com/lkbuild/lkbuild/internal/gitfetch"
+	"github.com/lkbuild/lkbuild/internal/kernelsrc"
+	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/oci"
+	"github.com/lkbuild/lkbuild/toolchain"
+)
+
+// A bundle is a directory that carries what builds take from the network
+// to a host without one:
+//
+//	manifest.json  every piece, its digest and what it is for (written last)
+//	images/        an OCI image layout: builder, cross and QEMU images
+//	sources/       a kernel.org-style mirror tree (--source-mirror)
+//	ucode.git/     the Intel microcode tag as a bare git repository
+//
+// lkbuild fetch --bundle writes one (BundleWriter); lkbuild build --bundle
+// verifies every piece and imports it into the cache before anything is
+// built (OpenBundle, Bundle.Import).
+const (
+	bundleManifest = "manifest.json"
+	bundleImages   = "images"
+	bundleSources  = "sources"
+	bundleUcode    = "ucode.git"
+	bundleFormat   = 1
+)
+
+// BundleManifest is a bundle's manifest.json.
+type BundleManifest struct {
+	Format int `json:"format"`
+	// Arches are the arches (uname) the bundle builds.
+	Arches []string      `json:"arches"`
+	Pieces []BundlePiece `json:"pieces"`
+}
+
+// BundlePiece is one piece of a bundle.
+type BundlePiece struct {
+	// Kind is "image", "file" or "git".
+	Kind string `json:"kind"`
+	// For says what the piece is for, as errors name it.
+	For string `json:"for"`
+	// An image: its reference (canonical) and platform as a build pulls
+	// it, its manifest digest and its name in images/.
+	Ref      string `json:"ref,omitempty"`
+	Platform string `json:"platform,omitempty"`
+	Digest   string `json:"digest,omitempty"`
+	Name     string `json:"name,omitempty"`
+	// A file or git repository: its path in the bundle; a file's SHA-256,
+	// a repository's tag and the commit it names.
+	Path   string `json:"path,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	Tag    string `json:"tag,omitempty"`
+	Commit string `json:"commit,omitempty"`
+}
+
+// BundleWriter writes a bundle.
+type BundleWriter struct {
+	dir    string
+	images *oci.Store
+	m      BundleManifest
+}
+
+// NewBundleWriter starts a bundle in dir, which must not exist or be
+// empty.
+func NewBundleWriter(dir string) (*BundleWriter, error) {
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		return nil, fmt.Errorf("bundle %s: not empty", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	images, err := oci.OpenStore(filepath.Join(dir, bundleImages))
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	return &BundleWriter{dir: dir, images: images, m: BundleManifest{Format: bundleFormat}}, nil
+}
+
+// AddTarget adds what the build of t needs, which Fetch(t, env) put in
+// env's cache: the source, the microcode, the builder and, with
+// env.CrossImage, the cross image.
+func (w *BundleWriter) AddTarget(ctx context.Context, t *Target, env Environment) error {
+	if !slices.Contains(w.m.Arches, t.Arch.Uname) {
+		w.m.Arches = append(w.m.Arches, t.Arch.Uname)
+	}
+	keys, err := (&build{t: t}).keyring()
+	if err != nil {
+		return err
+	}
+	src := fmt.Sprintf("the kernel %s source", t.Plan.Version)
+	_, err = kernelsrc.WriteMirror(ctx, kernelsrc.Options{
+		Mirror: env.SourceMirror, Dir: env.Cache.Sources(), Keyring: keys, Offline: env.Offline,
+	}, t.Plan.Version, filepath.Join(w.dir, bundleSources))
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	files, err := kernel.SourceURLs(bundleSources, t.Plan.Version)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct{ path, what string }{
+		{files.Sums, "sha256sums.asc"}, {files.Signature, "signature"}, {files.Tarball, "tarball"},
+	} {
+		if err := w.addFile(f.path, src+", "+f.what); err != nil {
+			return err
+		}
+	}
+	if u := t.Plan.Ucode; u != nil && !w.has("git", bundleUcode) {
+		repo := u.Repo
+		if env.UcodeRepo != "" {
+			repo = env.UcodeRepo
+		}
+		commit, err := gitfetch.WriteRepo(ctx, repo, u.Ref, filepath.Join(w.dir, bundleUcode))
+		if err != nil {
+			return fmt.Errorf("bundle: the Intel microcode: %w", err)
+		}
+		w.m.Pieces = append(w.m.Pieces, BundlePiece{Kind: "git", For: "the Intel microcode", Path: bundleUcode, Tag: u.Ref, Commit: commit})
+	}
+	store, err := env.Cache.Blobs()
+	if err != nil {
+		return err
+	}
+	if err := w.AddImage(ctx, store, t.BuilderPull, toolchain.Platform(t.BuilderArch), "the builder for "+t.BuilderArch.Uname); err != nil {
+		return err
+	}
+	if env.CrossImage != "" {
+		host, err := toolchain.HostArch()
+		if err != nil {
+			return err
+		}
+		if err := w.AddImage(ctx, store, env.CrossImage, toolchain.Platform(host), "the cross image for "+host.Uname); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *BundleWriter) has(kind, key string) bool {
+	return slices.ContainsFunc(w.m.Pieces, func(p BundlePiece) bool {
+		return p.Kind == kind && (p.Path == key || p.Ref+" "+p.Platform == key)
+	})
+}
+
+// addFile adds the file at rel (already in the bundle) with its digest.
+func (w *BundleWriter) addFile(rel, what string) error {
+	if w.has("file", rel) {
+		return nil
+	}
+	sum, err := fileSHA256(filepath.Join(w.dir, rel))
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	w.m.Pieces = append(w.m.Pieces, BundlePiece{Kind: "file", For: what, Path: rel, SHA256: sum})
+	return nil
+}
+
+// AddImage adds image ref for platform p, as an earlier pull recorded it
+// in store, to the bundle's layout.
+func (w *BundleWriter) AddImage(ctx context.Context, store *oci.Store, ref string, p v1.Platform, what string) error {
+	if _, _, ok := toolchain.ParseLayoutRef(ref); ok {
+		return fmt.Errorf("bundle: %s is %s, an OCI layout: give a registry reference, or copy the layout to the host yourself", what, ref)
+	}
+	canon, err := oci.RefName(ref)
+	if err != nil {
+		return err
+	}
+	if w.has("image", canon+" "+p.String()) {
+		return nil
+	}
+	img, err := store.Resolved(canon, p)
+	if err != nil {
+		return fmt.Errorf("bundle: %s: %w", what, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	name := fmt.Sprintf("image-%d", len(w.m.Pieces)+1)
+	if err := w.images.WriteLayout(ctx, img, p, name); err != nil {
+		return fmt.Errorf("bundle: %s: %w", what, err)
+	}
+	w.m.Pieces = append(w.m.Pieces, BundlePiece{Kind: "image", For: what, Ref: canon, Platform: p.String(), Digest: d.String(), Name: name})
+	return nil
+}
+
+// Close writes the manifest: the bundle is complete.
+func (w *BundleWriter) Close() error {
+	data, err := json.MarshalIndent(w.m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(w.dir, bundleManifest+".tmp")
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(w.dir, bundleManifest))
+}
+
+// Size is the bytes of the bundle's files.
+func (w *BundleWriter) Size() (int64, error) {
+	var n int64
+	err := filepath.WalkDir(w.dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		n += info.Size()
+		return err
+	})
+	return n, err
+}
+
+// Bundle is a bundle whose manifest was read.
+type Bundle struct {
+	dir string
+	m   BundleManifest
+}
+
+// OpenBundle reads the manifest of the bundle at dir.
+func OpenBundle(dir string) (*Bundle, error) {
+	data, err := os.ReadFile(filepath.Join(dir, bundleManifest))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("bundle %s: no %s: not a bundle, or an incomplete one (lkbuild fetch --bundle writes it last)", dir, bundleManifest)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	b := &Bundle{dir: dir}
+	if err := json.Unmarshal(data, &b.m); err != nil {
+		return nil, fmt.Errorf("bundle %s: %s: %w", dir, bundleManifest, err)
+	}
+	if b.m.Format != bundleFormat {
+		return nil, fmt.Errorf("bundle %s: format %d, this lkbuild reads %d", dir, b.m.Format, bundleFormat)
+	}
+	for _, p := range b.m.Pieces {
+		if p.Path != "" && !filepath.IsLocal(p.Path) {
+			return nil, fmt.Errorf("bundle %s: piece %q (%s) is outside the bundle", dir, p.Path, p.For)
+		}
+	}
+	return b, nil
+}
+
+// Manifest is what the bundle says it holds.
+func (b *Bundle) Manifest() BundleManifest { return b.m }
+
+// SourceMirror is the bundle's mirror tree, for Environment.SourceMirror.
+func (b *Bundle) SourceMirror() string { return filepath.Join(b.dir, bundleSources) }
+
+// UcodeRepo is the bundle's microcode repository, for
+// Environment.UcodeRepo; "" when it has none.
+func (b *Bundle) UcodeRepo() string {
+	for _, p := range b.m.Pieces {
+		if p.Kind == "git" {
+			return filepath.Join(b.dir, p.Path)
+		}
+	}
+	return ""
+}
+
+// Import verifies every piece of the bundle and puts its images and its
+// microcode into cache, for an offline build of arch. A piece that is
+// missing or whose digest does not match fails it, naming the piece;
+// nothing of a bundle that failed is used: the images it imported before
+// the failure are recorded in the cache only when all pieces verified.
+func (b *Bundle) Import(ctx context.Context, cache cachedir.Dir, arch kernel.Arch) error {
+	if !slices.Contains(b.m.Arches, arch.Uname) {
+		return fmt.Errorf("bundle %s is for %s, not %s: make one with lkbuild fetch --arch %s --bundle DIR", b.dir, strings.Join(b.m.Arches, ", "), arch.Uname, arch.Uname)
+	}
+	images, err := oci.OpenStore(filepath.Join(b.dir, bundleImages))
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", b.dir, err)
+	}
+	store, err := cache.Blobs()
+	if err != nil {
+		return err
+	}
+	type pulled struct {
+		ref string
+		p   v1.Platform
+		d   v1.Hash
+	}
+	var verified []pulled
+	for _, p := range b.m.Pieces {
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("bundle %s: %s (%s): %s", b.dir, p.For, p.Path+p.Ref, fmt.Sprintf(format, args...))
+		}
+		switch p.Kind {
+		case "file":
+			sum, err := fileSHA256(filepath.Join(b.dir, p.Path))
+			if errors.Is(err, fs.ErrNotExist) {
+				return bad("missing")
+			}
+			if err != nil {
+				return bad("%v", err)
+			}
+			if sum != p.SHA256 {
+				return bad("sha256 %s, the manifest says %s: refused", sum, p.SHA256)
+			}
+		case "git":
+			c, err := gitfetch.Fetch(ctx, filepath.Join(b.dir, p.Path), p.Tag, cache.Git(), gitfetch.Offline(true))
+			if err != nil {
+				return bad("%v", err)
+			}
+			if c.Commit != p.Commit {
+				return bad("tag %s is commit %s, the manifest says %s: refused", p.Tag, c.Commit, p.Commit)
+			}
+		case "image":
+			want, err := v1.NewHash(p.Digest)
+			if err != nil {
+				return bad("digest %q: %v", p.Digest, err)
+			}
+			plat, err := v1.ParsePlatform(p.Platform)
+			if err != nil {
+				return bad("platform %q: %v", p.Platform, err)
+			}
+			img, d, err := images.ImageByName(p.Name)
+			if err != nil {
+				return bad("missing from %s: %v", bundleImages, err)
+			}
+			if d.Digest != want {
+				return bad("is %s in the layout, the manifest says %s: refused", d.Digest, want)
+			}
+			// Every blob is hashed as it is copied: a changed byte fails.
+			if err := store.WriteImage(ctx, img, nil); err != nil {
+				return bad("%v: refused", err)
+			}
+			verified = append(verified, pulled{p.Ref, *plat, want})
+		default:
+			return bad("unknown kind %q", p.Kind)
+		}
+	}
+	for _, v := range verified {
+		store.RecordResolved(v.ref, v.p, v.d)
+	}
+	return nil
+}
+
+func fileSHA256(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
