@@ -396,48 +396,66 @@ func TestKernelBuild(t *testing.T) {
 	t.Run("incremental", func(t *testing.T) { e.incremental(t, cache1, cache2, org) })
 
 	// 5. lkbuild fetch on the cache the builds used finds everything there,
-	// offline too; the offline build itself runs in a network namespace
-	// without a network (TestOfflineBuild, after this test).
+	// offline too, and writes a bundle; the build from the bundle runs in a
+	// network namespace without a network (TestOfflineBuild, after this
+	// test).
 	t.Run("fetch", func(t *testing.T) {
-		for _, offline := range [][]string{nil, {"--offline"}} {
-			args := append(append([]string{"--cache-dir", cache1}, offline...), "fetch",
+		fetch := func(extra ...string) result {
+			args := append(append([]string{"--cache-dir", cache1}, extra...), "fetch",
 				"--kernel-dir", kdir, "--series", series, "--arch", "x86_64",
 				"--builder-image", e.builder, "--source-mirror", e.mirror, "--ucode-repo", e.ucode, "--insecure-registry")
-			r := e.lkbuild(t, nil, args...)
-			if r.code != 0 || !strings.Contains(r.stderr, "--offline needs no network") {
-				t.Errorf("lkbuild %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+			return e.lkbuild(t, nil, args...)
+		}
+		for _, offline := range [][]string{nil, {"--offline"}} {
+			if r := fetch(offline...); r.code != 0 || !strings.Contains(r.stderr, "--offline needs no network") {
+				t.Errorf("lkbuild fetch %v: exit %d\n%s", offline, r.code, r.stderr)
 			}
 		}
+		if dir := os.Getenv("LKBUILD_E2E_OFFLINE_STATE"); dir != "" {
+			bundle := filepath.Join(dir, "bundle")
+			r := fetch("--offline", "--bundle", bundle)
+			if r.code != 0 || !strings.Contains(r.stderr, "build --bundle "+bundle) {
+				t.Fatalf("lkbuild fetch --bundle: exit %d\n%s", r.code, r.stderr)
+			}
+			_, size, _ := strings.Cut(r.stderr, "bundle "+bundle+" (")
+			size, _, _ = strings.Cut(size, ")")
+			t.Logf("bundle for x86_64: %s", size)
+		}
 	})
-	e.keepForOffline(t, cache1, kdir, org, res.Digest)
+	e.keepForOffline(t, kdir, org, res.Digest)
 }
 
 // offlineState is what TestKernelBuild leaves for TestOfflineBuild.
 type offlineState struct {
-	// Args build the first build's inputs (no --push) on its cache.
+	// Args build the first build's inputs (no --push) from the bundle
+	// fetch --bundle wrote, into an empty cache.
 	Args []string `json:"args"`
 	// Digest is the first build's image digest.
 	Digest string `json:"digest"`
 }
 
-// keepForOffline moves the cache and checkout of the first build into
-// $LKBUILD_E2E_OFFLINE_STATE with the arguments of that build, for
-// TestOfflineBuild. Without the variable it does nothing.
-func (e *env) keepForOffline(t *testing.T, cache, kdir, org, digest string) {
+// keepForOffline moves the checkout of the first build into
+// $LKBUILD_E2E_OFFLINE_STATE (which holds the bundle) with the arguments
+// of that build from the bundle, for TestOfflineBuild. Without the
+// variable it does nothing.
+func (e *env) keepForOffline(t *testing.T, kdir, org, digest string) {
 	t.Helper()
 	dir := os.Getenv("LKBUILD_E2E_OFFLINE_STATE")
 	if dir == "" {
 		return
 	}
-	repo := filepath.Dir(kdir)
-	keptCache, keptRepo := filepath.Join(dir, "cache"), filepath.Join(dir, "linuxkit")
-	for _, mv := range [][2]string{{cache, keptCache}, {repo, keptRepo}} {
-		if err := os.Rename(mv[0], mv[1]); err != nil {
-			t.Fatalf("keep for the offline build: %v", err)
-		}
+	keptRepo := filepath.Join(dir, "linuxkit")
+	if err := os.Rename(filepath.Dir(kdir), keptRepo); err != nil {
+		t.Fatalf("keep for the offline build: %v", err)
 	}
+	// No --source-mirror, --ucode-repo: the bundle's are used.
 	st := offlineState{
-		Args:   e.buildArgs(keptCache, filepath.Join(dir, "oci"), filepath.Join(keptRepo, "kernel"), org, "--force"),
+		Args: []string{
+			"--cache-dir", filepath.Join(dir, "cache"), "build", "--json",
+			"--kernel-dir", filepath.Join(keptRepo, "kernel"), "--series", series, "--arch", "x86_64",
+			"--builder-image", e.builder, "--output", filepath.Join(dir, "oci"), "--org", org,
+			"--bundle", filepath.Join(dir, "bundle"),
+		},
 		Digest: digest,
 	}
 	data, err := json.Marshal(st)
@@ -449,12 +467,13 @@ func (e *env) keepForOffline(t *testing.T, cache, kdir, org, digest string) {
 	}
 }
 
-// TestOfflineBuild builds TestKernelBuild's first image again with
-// --offline, inside a network namespace with no interface but a loopback
-// that is down (scripts/test.sh runs it there, as root makes it, after
-// TestKernelBuild left its state in $LKBUILD_E2E_OFFLINE_STATE): the
-// image must be the online build's. A build with an empty cache must name
-// what is missing and how to fetch it.
+// TestOfflineBuild builds TestKernelBuild's first image again from the
+// bundle it wrote, into an empty cache, inside a network namespace with
+// no interface but a loopback that is down (scripts/test.sh runs it there,
+// as root makes it, after TestKernelBuild left the bundle and its state in
+// $LKBUILD_E2E_OFFLINE_STATE): the image must be the online build's. A
+// build with --offline, no bundle and an empty cache must name what is
+// missing and how to fetch it.
 func TestOfflineBuild(t *testing.T) {
 	dir := testenv.Getenv(t, "LKBUILD_E2E_OFFLINE_STATE", "scripts/test.sh runs this test in a network namespace after TestKernelBuild")
 	bin := testenv.Getenv(t, "LKBUILD_E2E_BIN", "scripts/test.sh builds lkbuild")
@@ -479,18 +498,19 @@ func TestOfflineBuild(t *testing.T) {
 		}
 	}
 	e := &env{bin: bin}
-	r := e.lkbuild(t, nil, append([]string{"--offline"}, st.Args...)...)
+	r := e.lkbuild(t, nil, st.Args...)
 	if r.code != 0 {
-		t.Fatalf("offline build failed (exit %d):\n%s\n%s", r.code, r.stderr, tailString(r.stdout, 40))
+		t.Fatalf("build from the bundle failed (exit %d):\n%s\n%s", r.code, r.stderr, tailString(r.stdout, 40))
 	}
 	if got := r.final().Digest; got != st.Digest {
-		t.Errorf("offline build: %s, the online build %s", got, st.Digest)
+		t.Errorf("build from the bundle: %s, the online build %s", got, st.Digest)
 	}
-	t.Logf("offline build: %s in %s", r.final().Digest, r.elapsed.Round(time.Second))
+	t.Logf("build from the bundle, no network: %s in %s", r.final().Digest, r.elapsed.Round(time.Second))
 
-	// With an empty cache: the first piece missing is named, with the
-	// command that fetches it.
+	// Without the bundle, an empty cache: the first piece missing is
+	// named, with the command that fetches it.
 	args := slices.Clone(st.Args)
+	args = slices.Delete(args, len(args)-2, len(args))
 	args[slices.Index(args, "--cache-dir")+1] = t.TempDir()
 	r = e.lkbuild(t, nil, append([]string{"--offline"}, args...)...)
 	if r.code == 0 || !strings.Contains(r.stderr, "is not in the cache") || !strings.Contains(r.stderr, " fetch ") {
