@@ -128,15 +128,24 @@ func (w *BundleWriter) AddTarget(ctx context.Context, t *Target, env Environment
 		if env.UcodeRepo != "" {
 			repo = env.UcodeRepo
 		}
-		commit, err := gitfetch.WriteRepo(ctx, repo, u.Ref, filepath.Join(w.dir, bundleUcode))
+		// The commit Fetch put in the cache is the one to carry: a tag
+		// that moved since is refused.
+		c, err := gitfetch.Fetch(ctx, repo, u.Ref, env.Cache.Git(), gitfetch.Offline(true))
 		if err != nil {
 			return fmt.Errorf("bundle: the Intel microcode: %w", err)
+		}
+		commit, err := gitfetch.WriteRepo(ctx, repo, u.Ref, filepath.Join(w.dir, bundleUcode), gitfetch.Offline(env.Offline))
+		if err != nil {
+			return fmt.Errorf("bundle: the Intel microcode: %w", err)
+		}
+		if commit != c.Commit {
+			return fmt.Errorf("bundle: the Intel microcode: tag %s of %s is commit %s now, %s when fetched", u.Ref, repo, commit, c.Commit)
 		}
 		w.m.Pieces = append(w.m.Pieces, BundlePiece{Kind: "git", For: "the Intel microcode", Path: bundleUcode, Tag: u.Ref, Commit: commit})
 	}
 	store, err := env.Cache.Blobs()
 	if err != nil {
-		return err
+		return fmt.Errorf("bundle: %w", err)
 	}
 	if err := w.AddImage(ctx, store, t.BuilderPull, toolchain.Platform(t.BuilderArch), "the builder for "+t.BuilderArch.Uname); err != nil {
 		return err
@@ -144,7 +153,7 @@ func (w *BundleWriter) AddTarget(ctx context.Context, t *Target, env Environment
 	if env.CrossImage != "" {
 		host, err := toolchain.HostArch()
 		if err != nil {
-			return err
+			return fmt.Errorf("bundle: %w", err)
 		}
 		if err := w.AddImage(ctx, store, env.CrossImage, toolchain.Platform(host), "the cross image for "+host.Uname); err != nil {
 			return err
@@ -180,7 +189,7 @@ func (w *BundleWriter) AddImage(ctx context.Context, store *oci.Store, ref strin
 	}
 	canon, err := oci.RefName(ref)
 	if err != nil {
-		return err
+		return fmt.Errorf("bundle: %s: %w", what, err)
 	}
 	if w.has("image", canon+" "+p.String()) {
 		return nil
@@ -191,7 +200,7 @@ func (w *BundleWriter) AddImage(ctx context.Context, store *oci.Store, ref strin
 	}
 	d, err := img.Digest()
 	if err != nil {
-		return err
+		return fmt.Errorf("bundle: %s: %w", what, err)
 	}
 	name := fmt.Sprintf("image-%d", len(w.m.Pieces)+1)
 	if err := w.images.WriteLayout(ctx, img, p, name); err != nil {
@@ -205,13 +214,18 @@ func (w *BundleWriter) AddImage(ctx context.Context, store *oci.Store, ref strin
 func (w *BundleWriter) Close() error {
 	data, err := json.MarshalIndent(w.m, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("bundle: %w", err)
 	}
 	tmp := filepath.Join(w.dir, bundleManifest+".tmp")
 	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("bundle: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(w.dir, bundleManifest))
+	if err := os.Rename(tmp, filepath.Join(w.dir, bundleManifest)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("bundle: %w", err)
+	}
+	return nil
 }
 
 // Size is the bytes of the bundle's files.
@@ -222,8 +236,11 @@ func (w *BundleWriter) Size() (int64, error) {
 			return err
 		}
 		info, err := d.Info()
+		if err != nil {
+			return err
+		}
 		n += info.Size()
-		return err
+		return nil
 	})
 	return n, err
 }
@@ -250,9 +267,21 @@ func OpenBundle(dir string) (*Bundle, error) {
 	if b.m.Format != bundleFormat {
 		return nil, fmt.Errorf("bundle %s: format %d, this lkbuild reads %d", dir, b.m.Format, bundleFormat)
 	}
+	seen := map[string]bool{}
 	for _, p := range b.m.Pieces {
 		if p.Path != "" && !filepath.IsLocal(p.Path) {
 			return nil, fmt.Errorf("bundle %s: piece %q (%s) is outside the bundle", dir, p.Path, p.For)
+		}
+		key := p.Kind + " " + p.Path + p.Ref + " " + p.Platform
+		if seen[key] {
+			return nil, fmt.Errorf("bundle %s: %s (%s%s) is listed twice", dir, p.For, p.Path, p.Ref)
+		}
+		seen[key] = true
+	}
+	// The parts are read in place: none may lead out of the bundle.
+	for _, part := range []string{bundleImages, bundleSources, bundleUcode} {
+		if fi, err := os.Lstat(filepath.Join(dir, part)); err == nil && !fi.IsDir() {
+			return nil, fmt.Errorf("bundle %s: %s is not a directory", dir, part)
 		}
 	}
 	return b, nil
@@ -276,21 +305,47 @@ func (b *Bundle) UcodeRepo() string {
 }
 
 // Import verifies every piece of the bundle and puts its images and its
-// microcode into cache, for an offline build of arch. A piece that is
-// missing or whose digest does not match fails it, naming the piece;
-// nothing of a bundle that failed is used: the images it imported before
-// the failure are recorded in the cache only when all pieces verified.
-func (b *Bundle) Import(ctx context.Context, cache cachedir.Dir, arch kernel.Arch) error {
+// microcode into cache, for an offline build of arch that pulls the images
+// refs (the builder, and the cross and QEMU images when it uses them). A
+// piece that is missing or whose digest does not match fails it, naming
+// the piece (a *BundleError). Only the images of refs are recorded in the
+// cache as what their references name, and only when every piece
+// verified: a bundle names nothing else there. The microcode checkout is
+// kept by its commit, which the bundle's manifest must name.
+func (b *Bundle) Import(ctx context.Context, cache cachedir.Dir, arch kernel.Arch, refs ...string) error {
 	if !slices.Contains(b.m.Arches, arch.Uname) {
 		return fmt.Errorf("bundle %s is for %s, not %s: make one with lkbuild fetch --arch %s --bundle DIR", b.dir, strings.Join(b.m.Arches, ", "), arch.Uname, arch.Uname)
 	}
+	var wanted []string
+	for _, r := range refs {
+		if r == "" {
+			continue
+		}
+		if _, _, ok := toolchain.ParseLayoutRef(r); ok {
+			continue
+		}
+		canon, err := oci.RefName(r)
+		if err != nil {
+			return fmt.Errorf("bundle %s: %w", b.dir, err)
+		}
+		wanted = append(wanted, canon)
+	}
+	// Read in place, never made: a bundle is not written to.
+	if _, err := os.Stat(filepath.Join(b.dir, bundleImages, "oci-layout")); err != nil {
+		return &BundleError{Dir: b.dir, Piece: "the images", Path: bundleImages, Err: err}
+	}
 	images, err := oci.OpenStore(filepath.Join(b.dir, bundleImages))
+	if err != nil {
+		return &BundleError{Dir: b.dir, Piece: "the images", Path: bundleImages, Err: err}
+	}
+	root, err := os.OpenRoot(b.dir)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", b.dir, err)
 	}
+	defer root.Close()
 	store, err := cache.Blobs()
 	if err != nil {
-		return err
+		return fmt.Errorf("bundle %s: %w", b.dir, err)
 	}
 	type pulled struct {
 		ref string
@@ -299,58 +354,88 @@ func (b *Bundle) Import(ctx context.Context, cache cachedir.Dir, arch kernel.Arc
 	}
 	var verified []pulled
 	for _, p := range b.m.Pieces {
-		bad := func(format string, args ...any) error {
-			return fmt.Errorf("bundle %s: %s (%s): %s", b.dir, p.For, p.Path+p.Ref, fmt.Sprintf(format, args...))
+		bad := func(err error) error {
+			return &BundleError{Dir: b.dir, Piece: p.For, Path: p.Path + p.Ref, Err: err}
 		}
 		switch p.Kind {
 		case "file":
-			sum, err := fileSHA256(filepath.Join(b.dir, p.Path))
-			if errors.Is(err, fs.ErrNotExist) {
-				return bad("missing")
-			}
+			sum, err := rootSHA256(root, p.Path)
 			if err != nil {
-				return bad("%v", err)
+				return bad(err)
 			}
 			if sum != p.SHA256 {
-				return bad("sha256 %s, the manifest says %s: refused", sum, p.SHA256)
+				return bad(fmt.Errorf("sha256 %s, the manifest says %s: %w", sum, p.SHA256, ErrBundleChanged))
 			}
 		case "git":
 			c, err := gitfetch.Fetch(ctx, filepath.Join(b.dir, p.Path), p.Tag, cache.Git(), gitfetch.Offline(true))
 			if err != nil {
-				return bad("%v", err)
+				return bad(err)
 			}
 			if c.Commit != p.Commit {
-				return bad("tag %s is commit %s, the manifest says %s: refused", p.Tag, c.Commit, p.Commit)
+				return bad(fmt.Errorf("tag %s is commit %s, the manifest says %s: %w", p.Tag, c.Commit, p.Commit, ErrBundleChanged))
 			}
 		case "image":
 			want, err := v1.NewHash(p.Digest)
 			if err != nil {
-				return bad("digest %q: %v", p.Digest, err)
+				return bad(fmt.Errorf("digest %q: %w", p.Digest, err))
 			}
 			plat, err := v1.ParsePlatform(p.Platform)
 			if err != nil {
-				return bad("platform %q: %v", p.Platform, err)
+				return bad(fmt.Errorf("platform %q: %w", p.Platform, err))
 			}
 			img, d, err := images.ImageByName(p.Name)
 			if err != nil {
-				return bad("missing from %s: %v", bundleImages, err)
+				return bad(fmt.Errorf("missing from %s: %w", bundleImages, err))
 			}
 			if d.Digest != want {
-				return bad("is %s in the layout, the manifest says %s: refused", d.Digest, want)
+				return bad(fmt.Errorf("is %s in the layout, the manifest says %s: %w", d.Digest, want, ErrBundleChanged))
 			}
 			// Every blob is hashed as it is copied: a changed byte fails.
 			if err := store.WriteImage(ctx, img, nil); err != nil {
-				return bad("%v: refused", err)
+				return bad(fmt.Errorf("%w: %w", ErrBundleChanged, err))
 			}
-			verified = append(verified, pulled{p.Ref, *plat, want})
+			if slices.Contains(wanted, p.Ref) {
+				verified = append(verified, pulled{p.Ref, *plat, want})
+			}
 		default:
-			return bad("unknown kind %q", p.Kind)
+			return bad(fmt.Errorf("unknown kind %q", p.Kind))
 		}
 	}
 	for _, v := range verified {
 		store.RecordResolved(v.ref, v.p, v.d)
 	}
 	return nil
+}
+
+// ErrBundleChanged is wrapped by a *BundleError for a piece whose bytes
+// are not the ones the manifest names.
+var ErrBundleChanged = errors.New("changed since the bundle was written: refused")
+
+// BundleError is a bundle piece that is missing or changed.
+type BundleError struct {
+	Dir, Piece, Path string
+	Err              error
+}
+
+func (e *BundleError) Error() string {
+	return fmt.Sprintf("bundle %s: %s (%s): %v", e.Dir, e.Piece, e.Path, e.Err)
+}
+
+func (e *BundleError) Unwrap() error { return e.Err }
+
+// rootSHA256 hashes the file at rel under root, following no symlink out
+// of it.
+func rootSHA256(root *os.Root, rel string) (string, error) {
+	f, err := root.Open(rel)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func fileSHA256(file string) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -421,7 +422,11 @@ func TestBundle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Import(ctx, env.Cache, a); err != nil {
+		if err := b.Import(ctx, env.Cache, a, w.builder); err != nil {
+			store, _ := env.Cache.Blobs()
+			if _, rerr := store.Resolved(mustRef(t, w.builder).Name(), toolchain.Platform(a)); rerr == nil {
+				t.Errorf("a bundle that failed its import named the builder in the cache")
+			}
 			return nil, err
 		}
 		env.SourceMirror, env.UcodeRepo = b.SourceMirror(), b.UcodeRepo()
@@ -471,11 +476,19 @@ func TestBundle(t *testing.T) {
 		spoil func(d string)
 		arch  string
 		want  []string
+		is    error
 	}{
 		{"tarball missing", func(d string) { os.Remove(filepath.Join(d, piece("file", ".tar.xz").Path)) }, "x86_64",
-			[]string{"the kernel 6.12.117 source, tarball", "missing"}},
+			[]string{"the kernel 6.12.117 source, tarball"}, fs.ErrNotExist},
+		{"tarball a symlink out", func(d string) {
+			p := filepath.Join(d, piece("file", ".tar.xz").Path)
+			os.Remove(p)
+			if err := os.Symlink(filepath.Join(dir, piece("file", ".tar.xz").Path), p); err != nil {
+				t.Fatal(err)
+			}
+		}, "x86_64", []string{"the kernel 6.12.117 source, tarball", "escapes"}, nil},
 		{"sums tampered", func(d string) { appendTo(t, filepath.Join(d, piece("file", "sha256sums.asc").Path), "x") }, "x86_64",
-			[]string{"sha256sums.asc", "refused"}},
+			[]string{"sha256sums.asc"}, ErrBundleChanged},
 		{"layer tampered", func(d string) {
 			p := filepath.Join(d, "images", "blobs", "sha256", layerDigest.Hex)
 			data, err := os.ReadFile(p)
@@ -486,11 +499,12 @@ func TestBundle(t *testing.T) {
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, "x86_64", []string{"the builder for x86_64", "refused"}},
-		{"image missing", func(d string) { os.RemoveAll(filepath.Join(d, "images")) }, "x86_64", []string{"the builder for x86_64", "missing from images"}},
-		{"microcode missing", func(d string) { os.RemoveAll(filepath.Join(d, "ucode.git")) }, "x86_64", []string{"the Intel microcode"}},
-		{"no manifest", func(d string) { os.Remove(filepath.Join(d, "manifest.json")) }, "x86_64", []string{"not a bundle"}},
-		{"another arch", func(string) {}, "aarch64", []string{"is for x86_64, not aarch64", "--arch aarch64"}},
+		}, "x86_64", []string{"the builder for x86_64"}, ErrBundleChanged},
+		{"images missing", func(d string) { os.RemoveAll(filepath.Join(d, "images")) }, "x86_64", []string{"the images"}, fs.ErrNotExist},
+		{"image missing", func(d string) { os.Remove(filepath.Join(d, "images", "index.json")) }, "x86_64", []string{"the builder for x86_64", "missing from images"}, nil},
+		{"microcode missing", func(d string) { os.RemoveAll(filepath.Join(d, "ucode.git")) }, "x86_64", []string{"the Intel microcode"}, nil},
+		{"no manifest", func(d string) { os.Remove(filepath.Join(d, "manifest.json")) }, "x86_64", []string{"not a bundle"}, nil},
+		{"another arch", func(string) {}, "aarch64", []string{"is for x86_64, not aarch64", "--arch aarch64"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := filepath.Join(t.TempDir(), "bundle")
@@ -503,6 +517,9 @@ func TestBundle(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Errorf("got %v, want an error saying %q", err, want)
 				}
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("got %v, want one wrapping %v", err, tc.is)
 			}
 			if r := w.take(); len(r) != 0 {
 				t.Errorf("a bad bundle made requests: %v", r)

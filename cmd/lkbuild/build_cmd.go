@@ -148,7 +148,7 @@ func buildAction(c *cli.Context) error {
 		if bundle, err = builder.OpenBundle(dir); err != nil {
 			return err
 		}
-		if err := bundle.Import(c.Context, cache, t.Arch); err != nil {
+		if err := bundle.Import(c.Context, cache, t.Arch, t.BuilderPull, c.String("cross-image"), c.String("qemu-image")); err != nil {
 			return err
 		}
 	}

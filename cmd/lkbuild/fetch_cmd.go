@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -97,13 +99,23 @@ func fetchAction(c *cli.Context) error {
 	defer r.close()
 	var bw *builder.BundleWriter
 	if dir := c.String("bundle"); dir != "" {
+		_, statErr := os.Lstat(dir)
 		if bw, err = builder.NewBundleWriter(dir); err != nil {
 			return err
 		}
-		// An incomplete bundle is of no use: it goes unless Close ran.
+		// An incomplete bundle is of no use: what this run wrote goes
+		// unless Close ran (an empty directory that was there stays).
 		defer func() {
-			if bw != nil {
+			if bw == nil {
+				return
+			}
+			if errors.Is(statErr, fs.ErrNotExist) {
 				os.RemoveAll(dir)
+				return
+			}
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				os.RemoveAll(filepath.Join(dir, e.Name()))
 			}
 		}()
 	}

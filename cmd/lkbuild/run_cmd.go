@@ -84,9 +84,10 @@ func newRegistry(c *cli.Context) (*oci.Registry, error) {
 }
 
 // offline reports whether the command may use no network: --offline, or
-// a build from a bundle.
+// a build from a bundle (lkbuild build --bundle, or lkbuild --bundle; for
+// fetch --bundle names the bundle it writes).
 func offline(c *cli.Context) bool {
-	return c.Bool("offline") || (c.Command != nil && c.Command.Name == "build" && c.String("bundle") != "")
+	return c.Bool("offline") || (c.String("bundle") != "" && (c.Command == nil || c.Command.Name != "fetch"))
 }
 
 func runCommand() *cli.Command {

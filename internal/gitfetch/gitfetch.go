@@ -61,23 +61,37 @@ func Fetch(ctx context.Context, url, ref, cacheDir string, opts ...Option) (Chec
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dir := checkoutDir(cacheDir, url, ref)
+	// A remote tag's checkout is kept by URL and tag: asking the remote
+	// what the tag names would cost the request the cache saves. A local
+	// repository is read anyway, and its tag can move (another bundle in
+	// the same place): its checkout is kept by commit too.
+	var repo *git.Repository
+	var tag *plumbing.Reference
+	key := url
+	if !needsNetwork(url) {
+		var err error
+		if repo, tag, err = openTag(ctx, url, ref); err != nil {
+			return Checkout{}, err
+		}
+		key += "@" + tag.Hash().String()
+	}
+	dir := checkoutDir(cacheDir, key, ref)
 	if c, err := open(dir); err == nil {
 		c.Cached = true
 		return c, nil
 	}
-	if o.offline && needsNetwork(url) {
-		return Checkout{}, fmt.Errorf("tag %s of %s is not in the cache and the network is off: %w", ref, url, ErrOffline)
+	if repo == nil {
+		if o.offline {
+			return Checkout{}, fmt.Errorf("tag %s of %s is not in the cache and the network is off: %w", ref, url, ErrOffline)
+		}
+		var err error
+		if repo, tag, err = openTag(ctx, url, ref); err != nil {
+			return Checkout{}, err
+		}
 	}
-	repo, err := openRepo(ctx, url, ref)
-	if err != nil {
-		return Checkout{}, fmt.Errorf("tag %s of %s: %w", ref, url, err)
-	}
-	tag, err := repo.Tag(ref)
-	if err != nil {
-		return Checkout{}, fmt.Errorf("tag %s of %s: %w", ref, url, err)
-	}
-	commit, err := tagCommit(repo, tag.Hash())
+	// go-git does not hash what it reads: a changed object in a local
+	// repository (a bundle's) would go into the build unnoticed.
+	commit, err := walkTag(ctx, repo, tag.Hash(), func(h plumbing.Hash) error { return verifyObject(repo, h) })
 	if err != nil {
 		return Checkout{}, fmt.Errorf("tag %s of %s: %w", ref, url, err)
 	}
@@ -133,16 +147,90 @@ func needsNetwork(url string) bool {
 	return strings.Contains(url, "://") && !strings.HasPrefix(url, "file://")
 }
 
-// tagCommit follows annotated tags to the commit.
-func tagCommit(repo *git.Repository, h plumbing.Hash) (*object.Commit, error) {
-	for range 10 {
-		if t, err := repo.TagObject(h); err == nil {
-			h = t.Target
-			continue
-		}
-		return repo.CommitObject(h)
+// openTag opens the repository at url and finds tag ref in it.
+func openTag(ctx context.Context, url, ref string) (*git.Repository, *plumbing.Reference, error) {
+	repo, err := openRepo(ctx, url, ref)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tag %s of %s: %w", ref, url, err)
 	}
-	return nil, errors.New("tag chain too long")
+	tag, err := repo.Tag(ref)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tag %s of %s: %w", ref, url, err)
+	}
+	return repo, tag, nil
+}
+
+// walkTag calls visit for every object from h down to the files of the
+// commit it names: annotated tags, the commit, its trees and blobs (not
+// its parents), and returns the commit.
+func walkTag(ctx context.Context, repo *git.Repository, h plumbing.Hash, visit func(plumbing.Hash) error) (*object.Commit, error) {
+	for i := 0; ; i++ {
+		if i == 10 {
+			return nil, errors.New("tag chain too long")
+		}
+		if err := visit(h); err != nil {
+			return nil, err
+		}
+		t, err := repo.TagObject(h)
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		h = t.Target
+	}
+	commit, err := repo.CommitObject(h)
+	if err != nil {
+		return nil, err
+	}
+	if err := visit(commit.TreeHash); err != nil {
+		return nil, err
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil, err
+	}
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		_, e, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			return commit, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.Mode != filemode.Submodule {
+			if err := visit(e.Hash); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// verifyObject checks that the object stored as h hashes to h.
+func verifyObject(repo *git.Repository, h plumbing.Hash) error {
+	o, err := repo.Storer.EncodedObject(plumbing.AnyObject, h)
+	if err != nil {
+		return fmt.Errorf("object %s: %w", h, err)
+	}
+	r, err := o.Reader()
+	if err != nil {
+		return fmt.Errorf("object %s: %w", h, err)
+	}
+	defer r.Close()
+	hasher := plumbing.NewHasher(o.Type(), o.Size())
+	if _, err := io.Copy(hasher, r); err != nil {
+		return fmt.Errorf("object %s: %w", h, err)
+	}
+	if got := hasher.Sum(); got != h {
+		return fmt.Errorf("object %s: its content hashes to %s: changed", h, got)
+	}
+	return nil
 }
 
 // writeTree writes the files of commit under dir: regular files with their

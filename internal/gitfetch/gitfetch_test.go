@@ -127,7 +127,7 @@ func TestFetchOffline(t *testing.T) {
 		t.Fatalf("offline fetch of a local repository: %+v, %v", local, err)
 	}
 	// The remote's tag as a connected fetch would have left it.
-	if err := os.Rename(checkoutDir(cache, repo, "light"), checkoutDir(cache, remoteURL, "light")); err != nil {
+	if err := os.Rename(filepath.Dir(local.Dir), checkoutDir(cache, remoteURL, "light")); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Fetch(ctx, remoteURL, "light", cache, Offline(true))
@@ -165,10 +165,19 @@ func TestWriteRepo(t *testing.T) {
 			if l, _ := os.Readlink(filepath.Join(c.Dir, "LICENSE")); l != "license" {
 				t.Errorf("symlink %q", l)
 			}
-			// git itself reads it.
+			// git itself reads it; the parent of the second commit stays out,
+			// and the commit is marked shallow.
 			out, err := exec.Command("git", "-C", dst, "rev-parse", tc.tag+"^{commit}").CombinedOutput()
 			if err != nil || strings.TrimSpace(string(out)) != tc.commit {
 				t.Errorf("git rev-parse in the written repository: %s, %v", out, err)
+			}
+			if tc.commit == second {
+				if out, err := exec.Command("git", "-C", dst, "cat-file", "-e", first).CombinedOutput(); err == nil {
+					t.Errorf("the parent commit %s is in the written repository: %s", first, out)
+				}
+				if shallow, _ := os.ReadFile(filepath.Join(dst, "shallow")); strings.TrimSpace(string(shallow)) != second {
+					t.Errorf("shallow holds %q, want %s", shallow, second)
+				}
 			}
 			if _, err := WriteRepo(ctx, repo, tc.tag, dst); err == nil {
 				t.Error("WriteRepo over an existing directory: no error")
@@ -177,5 +186,46 @@ func TestWriteRepo(t *testing.T) {
 	}
 	if _, err := WriteRepo(ctx, repo, "no-such-tag", filepath.Join(t.TempDir(), "x.git")); err == nil || !strings.Contains(err.Error(), "no-such-tag") {
 		t.Errorf("missing tag: %v", err)
+	}
+}
+
+// TestFetchRefusesChangedObjects: a local repository (a bundle's) whose
+// object was replaced by another one fails the fetch, naming the object.
+func TestFetchRefusesChangedObjects(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git is missing (the test makes its repository with it)")
+	}
+	repo, first, _ := gitRepo(t)
+	dst := filepath.Join(t.TempDir(), "ucode.git")
+	if _, err := WriteRepo(context.Background(), repo, "light", dst); err != nil {
+		t.Fatal(err)
+	}
+	blob := func(path string) string {
+		out, err := exec.Command("git", "-C", repo, "rev-parse", first+":"+path).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := strings.TrimSpace(string(out))
+		return filepath.Join(dst, "objects", h[:2], h[2:])
+	}
+	// The microcode file's object now holds the license's bytes.
+	other, err := os.ReadFile(blob("license"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := blob("intel-ucode/06-55-04")
+	os.Chmod(target, 0o644)
+	if err := os.WriteFile(target, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Fetch(context.Background(), dst, "light", t.TempDir(), Offline(true))
+	if err == nil || !strings.Contains(err.Error(), "changed") {
+		t.Errorf("fetch of a repository with a changed object: %v, want a refusal", err)
+	}
+	if _, err := WriteRepo(context.Background(), dst, "light", filepath.Join(t.TempDir(), "again.git")); err == nil || !strings.Contains(err.Error(), "changed") {
+		t.Errorf("WriteRepo of a repository with a changed object: %v, want a refusal", err)
+	}
+	if _, err := WriteRepo(context.Background(), "https://127.0.0.1:1/ucode.git", "light", filepath.Join(t.TempDir(), "x.git"), Offline(true)); !errors.Is(err, ErrOffline) {
+		t.Errorf("offline WriteRepo of a remote repository: %v, want ErrOffline", err)
 	}
 }

@@ -37,6 +37,7 @@
 //	sha256/<hex>          tarballs whose SHA-256 matched a signed sums line
 //	trees/<hex>/<top>/    extracted trees whose .tar signature verified
 //	sums/v<MAJOR>.x-sha256sums.asc  the last verified sha256sums.asc
+//	signatures/<hex>.tar.sign       the .tar.sign the tree was checked with
 //	tmp/                  downloads and extractions in progress
 //	locks/<hex>.lock      flock(2) files, one per tarball
 //

@@ -42,7 +42,14 @@ func WriteMirror(ctx context.Context, o Options, v kernel.Version, dst string) (
 	}
 	sig, err := os.ReadFile(c.signature(tree.SHA256))
 	if errors.Is(err, fs.ErrNotExist) {
-		sig, err = mirrorSignature(ctx, o, v)
+		// From the mirror: at least made by a key of the keyring (the
+		// signature over the tar itself was checked when the tree was).
+		if sig, err = mirrorSignature(ctx, o, v); err == nil {
+			var vf *kernel.DetachedVerifier
+			if vf, err = o.Keyring.NewDetachedVerifier(out.Signature, sig); err == nil {
+				vf.Close()
+			}
+		}
 	}
 	if err != nil {
 		return Tree{}, fmt.Errorf("mirror tree: the .tar.sign: %w", err)
@@ -55,7 +62,9 @@ func WriteMirror(ctx context.Context, o Options, v kernel.Version, dst string) (
 			return Tree{}, fmt.Errorf("mirror tree: %w", err)
 		}
 	}
-	if err := linkOrCopy(tree.Tarball, out.Tarball); err != nil {
+	// A copy, not a link: the cache's verified tarball is not re-hashed
+	// when used, and must not change with the bundle.
+	if err := copyFile(tree.Tarball, out.Tarball); err != nil {
 		return Tree{}, fmt.Errorf("mirror tree: %w", err)
 	}
 	return tree, nil
@@ -85,12 +94,8 @@ func mirrorSignature(ctx context.Context, o Options, v kernel.Version) ([]byte, 
 	return sig.buf.Bytes(), nil
 }
 
-// linkOrCopy hard-links src to dst, or copies it where it cannot.
-func linkOrCopy(src, dst string) error {
-	os.Remove(dst)
-	if os.Link(src, dst) == nil {
-		return nil
-	}
+// copyFile copies src to dst.
+func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -102,7 +107,12 @@ func linkOrCopy(src, dst string) error {
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
+		os.Remove(dst)
 		return err
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		os.Remove(dst)
+		return err
+	}
+	return nil
 }

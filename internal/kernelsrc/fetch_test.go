@@ -450,8 +450,8 @@ func TestFetchOffline(t *testing.T) {
 		t.Errorf("offline fetch made %d requests", n)
 	}
 
-	// A kept sums file but no tree: the signature is the first file
-	// missing.
+	// The tree gone but the tarball, sums and signature kept: offline,
+	// it is checked and extracted again from them.
 	o.Offline = false
 	if _, err := Fetch(context.Background(), o, v71); err != nil {
 		t.Fatal(err)
@@ -461,12 +461,27 @@ func TestFetchOffline(t *testing.T) {
 	}
 	requests.Store(0)
 	o.Offline = true
-	_, err = Fetch(context.Background(), o, v71)
-	if !errors.Is(err, ErrOffline) || !strings.Contains(err.Error(), ".tar.sign") {
-		t.Errorf("offline fetch, tree removed: got %v, want ErrOffline naming the .tar.sign", err)
+	tree, err := Fetch(context.Background(), o, v71)
+	if err != nil {
+		t.Fatalf("offline fetch, tree removed: %v", err)
 	}
+	checkTree(t, tree, f.tars[v71], v71)
 	if n := requests.Load(); n != 0 {
 		t.Errorf("offline fetch made %d requests", n)
+	}
+	// Without the kept signature the mirror is needed.
+	if err := rmtree.RemoveAll(filepath.Join(o.Dir, "trees")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(o.Dir, "signatures")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(o.Dir, "signatures"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Fetch(context.Background(), o, v71)
+	if !errors.Is(err, ErrOffline) || !strings.Contains(err.Error(), ".tar.sign") {
+		t.Errorf("offline fetch, tree and signature removed: got %v, want ErrOffline naming the .tar.sign", err)
 	}
 
 	// A tampered kept copy is not trusted: online, the mirror's is used.
@@ -492,7 +507,7 @@ func TestFetchOffline(t *testing.T) {
 	// A local mirror needs no network: offline fetches from it.
 	o2 := f.options(t, f.mirror)
 	o2.Offline = true
-	tree, err := Fetch(context.Background(), o2, v71)
+	tree, err = Fetch(context.Background(), o2, v71)
 	if err != nil {
 		t.Fatalf("offline fetch from a local mirror: %v", err)
 	}
