@@ -286,9 +286,6 @@ func firstDifference(a, b string) string {
 	return "no difference"
 }
 
-// prepareToolchain says how a foreign-arch build runs and, for the fast
-// path, unpacks the cross image and checks its toolchain against the
-// builder's.
 // crossImage pulls and unpacks the fast path's cross image, for host.
 func (b *build) crossImage(ctx context.Context, host kernel.Arch) (toolchain.Rootfs, error) {
 	store, err := b.env.Cache.Blobs()
@@ -311,6 +308,9 @@ func (b *build) crossImage(ctx context.Context, host kernel.Arch) (toolchain.Roo
 	return rfs, nil
 }
 
+// prepareToolchain says how a foreign-arch build runs and, for the fast
+// path, unpacks the cross image and checks its toolchain against the
+// builder's.
 func (b *build) prepareToolchain(ctx context.Context, d sandboxDirs) error {
 	if b.plan.CrossCompile != "" {
 		gcc := b.plan.CrossCompile + "gcc"
