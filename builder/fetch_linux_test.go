@@ -3,6 +3,7 @@ package builder
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -528,6 +529,58 @@ func TestBundle(t *testing.T) {
 	}
 	if _, err := NewBundleWriter(dir); err == nil {
 		t.Error("a bundle written over a bundle: no error")
+	}
+
+	// A manifest that names more than the build pulls (here the builder's
+	// bytes as another image): verified, but only the builder is recorded
+	// in the cache; a bundle cannot say what other references name.
+	d := filepath.Join(t.TempDir(), "bundle")
+	if out, err := exec.Command("cp", "-a", dir, d).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	m := b.Manifest()
+	extra := img
+	extra.Ref, extra.For = "index.docker.io/library/alpine:3", "an image no build asked for"
+	m.Pieces = append(m.Pieces, extra)
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "manifest.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hb, err := OpenBundle(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := cachedir.Open(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hb.Import(ctx, cache, kernel.Arch{Uname: "x86_64"}, w.builder); err != nil {
+		t.Fatal(err)
+	}
+	store, err := cache.Blobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd64 := v1.Platform{OS: "linux", Architecture: "amd64"}
+	if _, err := store.Resolved(extra.Ref, amd64); !errors.Is(err, oci.ErrOffline) {
+		t.Errorf("the bundle named %s in the cache: %v", extra.Ref, err)
+	}
+	if _, err := store.Resolved(mustRef(t, w.builder).Name(), amd64); err != nil {
+		t.Errorf("the builder is not named in the cache: %v", err)
+	}
+	// Listing a piece twice is refused.
+	m.Pieces = append(m.Pieces, m.Pieces[0])
+	if data, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "manifest.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenBundle(d); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Errorf("a manifest listing a piece twice: %v", err)
 	}
 }
 
