@@ -1,6 +1,8 @@
 package builder
 
 import (
+	"bufio"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -449,4 +451,55 @@ func fileSHA256(file string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// OpenBundleArchive unpacks a bundle made into a tar file (plain or
+// gzip-compressed, the bundle's files at its top or under one directory)
+// into a new directory under work with oci's safe extractor (no entry
+// leaves it, no device or owner is kept), and opens it. remove deletes
+// that directory; the caller calls it when the build is done.
+func OpenBundleArchive(ctx context.Context, file, work string) (b *Bundle, remove func(), err error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", file, err)
+	}
+	defer f.Close()
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", file, err)
+	}
+	dir, err := os.MkdirTemp(work, "bundle-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", file, err)
+	}
+	cleanup := func() { removeTree(dir) }
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	r, err := decompressed(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", file, err)
+	}
+	if _, err := oci.ExtractLayer(ctx, r, dir, oci.WithOwnership(false), oci.WithDevices(false)); err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", file, err)
+	}
+	top := dir
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 1 && ents[0].IsDir() {
+		top = filepath.Join(dir, ents[0].Name())
+	}
+	if b, err = OpenBundle(top); err != nil {
+		return nil, nil, fmt.Errorf("%w (unpacked from %s)", err, file)
+	}
+	return b, cleanup, nil
+}
+
+// decompressed reads r as is, or through gzip when it starts like gzip.
+func decompressed(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(2)
+	if err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		return gzip.NewReader(br)
+	}
+	return br, nil
 }

@@ -177,18 +177,20 @@ func (w *fetchWorld) take() []string {
 	return append(w.mirrorReqs.take(), w.registryReqs.take()...)
 }
 
-func writeTarXZ(t *testing.T, file string, files map[string]string) {
+// writeTar writes files into a plain tar.
+func writeTar(t *testing.T, file string, files map[string]string) {
 	t.Helper()
 	f, err := os.Create(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	zw, err := xz.NewWriter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := tar.NewWriter(zw)
+	writeTarTo(t, f, files)
+}
+
+func writeTarTo(t *testing.T, w io.Writer, files map[string]string) {
+	t.Helper()
+	tw := tar.NewWriter(w)
 	for n, body := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
 			t.Fatal(err)
@@ -200,6 +202,20 @@ func writeTarXZ(t *testing.T, file string, files map[string]string) {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func writeTarXZ(t *testing.T, file string, files map[string]string) {
+	t.Helper()
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw, err := xz.NewWriter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTarTo(t, zw, files)
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -445,6 +461,33 @@ func TestBundle(t *testing.T) {
 	}
 	if r := w.take(); len(r) != 0 {
 		t.Errorf("using the bundle made requests: %v", r)
+	}
+
+	// The same as a tar.gz, with the bundle under one directory.
+	tgz := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if out, err := exec.Command("tar", "-C", filepath.Dir(dir), "-czf", tgz, filepath.Base(dir)).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	ab, remove, err := OpenBundleArchive(ctx, tgz, t.TempDir())
+	if err != nil {
+		t.Fatalf("open the bundle's tar.gz: %v", err)
+	}
+	if _, err := useBundle(ab.dir, "x86_64"); err != nil {
+		t.Errorf("fetch from the unpacked bundle: %v", err)
+	}
+	remove()
+	if _, err := os.Stat(ab.dir); err == nil {
+		t.Errorf("the unpacked bundle %s is still there", ab.dir)
+	}
+	// A tar whose entry leaves its root is refused by the extractor.
+	evil := filepath.Join(t.TempDir(), "evil.tar")
+	writeTar(t, evil, map[string]string{"../escaped": "x", "manifest.json": `{"format": 1, "arches": ["x86_64"]}`})
+	work := t.TempDir()
+	if _, _, err := OpenBundleArchive(ctx, evil, filepath.Join(work, "w")); err == nil || !strings.Contains(err.Error(), "escaped") {
+		t.Errorf("a bundle tar with ../escaped: %v, want a refusal naming it", err)
+	}
+	if _, err := os.Stat(filepath.Join(work, "escaped")); err == nil {
+		t.Error("../escaped was written outside the bundle's directory")
 	}
 
 	// Bad bundles: a copy of the good one, spoilt.

@@ -80,7 +80,7 @@ func buildFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "epoch", Usage: "build date in Unix seconds (default: SOURCE_DATE_EPOCH, else the kernel dir's HEAD commit time)", Value: -1},
 		&cli.IntFlag{Name: "xz-level", Usage: "xz preset of src/linux.tar.xz (upstream: 6)", Value: builder.DefaultXZLevel},
 		&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout instead of text"},
-		&cli.StringFlag{Name: "bundle", Usage: "build from a bundle lkbuild fetch --bundle wrote (every piece verified, then used without any network); lkbuild fetch: write one"},
+		&cli.StringFlag{Name: "bundle", Usage: "build from a bundle lkbuild fetch --bundle wrote, a directory or a tar (or .tar.gz) of it: every piece verified, then used without any network; lkbuild fetch: the directory to write one to"},
 		qemuImageFlag(),
 		&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: an image for this host's arch with the cross gcc and binutils of the builder's versions (registry reference or oci:DIR:NAME); the compilers, and make, sh, sed, ... where its packages are the builder's versions, then run natively; the output is the fully emulated build's", EnvVars: []string{"LKBUILD_CROSS_IMAGE"}},
 		&cli.BoolFlag{Name: "no-fast-path", Usage: "build a foreign arch fully emulated even with --cross-image"},
@@ -145,7 +145,13 @@ func buildAction(c *cli.Context) error {
 	}
 	var bundle *builder.Bundle
 	if dir := c.String("bundle"); dir != "" {
-		if bundle, err = builder.OpenBundle(dir); err != nil {
+		if fi, err := os.Stat(dir); err == nil && fi.Mode().IsRegular() {
+			var remove func()
+			if bundle, remove, err = builder.OpenBundleArchive(c.Context, dir, cache.Work()); err != nil {
+				return err
+			}
+			defer remove()
+		} else if bundle, err = builder.OpenBundle(dir); err != nil {
 			return err
 		}
 		if err := bundle.Import(c.Context, cache, t.Arch, t.BuilderPull, c.String("cross-image"), c.String("qemu-image")); err != nil {
