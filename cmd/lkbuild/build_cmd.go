@@ -143,21 +143,11 @@ func buildAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var bundle *builder.Bundle
-	if dir := c.String("bundle"); dir != "" {
-		if fi, err := os.Stat(dir); err == nil && fi.Mode().IsRegular() {
-			var remove func()
-			if bundle, remove, err = builder.OpenBundleArchive(c.Context, dir, cache.Work()); err != nil {
-				return err
-			}
-			defer remove()
-		} else if bundle, err = builder.OpenBundle(dir); err != nil {
-			return err
-		}
-		if err := bundle.Import(c.Context, cache, t.Arch, t.BuilderPull, c.String("cross-image"), c.String("qemu-image")); err != nil {
-			return err
-		}
+	bundle, remove, err := importBundle(c, cache, t.Arch, t.BuilderPull)
+	if err != nil {
+		return err
 	}
+	defer remove()
 	// A failed build leaves no empty layout behind where there was none.
 	_, statErr := os.Stat(c.String("output"))
 	out, err := oci.OpenStore(c.String("output"))
@@ -213,6 +203,33 @@ func buildAction(c *cli.Context) error {
 		return buildFailure(c, r, t, res, err)
 	}
 	return r.result(res)
+}
+
+// importBundle opens --bundle (a directory, or a tar of one), verifies it
+// and imports what a run for arch pulling builder (and --cross-image,
+// --qemu-image) needs into cache. Without --bundle it returns nil. remove
+// deletes what an unpacked tar left; call it when done.
+func importBundle(c *cli.Context, cache cachedir.Dir, arch kernel.Arch, builderRef string) (*builder.Bundle, func(), error) {
+	path := c.String("bundle")
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	var b *builder.Bundle
+	remove := func() {}
+	var err error
+	if fi, serr := os.Stat(path); serr == nil && fi.Mode().IsRegular() {
+		b, remove, err = builder.OpenBundleArchive(c.Context, path, cache.Work())
+	} else {
+		b, err = builder.OpenBundle(path)
+	}
+	if err != nil {
+		return nil, func() {}, err
+	}
+	if err := b.Import(c.Context, cache, arch, builderRef, c.String("cross-image"), c.String("qemu-image")); err != nil {
+		remove()
+		return nil, func() {}, err
+	}
+	return b, remove, nil
 }
 
 // buildFailure prints what a user needs to fix a failed build and returns

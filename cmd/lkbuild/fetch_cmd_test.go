@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lkbuild/lkbuild/internal/pgptest"
+	"github.com/lkbuild/lkbuild/oci"
 )
 
 // TestOfflineNamesWhatIsMissing: with --offline (or LKBUILD_OFFLINE=1) and
@@ -119,5 +120,24 @@ func TestBadBundles(t *testing.T) {
 		if code == 0 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("build --bundle %s --arch %s: exit %d, want %q:\n%s", tc.bundle, tc.arch, code, tc.want, stderr)
 		}
+		_, stderr, code = lkbuild(t, "--cache-dir", t.TempDir(), "run", "--arch", tc.arch, "--bundle", tc.bundle,
+			"--builder-image", "registry.invalid/builder:1", "--", "true")
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("run --bundle %s --arch %s: exit %d, want %q:\n%s", tc.bundle, tc.arch, code, tc.want, stderr)
+		}
+	}
+	// A valid but empty bundle: run's builder is not in it, and offline
+	// that is named rather than fetched.
+	ok := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ok, "manifest.json"), []byte(`{"format": 1, "arches": ["x86_64"], "pieces": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.OpenStore(filepath.Join(ok, "images")); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := lkbuild(t, "--cache-dir", t.TempDir(), "run", "--arch", "x86_64", "--bundle", ok,
+		"--builder-image", "registry.invalid/builder:1", "--", "true")
+	if code == 0 || !strings.Contains(stderr, "never pulled into this cache") {
+		t.Errorf("run --bundle without the builder: exit %d, want it named as not in the cache:\n%s", code, stderr)
 	}
 }

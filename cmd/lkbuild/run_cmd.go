@@ -120,6 +120,7 @@ Examples:
 			qemuImageFlag(),
 			&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: run gcc, as, ld and binutils (and make, sh, sed, ... of the builder's package versions) natively from this host-arch image of cross tools (as lkbuild build --cross-image does)"},
 			&cli.BoolFlag{Name: "rw", Usage: "with --rootfs: change the directory in place instead of through an overlay (to bootstrap a rootfs, e.g. debootstrap --second-stage)"},
+			&cli.StringFlag{Name: "bundle", Usage: "take --builder-image (and --cross-image, --qemu-image) from a bundle lkbuild fetch --bundle wrote, a directory or a tar of it, verified, with no network"},
 		}, registryFlags()...),
 		Before: func(c *cli.Context) error {
 			if (c.String("builder-image") == "") == (c.String("rootfs") == "") {
@@ -131,6 +132,21 @@ Examples:
 			return nil
 		},
 		Action: func(c *cli.Context) error {
+			if c.String("bundle") != "" {
+				arch, err := archOrHost(c.String("arch"))
+				if err != nil {
+					return err
+				}
+				cache, err := cacheDir(c)
+				if err != nil {
+					return err
+				}
+				_, remove, err := importBundle(c, cache, arch, c.String("builder-image"))
+				if err != nil {
+					return err
+				}
+				defer remove()
+			}
 			spec, err := runSpec(c)
 			if err != nil {
 				return err
