@@ -53,6 +53,7 @@ files to other users fail there. Run as root for those.`,
 			&cli.StringFlag{Name: "output", Usage: "OCI layout to write when not pushing", Value: "out"},
 			&cli.StringSliceFlag{Name: "env", Usage: "set K=V for the setup commands (repeatable)"},
 			qemuImageFlag(),
+			&cli.StringFlag{Name: "bundle", Usage: "take --from (and --qemu-image) from a bundle lkbuild fetch --bundle wrote, a directory or a tar of it, verified, with no registry access"},
 			&cli.StringFlag{Name: "source-date-epoch", Usage: "time recorded in the image, seconds since 1970", EnvVars: []string{"SOURCE_DATE_EPOCH"}, Value: "0"},
 		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
@@ -85,6 +86,13 @@ files to other users fail there. Run as root for those.`,
 			cache, err := cacheDir(c)
 			if err != nil {
 				return err
+			}
+			if !fromDir {
+				_, remove, err := importBundle(c, cache, arch, c.String("from"))
+				if err != nil {
+					return err
+				}
+				defer remove()
 			}
 			store, err := cache.Blobs()
 			if err != nil {

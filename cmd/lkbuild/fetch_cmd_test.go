@@ -140,4 +140,9 @@ func TestBadBundles(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "never pulled into this cache") {
 		t.Errorf("run --bundle without the builder: exit %d, want it named as not in the cache:\n%s", code, stderr)
 	}
+	_, stderr, code = lkbuild(t, "--cache-dir", t.TempDir(), "builder-image", "--arch", "x86_64", "--bundle", ok,
+		"--from", "registry.invalid/builder:1", "--run", "true", "--tag", "t", "--output", filepath.Join(t.TempDir(), "out"))
+	if code == 0 || !strings.Contains(stderr, "never pulled into this cache") {
+		t.Errorf("builder-image --bundle without the base: exit %d, want it named as not in the cache:\n%s", code, stderr)
+	}
 }
