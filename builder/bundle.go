@@ -175,7 +175,12 @@ func (w *BundleWriter) addFile(rel, what string) error {
 	if w.has("file", rel) {
 		return nil
 	}
-	sum, err := fileSHA256(filepath.Join(w.dir, rel))
+	root, err := os.OpenRoot(w.dir)
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	defer root.Close()
+	sum, err := rootSHA256(root, rel)
 	if err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
@@ -429,19 +434,6 @@ func (e *BundleError) Unwrap() error { return e.Err }
 // of it.
 func rootSHA256(root *os.Root, rel string) (string, error) {
 	f, err := root.Open(rel)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func fileSHA256(file string) (string, error) {
-	f, err := os.Open(file)
 	if err != nil {
 		return "", err
 	}
