@@ -50,7 +50,7 @@ stop_servers() {
 	bench_cleanup
 }
 trap stop_servers EXIT
-bash scripts/registry.sh start "$BENCH_WORK/registry.env" "$BENCH_WORK/registry" >/dev/null
+LKBUILD_REGISTRY_ACCESSLOG=1 bash scripts/registry.sh start "$BENCH_WORK/registry.env" "$BENCH_WORK/registry" >/dev/null
 set -a
 # shellcheck source=/dev/null
 . "$BENCH_WORK/registry.env"
@@ -84,7 +84,7 @@ fetch_cmd() { # fetch_cmd CACHE: the command, in ${cmd[@]}
 		--builder-image "$builder" --source-mirror "$mirror" --ucode-repo "$LKBUILD_E2E_UCODE" --insecure-registry)
 }
 requests() { # requests: how many requests both servers have logged
-	echo $(($(grep -c '"GET ' "$BENCH_WORK/http.log" || true) + $(grep -c 'http.request.method=' "$LKBUILD_TEST_REGISTRY_DIR/registry.log" || true)))
+	echo $(($(grep -c '"GET ' "$BENCH_WORK/http.log" || true) + $(grep -cE '"(GET|HEAD|POST|PUT|PATCH) /v2/' "$LKBUILD_TEST_REGISTRY_DIR/registry.log" || true)))
 }
 
 tarball=$(find "$LKBUILD_E2E_MIRROR" -name "linux-$version.tar.xz" | head -n 1)

@@ -79,6 +79,10 @@ start() {
 	secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 	htpasswd -Bbn "$user" "$password" >"$dir/htpasswd"
 
+	# LKBUILD_REGISTRY_ACCESSLOG=1 logs every request to registry.log
+	# (a benchmark counts them); otherwise only warnings and errors.
+	local access_off=true
+	[[ ${LKBUILD_REGISTRY_ACCESSLOG:-0} != 1 ]] || access_off=false
 	local port pid attempt code
 	for attempt in 1 2 3 4 5 6 7 8 9 10; do
 		# A random port that nothing answers on; if the registry still
@@ -92,7 +96,7 @@ start() {
 			log:
 			  level: warn
 			  accesslog:
-			    disabled: true
+			    disabled: $access_off
 			storage:
 			  filesystem:
 			    rootdirectory: $dir/storage
