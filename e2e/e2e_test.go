@@ -512,6 +512,9 @@ func TestOfflineBuild(t *testing.T) {
 	args := slices.Clone(st.Args)
 	args = slices.Delete(args, len(args)-2, len(args))
 	args[slices.Index(args, "--cache-dir")+1] = t.TempDir()
+	// A new layout too: in the one above the image exists, and the build
+	// would be skipped.
+	args[slices.Index(args, "--output")+1] = filepath.Join(t.TempDir(), "oci")
 	r = e.lkbuild(t, nil, append([]string{"--offline"}, args...)...)
 	if r.code == 0 || !strings.Contains(r.stderr, "is not in the cache") || !strings.Contains(r.stderr, " fetch ") {
 		t.Errorf("offline build with an empty cache: exit %d, want a failure naming the piece and lkbuild fetch:\n%s", r.code, r.stderr)
