@@ -1,8 +1,6 @@
 package builder
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -445,8 +443,8 @@ func rootSHA256(root *os.Root, rel string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// OpenBundleArchive unpacks a bundle made into a tar file (plain or
-// gzip-compressed, the bundle's files at its top or under one directory)
+// OpenBundleArchive unpacks a bundle made into a tar file (plain, or
+// compressed with gzip or zstd; the bundle's files at its top or under one directory)
 // into a new directory under work with oci's safe extractor (no entry
 // leaves it, no device or owner is kept), and opens it. remove deletes
 // that directory; the caller calls it when the build is done.
@@ -469,11 +467,7 @@ func OpenBundleArchive(ctx context.Context, file, work string) (b *Bundle, remov
 			cleanup()
 		}
 	}()
-	r, err := decompressed(f)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bundle %s: %w", file, err)
-	}
-	if _, err := oci.ExtractLayer(ctx, r, dir, oci.WithOwnership(false), oci.WithDevices(false)); err != nil {
+	if _, err := oci.ExtractArchive(ctx, f, dir, oci.WithOwnership(false), oci.WithDevices(false)); err != nil {
 		return nil, nil, fmt.Errorf("bundle %s: %w", file, err)
 	}
 	top := dir
@@ -484,14 +478,4 @@ func OpenBundleArchive(ctx context.Context, file, work string) (b *Bundle, remov
 		return nil, nil, fmt.Errorf("%w (unpacked from %s)", err, file)
 	}
 	return b, cleanup, nil
-}
-
-// decompressed reads r as is, or through gzip when it starts like gzip.
-func decompressed(r io.Reader) (io.Reader, error) {
-	br := bufio.NewReader(r)
-	magic, err := br.Peek(2)
-	if err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		return gzip.NewReader(br)
-	}
-	return br, nil
 }

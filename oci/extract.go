@@ -251,6 +251,41 @@ var (
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 )
 
+// decompressor reads br as it is, or through gzip or zstd when it starts
+// with their magic number. close releases the decoder.
+func decompressor(br *bufio.Reader) (_ io.Reader, close func(), _ error) {
+	magic, err := br.Peek(4)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, fmt.Errorf("read layer: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(magic, gzipMagic):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, func() { _ = zr.Close() }, nil
+	case bytes.HasPrefix(magic, zstdMagic):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, zr.Close, nil
+	}
+	return br, func() {}, nil
+}
+
+// ExtractArchive is ExtractLayer for a tar that may be compressed as a
+// layer blob may be (gzip or zstd, sniffed from its first bytes).
+func ExtractArchive(ctx context.Context, r io.Reader, dir string, opts ...ExtractOption) (ExtractStats, error) {
+	src, closeDec, err := decompressor(bufio.NewReaderSize(r, 256<<10))
+	if err != nil {
+		return ExtractStats{}, fmt.Errorf("extract: %w", err)
+	}
+	defer closeDec()
+	return ExtractLayer(ctx, src, dir, opts...)
+}
+
 // applyImageLayer decompresses one layer blob and applies it. The
 // compression is sniffed from the blob rather than taken from the media
 // type, which some registries and tools get wrong. We decompress with
@@ -268,31 +303,11 @@ func applyImageLayer(ctx context.Context, a layerApplier, l v1.Layer) (_ Extract
 		}
 	}()
 	br := bufio.NewReaderSize(rc, 256<<10)
-	magic, err := br.Peek(4)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return ExtractStats{}, fmt.Errorf("read layer: %w", err)
+	src, closeDec, err := decompressor(br)
+	if err != nil {
+		return ExtractStats{}, err
 	}
-	var (
-		src      io.Reader = br
-		closeDec func()
-	)
-	switch {
-	case bytes.HasPrefix(magic, gzipMagic):
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return ExtractStats{}, fmt.Errorf("gzip: %w", err)
-		}
-		src, closeDec = zr, func() { _ = zr.Close() }
-	case bytes.HasPrefix(magic, zstdMagic):
-		zr, err := zstd.NewReader(br)
-		if err != nil {
-			return ExtractStats{}, fmt.Errorf("zstd: %w", err)
-		}
-		src, closeDec = zr, zr.Close
-	}
-	if closeDec != nil {
-		defer closeDec()
-	}
+	defer closeDec()
 	// The uncompressed stream is hashed as it is read, in the readahead's
 	// goroutine, and checked against the config's diff_id at its end.
 	sum := sha256.New()
