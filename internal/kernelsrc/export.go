@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/lkbuild/lkbuild/kernel"
 )
@@ -72,14 +70,7 @@ func WriteMirror(ctx context.Context, o Options, v kernel.Version, dst string) (
 
 // mirrorSignature gets v's .tar.sign from the mirror.
 func mirrorSignature(ctx context.Context, o Options, v kernel.Version) ([]byte, error) {
-	if o.Mirror == "" {
-		o.Mirror = kernel.DefaultSourceMirror
-	}
-	client := o.HTTPClient
-	if client == nil {
-		client = &http.Client{}
-	}
-	m, err := newMirror(o.Mirror, client, 4, time.Second, o.Offline)
+	m, err := o.withDefaults().mirror()
 	if err != nil {
 		return nil, err
 	}

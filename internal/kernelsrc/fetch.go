@@ -140,17 +140,8 @@ func Fetch(ctx context.Context, opts Options, v kernel.Version) (Tree, error) {
 	return tree, nil
 }
 
-func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
-	if o.Dir == "" {
-		return Tree{}, errors.New("no cache directory")
-	}
-	cacheDir, err := filepath.Abs(o.Dir)
-	if err != nil {
-		return Tree{}, err
-	}
-	if o.Keyring == nil {
-		return Tree{}, errors.New("no keyring: pass the keys of kernel/common/keys.asc")
-	}
+// withDefaults fills in what o leaves to its defaults.
+func (o Options) withDefaults() Options {
 	if o.Mirror == "" {
 		o.Mirror = kernel.DefaultSourceMirror
 	}
@@ -169,7 +160,27 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 	if o.Progress == nil {
 		o.Progress = func(Progress) {}
 	}
-	m, err := newMirror(o.Mirror, o.HTTPClient, o.Retries, o.retryDelay, o.Offline)
+	return o
+}
+
+// mirror is o's mirror; o has its defaults.
+func (o Options) mirror() (mirror, error) {
+	return newMirror(o.Mirror, o.HTTPClient, o.Retries, o.retryDelay, o.Offline)
+}
+
+func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
+	if o.Dir == "" {
+		return Tree{}, errors.New("no cache directory")
+	}
+	cacheDir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return Tree{}, err
+	}
+	if o.Keyring == nil {
+		return Tree{}, errors.New("no keyring: pass the keys of kernel/common/keys.asc")
+	}
+	o = o.withDefaults()
+	m, err := o.mirror()
 	if err != nil {
 		return Tree{}, err
 	}
@@ -219,8 +230,10 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 	// 2. The detached signature: a key we do not know fails here, before
 	// the download.
 	sigData := &memSink{limit: maxSignatureSize, name: files.Signature}
+	sigKept := false
 	if kept, err := os.ReadFile(c.signature(sum)); err == nil && len(kept) <= maxSignatureSize {
 		sigData.buf.Write(kept) // kept by an earlier fetch; checked below as always
+		sigKept = true
 	} else if err := m.get(ctx, files.Signature, sigData); err != nil {
 		return Tree{}, err
 	}
@@ -244,7 +257,9 @@ func fetch(ctx context.Context, o Options, v kernel.Version) (Tree, error) {
 	if err != nil {
 		return Tree{}, err
 	}
-	c.keep(c.signature(sum), sigData.buf.Bytes())
+	if !sigKept {
+		c.keep(c.signature(sum), sigData.buf.Bytes())
+	}
 	tree.Dir = dir
 	return tree, nil
 }
