@@ -132,16 +132,17 @@ func fetchAction(c *cli.Context) error {
 			Offline: c.Bool("offline"),
 		}
 		foreign := t.BuilderArch.Uname != host.Uname
+		qemu := ""
 		if foreign {
-			env.CrossImage = c.String("cross-image")
+			env.CrossImage, qemu = c.String("cross-image"), c.String("qemu-image")
 		}
 		if !r.json {
 			r.printf("fetching for %s %s (builder %s)\n", t.Tags[0], t.Arch, t.BuilderPull)
 		}
 		res, err := builder.Fetch(c.Context, t, env, r.event)
-		if err == nil && foreign && c.String("qemu-image") != "" {
+		if err == nil && qemu != "" {
 			var rfs toolchain.Rootfs
-			if rfs, err = fetchImage(c, reg, cache, c.String("qemu-image"), host); err != nil {
+			if rfs, err = fetchImage(c, reg, cache, qemu, host); err != nil {
 				err = fmt.Errorf("qemu image: %w", err)
 			} else if !r.json {
 				r.printf("  qemu image %s\n", rfs.Digest)
@@ -149,10 +150,10 @@ func fetchAction(c *cli.Context) error {
 		}
 		if err == nil && bw != nil {
 			err = bw.AddTarget(c.Context, t, env)
-			if err == nil && foreign && c.String("qemu-image") != "" {
+			if err == nil && qemu != "" {
 				var store *oci.Store
 				if store, err = cache.Blobs(); err == nil {
-					err = bw.AddImage(c.Context, store, c.String("qemu-image"), toolchain.Platform(host), "the QEMU image for "+host.Uname)
+					err = bw.AddImage(c.Context, store, qemu, toolchain.Platform(host), "the QEMU image for "+host.Uname)
 				}
 			}
 		}
