@@ -1,4 +1,4 @@
-package kernel
+package textdiff
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 	"github.com/lkbuild/lkbuild/internal/testenv"
 )
 
-func TestUnifiedDiff(t *testing.T) {
+func TestUnified(t *testing.T) {
 	for _, tc := range []struct {
 		name, a, b, want string
 	}{
@@ -63,7 +63,7 @@ func TestUnifiedDiff(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := unifiedDiff("a", "b", []byte(tc.a), []byte(tc.b)); got != tc.want {
+			if got := Unified("a", "b", []byte(tc.a), []byte(tc.b)); got != tc.want {
 				t.Errorf("diff:\n%s\nwant:\n%s", got, tc.want)
 			}
 		})
@@ -96,9 +96,9 @@ func randomPair(r *rand.Rand) (string, string) {
 	return as, bs
 }
 
-// TestUnifiedDiffMatchesGNU compares with diff -u, line for line, on
+// TestUnifiedMatchesGNU compares with diff -u, line for line, on
 // inputs whose shortest diff is unique.
-func TestUnifiedDiffMatchesGNU(t *testing.T) {
+func TestUnifiedMatchesGNU(t *testing.T) {
 	diffBin, err := exec.LookPath("diff")
 	testenv.Need(t, err == nil, "GNU diff is not in PATH")
 	dir := t.TempDir()
@@ -116,15 +116,15 @@ func TestUnifiedDiffMatchesGNU(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
 			t.Fatalf("diff: %v", err)
 		}
-		if got := unifiedDiff("A", "B", []byte(a), []byte(b)); got != string(want) {
+		if got := Unified("A", "B", []byte(a), []byte(b)); got != string(want) {
 			t.Errorf("case %d:\n%s\nGNU diff:\n%s", i, got, want)
 		}
 	}
 }
 
-// TestUnifiedDiffApplies applies the diff of random texts, with repeated
+// TestUnifiedApplies applies the diff of random texts, with repeated
 // lines that make many shortest diffs, and gets the second text back.
-func TestUnifiedDiffApplies(t *testing.T) {
+func TestUnifiedApplies(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for i := range 500 {
 		gen := func() string {
@@ -135,7 +135,7 @@ func TestUnifiedDiffApplies(t *testing.T) {
 			return b.String()
 		}
 		a, b := gen(), gen()
-		d := unifiedDiff("a", "b", []byte(a), []byte(b))
+		d := Unified("a", "b", []byte(a), []byte(b))
 		if got := applyDiff(t, a, d); got != b {
 			t.Fatalf("case %d: applying\n%s\nto %q gives %q, want %q", i, d, a, got, b)
 		}
@@ -213,7 +213,7 @@ func parseRange(t *testing.T, s string) (start, count int) {
 	return start, count
 }
 
-func TestUnifiedDiffLargeDistance(t *testing.T) {
+func TestUnifiedLargeDistance(t *testing.T) {
 	// Two texts with nothing in common and more lines than maxDiffCost:
 	// the diff falls back to replacing everything and stays correct.
 	var a, b strings.Builder
@@ -221,7 +221,7 @@ func TestUnifiedDiffLargeDistance(t *testing.T) {
 		fmt.Fprintf(&a, "a%d\n", i)
 		fmt.Fprintf(&b, "b%d\n", i)
 	}
-	d := unifiedDiff("a", "b", []byte(a.String()), []byte(b.String()))
+	d := Unified("a", "b", []byte(a.String()), []byte(b.String()))
 	if got := applyDiff(t, a.String(), d); got != b.String() {
 		t.Fatal("fallback diff does not apply")
 	}
