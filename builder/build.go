@@ -148,7 +148,7 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := b.image(ctx, d.out)
+	img, atts, err := b.image(ctx, d)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 		b.startPhase(PhasePush)
 		pushed, err := Push(ctx, PushOptions{
 			Registry: b.env.Registry, Image: img, Platform: toolchain.Platform(b.t.Arch), Tags: b.t.Tags,
-			BuilderImage: b.t.BuilderPull, BuilderSource: b.builderSource(),
+			BuilderImage: b.t.BuilderPull, BuilderSource: b.builderSource(), Attachments: atts,
 			Notify: func(s string) { b.emit(Event{Kind: EventNote, Message: s}) },
 		})
 		b.res.Pushed = pushed
@@ -329,15 +329,16 @@ func (b *build) releaseCache() {
 	b.releases = nil
 }
 
-// image packs the outputs as one deterministic layer and writes the image
-// to the output layout under its names.
-func (b *build) image(ctx context.Context, out string) (v1.Image, error) {
+// image packs the outputs as one deterministic layer, attaches the
+// provenance and SBOM to the image, and only then writes the image to the
+// output layout under its names.
+func (b *build) image(ctx context.Context, d sandboxDirs) (v1.Image, []oci.Attachment, error) {
 	b.startPhase(PhasePackage)
 	layer, err := b.env.Output.WriteLayer(func(w io.Writer) error {
-		return oci.WriteTar(w, os.DirFS(out), oci.TarOptions{Epoch: b.plan.Epoch})
+		return oci.WriteTar(w, os.DirFS(d.out), oci.TarOptions{Epoch: b.plan.Epoch})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("package: %w", err)
+		return nil, nil, fmt.Errorf("package: %w", err)
 	}
 	img, err := oci.NewImage(oci.ImageSpec{
 		Platform:    toolchain.Platform(b.t.Arch),
@@ -349,10 +350,17 @@ func (b *build) image(ctx context.Context, out string) (v1.Image, error) {
 		Layers: []oci.ImageLayer{{Layer: layer, CreatedBy: "lkbuild build", Comment: "kernel " + b.res.Release}},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("package: %w", err)
+		return nil, nil, fmt.Errorf("package: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if b.res.Digest, err = img.Digest(); err != nil {
+		return nil, nil, fmt.Errorf("package: %w", err)
+	}
+	atts, err := b.attach(ctx, d, img)
+	if err != nil {
+		return nil, nil, err
 	}
 	var names []string
 	for _, t := range b.t.Tags {
@@ -361,12 +369,28 @@ func (b *build) image(ctx context.Context, out string) (v1.Image, error) {
 		}
 	}
 	if err := b.env.Output.WriteLayout(ctx, img, toolchain.Platform(b.t.Arch), names...); err != nil {
+		return nil, nil, fmt.Errorf("package: %w", err)
+	}
+	return img, atts, nil
+}
+
+// attach writes the image's provenance and SBOM to the output layout, as
+// artifacts whose subject is the image.
+func (b *build) attach(ctx context.Context, d sandboxDirs, img v1.Image) ([]oci.Attachment, error) {
+	atts, err := b.attachments(d, b.res.Digest)
+	if err != nil {
 		return nil, fmt.Errorf("package: %w", err)
 	}
-	if b.res.Digest, err = img.Digest(); err != nil {
+	subject, err := oci.DescriptorOf(img)
+	if err != nil {
 		return nil, fmt.Errorf("package: %w", err)
 	}
-	return img, nil
+	for _, a := range atts {
+		if _, err := b.env.Output.Attach(ctx, subject, a); err != nil {
+			return nil, fmt.Errorf("package: attach %s: %w", a.ArtifactType, err)
+		}
+	}
+	return atts, nil
 }
 
 // builderSource is where the builder image can be copied from for the

@@ -63,6 +63,9 @@ type Policy struct {
 	// Version is lkbuild's version, recorded in the Provenance only: it
 	// does not change the image.
 	Version string
+	// Invocation is the command line that asked for the build, recorded
+	// in the provenance attachment only.
+	Invocation []string
 	// Events receives progress; nil discards it.
 	Events func(Event)
 }

@@ -26,6 +26,9 @@ type PushOptions struct {
 	// BuilderSource, when set, is pushed to the -builder tag instead of
 	// copying BuilderImage.
 	BuilderSource v1.Image
+	// Attachments are attached to the image in the registry (its
+	// provenance and SBOM; LayoutAttachments reads them from a layout).
+	Attachments []oci.Attachment
 	// Notify is told each tag as it is done.
 	Notify func(string)
 }
@@ -66,9 +69,41 @@ func Push(ctx context.Context, o PushOptions) ([]string, error) {
 				return pushed, fmt.Errorf("%s: %w", ref, err)
 			}
 			note(ref)
+			if t.Kind == kernel.TagArchImage {
+				// One repository holds every tag: attach once.
+				for _, a := range o.Attachments {
+					if _, err := o.Registry.Attach(ctx, ref, a); err != nil {
+						return pushed, fmt.Errorf("%s: attach %s: %w", ref, a.ArtifactType, err)
+					}
+					if o.Notify != nil {
+						o.Notify("attached " + a.ArtifactType + " to " + ref)
+					}
+				}
+			}
 		}
 	}
 	return pushed, nil
+}
+
+// LayoutAttachments reads the attachments of the image digest from an OCI
+// layout (what Build wrote there), to push them with it.
+func LayoutAttachments(s *oci.Store, digest v1.Hash) ([]oci.Attachment, error) {
+	refs, err := s.Referrers(digest, "")
+	if err != nil {
+		return nil, err
+	}
+	var atts []oci.Attachment
+	for _, r := range refs {
+		if r.ArtifactType != ArtifactProvenance && r.ArtifactType != ArtifactSBOM {
+			continue
+		}
+		data, err := s.ReadAttachment(r)
+		if err != nil {
+			return nil, err
+		}
+		atts = append(atts, oci.Attachment{ArtifactType: r.ArtifactType, MediaType: r.ArtifactType, Data: data, Annotations: r.Annotations})
+	}
+	return atts, nil
 }
 
 func pushBuilder(ctx context.Context, o PushOptions, ref string) error {

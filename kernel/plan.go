@@ -500,6 +500,12 @@ const (
 	headersDir = "kernel-headers"
 )
 
+// ModulesFile is where modules_install writes name (modules.order,
+// modules.builtin) for release, relative to Paths.Work.
+func (p *Plan) ModulesFile(release, name string) string {
+	return path.Join(modulesDir, "lib/modules", release, name)
+}
+
 // planner collects steps and the outputs they write.
 type planner struct {
 	p       *Plan

@@ -88,6 +88,9 @@ func execMain(args []string) int {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fail(err)
 	}
+	// The caller's umask (077 on a careful host) must not change the
+	// modes of what a step writes: every command starts with 022.
+	unix.Umask(0o022)
 	unix.CloseOnExec(execStatusFD)
 	return fail(unix.Exec(path, argv, os.Environ()))
 }
