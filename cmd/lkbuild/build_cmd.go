@@ -189,7 +189,7 @@ func buildAction(c *cli.Context) error {
 	}
 	pol := builder.Policy{
 		Push: c.Bool("push"), Force: c.Bool("force"), Clean: c.Bool("clean"), XZLevel: c.Int("xz-level"),
-		Version: c.App.Version, Events: r.event,
+		Version: c.App.Version, Invocation: os.Args, Events: r.event,
 	}
 	if !c.Bool("json") {
 		r.printf("building %s for %s in %s (make -j%d)\n", t.Tags[0], t.Arch, t.BuilderPull, t.Plan.Jobs)
@@ -289,7 +289,8 @@ func pushCommand() *cli.Command {
 		Description: `Pushes the image lkbuild build wrote to the OCI layout (--output) under
 every tag of the build (see lkbuild tags): the single-arch tags, the
 multi-arch indexes merged with the arches the registry already has, and the
-builder image under <version>-builder. Use it to retry a push that failed.
+builder image under <version>-builder, with the provenance and SBOM the
+build attached to the image. Use it to retry a push that failed.
 
 Example:
    lkbuild push --series 6.6.x --arch x86_64 --org registry.example/linuxkit`,
@@ -308,9 +309,13 @@ Example:
 			if err != nil {
 				return err
 			}
-			img, _, err := out.ImageByName(t.Ref)
+			img, desc, err := out.ImageByName(t.Ref)
 			if err != nil {
 				return fmt.Errorf("%w (build it first: lkbuild build)", err)
+			}
+			atts, err := builder.LayoutAttachments(out, desc.Digest)
+			if err != nil {
+				return err
 			}
 			cfg, err := img.ConfigFile()
 			if err != nil {
@@ -328,8 +333,8 @@ Example:
 			}
 			pushed, err := builder.Push(c.Context, builder.PushOptions{
 				Registry: reg, Image: img, Platform: toolchain.Platform(t.Arch), Tags: t.Tags,
-				BuilderImage: builderRef,
-				Notify:       func(s string) { fmt.Fprintln(c.App.ErrWriter, s) },
+				BuilderImage: builderRef, Attachments: atts,
+				Notify: func(s string) { fmt.Fprintln(c.App.ErrWriter, s) },
 			})
 			for _, p := range pushed {
 				fmt.Fprintln(c.App.Writer, p)

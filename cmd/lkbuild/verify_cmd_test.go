@@ -1,0 +1,58 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/lkbuild/lkbuild/internal/imagediff"
+)
+
+func TestPrintVerify(t *testing.T) {
+	h := func(c string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: strings.Repeat(c, 64)} }
+	when := time.Unix(1700000000, 0)
+	members := []imagediff.Member{
+		{Path: "kernel", A: &imagediff.Entry{Type: "file", Mode: 0o644, Size: 10, SHA256: strings.Repeat("1", 64), ModTime: when},
+			B: &imagediff.Entry{Type: "file", Mode: 0o644, Size: 11, SHA256: strings.Repeat("2", 64), ModTime: when}},
+		{Path: "src/linux.tar.xz/linux/init/main.c", A: &imagediff.Entry{Type: "file", Size: 5}, B: &imagediff.Entry{Type: "file", Size: 5},
+			Diff: "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+new\n"},
+		{Path: "only-in-rebuild", B: &imagediff.Entry{Type: "file"}},
+	}
+	for _, tc := range []struct {
+		name string
+		v    verifyOutput
+		show int
+		want []string
+		not  []string
+	}{
+		{"identical", verifyOutput{Ref: "r", Identical: true, Image: h("a").String(), Rebuilt: h("a").String(), Seconds: 61, Provenance: "checked"},
+			20, []string{"identical: r", "rebuilt in 61 s", "provenance checked"}, []string{"DIFFERENT"}},
+		{"different", verifyOutput{Ref: "r", Image: h("a").String(), Rebuilt: h("b").String(), Reused: true, Layout: "/keep",
+			Diff: &imagediff.Report{
+				Manifest: []imagediff.Field{{Path: "annotations.dev.lkbuild.patches", A: `"x"`, B: `"y"`}},
+				Layers:   []imagediff.LayerDiff{{Index: 0, A: &imagediff.LayerInfo{Digest: h("c")}, Members: members}},
+			}}, 20,
+			[]string{"DIFFERENT", "the rebuild kept in /keep", "manifest annotations.dev.lkbuild.patches", "layer 0: 3 differing members",
+				"sha256:" + strings.Repeat("c", 64), "rebuilt " + "no such layer", "size 10 sha256 " + strings.Repeat("1", 64),
+				"src/linux.tar.xz/linux/init/main.c", "    +new", "only-in-rebuild\n    image:   absent"}, nil},
+		{"capped", verifyOutput{Ref: "r", Diff: &imagediff.Report{Layers: []imagediff.LayerDiff{{Members: members}}}}, 1,
+			[]string{"kernel", "... 2 more"}, []string{"main.c"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			printVerify(&b, &tc.v, tc.show)
+			for _, w := range tc.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(b.String(), n) {
+					t.Errorf("output has %q:\n%s", n, b.String())
+				}
+			}
+		})
+	}
+}
