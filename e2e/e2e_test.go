@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -321,6 +320,7 @@ func TestKernelBuild(t *testing.T) {
 
 	img := e.unpack(t, archTag)
 	t.Run("image", func(t *testing.T) { checkImage(t, img, builderRef) })
+	t.Run("attachments", func(t *testing.T) { e.attachments(t, img, out1, kdir, archTag, res.Digest) })
 
 	t.Run("boot", func(t *testing.T) {
 		ko := e.outOfTreeModule(t, img, builderTag)
@@ -396,10 +396,17 @@ func TestKernelBuild(t *testing.T) {
 	// keeps (which the failed builds of bad-input used last), and clean.
 	t.Run("incremental", func(t *testing.T) { e.incremental(t, cache1, cache2, org) })
 
-	// 5. lkbuild fetch on the cache the builds used finds everything there,
-	// offline too, and writes a bundle; the build from the bundle runs in a
-	// network namespace without a network (TestOfflineBuild, after this
-	// test).
+	// 5. The first build's inputs with one byte of the patch changed,
+	// written under the first build's tag: TestVerifyElsewhere must find
+	// it different.
+	var changed string
+	t.Run("changed", func(t *testing.T) {
+		changed = e.changedImage(t, kdir, cache1, org, archTag, img.manifest.Annotations["dev.lkbuild.series.hash"])
+	})
+
+	// 6. lkbuild fetch on the cache the builds used finds everything there,
+	// offline too, and writes a bundle; TestVerifyElsewhere (after this
+	// test) verifies from it in a network namespace without a network.
 	t.Run("fetch", func(t *testing.T) {
 		fetch := func(extra ...string) result {
 			args := append(append([]string{"--cache-dir", cache1}, extra...), "fetch",
@@ -423,41 +430,52 @@ func TestKernelBuild(t *testing.T) {
 			t.Logf("bundle for x86_64: %s", size)
 		}
 	})
-	e.keepForOffline(t, kdir, org, res.Digest)
+	e.keepForVerify(t, kdir, org, out1, changed, archTag, res.Digest, r.elapsed)
 }
 
-// offlineState is what TestKernelBuild leaves for TestOfflineBuild.
-type offlineState struct {
-	// Args build the first build's inputs (no --push) from the bundle
-	// fetch --bundle wrote, into an empty cache.
-	Args []string `json:"args"`
-	// Digest is the first build's image digest.
-	Digest string `json:"digest"`
-}
-
-// keepForOffline moves the checkout of the first build into
-// $LKBUILD_E2E_OFFLINE_STATE (which holds the bundle) with the arguments
-// of that build from the bundle, for TestOfflineBuild. Without the
-// variable it does nothing.
-func (e *env) keepForOffline(t *testing.T, kdir, org, digest string) {
+// keepForVerify moves the checkout of the first build into
+// $LKBUILD_E2E_OFFLINE_STATE (which holds the bundle) with copies of the
+// first image's layout and of the changed one, and the arguments of a
+// verify and a build from the bundle, for TestVerifyElsewhere. Without
+// the variable it does nothing.
+func (e *env) keepForVerify(t *testing.T, kdir, org, out, changed, archTag, digest string, took time.Duration) {
 	t.Helper()
 	dir := os.Getenv("LKBUILD_E2E_OFFLINE_STATE")
 	if dir == "" {
 		return
 	}
+	if changed == "" {
+		t.Fatal("no changed image to verify")
+	}
 	keptRepo := filepath.Join(dir, "linuxkit")
 	if err := os.Rename(filepath.Dir(kdir), keptRepo); err != nil {
-		t.Fatalf("keep for the offline build: %v", err)
+		t.Fatalf("keep for the verify: %v", err)
 	}
+	images, changedDir := filepath.Join(dir, "images"), filepath.Join(dir, "changed")
+	for from, to := range map[string]string{out: images, changed: changedDir} {
+		if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+			t.Fatalf("keep for the verify: %v", err)
+		}
+	}
+	kept := filepath.Join(keptRepo, "kernel")
+	bundle := filepath.Join(dir, "bundle")
+	host, _ := os.Hostname()
 	// No --source-mirror, --ucode-repo: the bundle's are used.
-	st := offlineState{
-		Args: []string{
+	st := verifyState{
+		Build: []string{
 			"--cache-dir", filepath.Join(dir, "cache"), "build", "--json",
-			"--kernel-dir", filepath.Join(keptRepo, "kernel"), "--series", series, "--arch", "x86_64",
+			"--kernel-dir", kept, "--series", series, "--arch", "x86_64",
 			"--builder-image", e.builder, "--output", filepath.Join(dir, "oci"), "--org", org,
-			"--bundle", filepath.Join(dir, "bundle"),
+			"--bundle", bundle,
 		},
-		Digest: digest,
+		Verify:       []string{"--offline", "verify", "--kernel-dir", kept, "--bundle", bundle, "--jobs", "3"},
+		Image:        "oci:" + images + ":" + archTag,
+		Changed:      "oci:" + changedDir + ":" + archTag,
+		Digest:       digest,
+		BuildSeconds: took.Seconds(),
+		UID:          os.Getuid(),
+		Hostname:     host,
+		TZ:           os.Getenv("TZ"),
 	}
 	data, err := json.Marshal(st)
 	if err != nil {
@@ -465,59 +483,6 @@ func (e *env) keepForOffline(t *testing.T, kdir, org, digest string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), data, 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestOfflineBuild builds TestKernelBuild's first image again from the
-// bundle it wrote, into an empty cache, inside a network namespace with
-// no interface but a loopback that is down (scripts/test.sh runs it there,
-// as root makes it, after TestKernelBuild left the bundle and its state in
-// $LKBUILD_E2E_OFFLINE_STATE): the image must be the online build's. A
-// build with --offline, no bundle and an empty cache must name what is
-// missing and how to fetch it.
-func TestOfflineBuild(t *testing.T) {
-	dir := testenv.Getenv(t, "LKBUILD_E2E_OFFLINE_STATE", "scripts/test.sh runs this test in a network namespace after TestKernelBuild")
-	bin := testenv.Getenv(t, "LKBUILD_E2E_BIN", "scripts/test.sh builds lkbuild")
-	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if err != nil {
-		t.Fatalf("TestKernelBuild left no state: %v", err)
-	}
-	var st offlineState
-	if err := json.Unmarshal(data, &st); err != nil {
-		t.Fatal(err)
-	}
-	// The interfaces of this process's network namespace (/sys/class/net
-	// would show the namespace sysfs was mounted in).
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range ifaces {
-		if i.Name != "lo" || i.Flags&net.FlagUp != 0 {
-			t.Fatalf("not in a network namespace without a network: %s is here (%v)", i.Name, i.Flags)
-		}
-	}
-	e := &env{bin: bin}
-	r := e.lkbuild(t, nil, st.Args...)
-	if r.code != 0 {
-		t.Fatalf("build from the bundle failed (exit %d):\n%s\n%s", r.code, r.stderr, tailString(r.stdout, 40))
-	}
-	if got := r.final().Digest; got != st.Digest {
-		t.Errorf("build from the bundle: %s, the online build %s", got, st.Digest)
-	}
-	t.Logf("build from the bundle, no network: %s in %s", r.final().Digest, r.elapsed.Round(time.Second))
-
-	// Without the bundle, an empty cache: the first piece missing is
-	// named, with the command that fetches it.
-	args := slices.Clone(st.Args)
-	args = slices.Delete(args, len(args)-2, len(args))
-	args[slices.Index(args, "--cache-dir")+1] = t.TempDir()
-	// A new layout too: in the one above the image exists, and the build
-	// would be skipped.
-	args[slices.Index(args, "--output")+1] = filepath.Join(t.TempDir(), "oci")
-	r = e.lkbuild(t, nil, append([]string{"--offline"}, args...)...)
-	if r.code == 0 || !strings.Contains(r.stderr, "is not in the cache") || !strings.Contains(r.stderr, " fetch ") {
-		t.Errorf("offline build with an empty cache: exit %d, want a failure naming the piece and lkbuild fetch:\n%s", r.code, r.stderr)
 	}
 }
 
@@ -1078,7 +1043,10 @@ func layoutNames(t *testing.T, dir string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, m := range idx.Manifests {
-		out[m.Annotations["org.opencontainers.image.ref.name"]] = m.Digest
+		// Attachments (provenance, SBOM) have no name.
+		if n := m.Annotations["org.opencontainers.image.ref.name"]; n != "" {
+			out[n] = m.Digest
+		}
 	}
 	return out
 }
