@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path"
 	"slices"
@@ -154,14 +155,22 @@ func (b *build) statement(digest v1.Hash) Statement {
 	for k, v := range map[string]string{"series": q.Series, "extra": q.Extra, "org": q.Org, "image": q.Image,
 		"sourceMirror": b.env.SourceMirror, "ucodeRepo": b.env.UcodeRepo, "crossImage": b.env.CrossImage} {
 		if v != "" {
-			ext[k] = v
+			ext[k] = withoutUserinfo(v)
 		}
 	}
 	if q.Debug {
 		ext["debug"] = true
 	}
 	if len(b.pol.Invocation) > 0 {
-		ext["invocation"] = b.pol.Invocation
+		var args []string
+		for _, a := range b.pol.Invocation {
+			// --flag=URL too.
+			if f, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(f, "-") {
+				a = f + "=" + withoutUserinfo(v)
+			}
+			args = append(args, withoutUserinfo(a))
+		}
+		ext["invocation"] = args
 	}
 	internal := map[string]any{"jobs": b.plan.Jobs, "xzLevel": b.pol.XZLevel, "toolchain": p.Toolchain}
 	if len(p.NativeTools) > 0 {
@@ -169,7 +178,7 @@ func (b *build) statement(digest v1.Hash) Statement {
 	}
 	deps := []ResourceDesc{
 		{Name: DepSource, URI: p.SourceURL, Digest: map[string]string{"sha256": p.SourceSHA256}},
-		{Name: DepKernelDir, URI: b.t.SourceRepo, Digest: map[string]string{"gitCommit": b.t.Revision},
+		{Name: DepKernelDir, URI: withoutUserinfo(b.t.SourceRepo), Digest: map[string]string{"gitCommit": b.t.Revision},
 			Annotations: map[string]any{"seriesHash": p.SeriesHash}},
 		{Name: DepConfig, Digest: map[string]string{"sha256": p.ConfigSHA256}},
 		{Name: DepBuilder, URI: p.BuilderImage, Digest: map[string]string{"sha256": strings.TrimPrefix(p.BuilderDigest, "sha256:")},
@@ -183,7 +192,7 @@ func (b *build) statement(digest v1.Hash) Statement {
 		deps = append(deps, ResourceDesc{Name: DepCross, URI: p.CrossImage, Digest: map[string]string{"sha256": strings.TrimPrefix(p.CrossDigest, "sha256:")}})
 	}
 	if b.ucode != nil && b.plan.Ucode != nil {
-		deps = append(deps, ResourceDesc{Name: DepUcode, URI: b.plan.Ucode.Repo, Digest: map[string]string{"gitCommit": b.ucode.Commit},
+		deps = append(deps, ResourceDesc{Name: DepUcode, URI: withoutUserinfo(b.plan.Ucode.Repo), Digest: map[string]string{"gitCommit": b.ucode.Commit},
 			Annotations: map[string]any{"tag": b.plan.Ucode.Ref}})
 	}
 	s := Statement{
@@ -299,4 +308,16 @@ func readList(root, rel string) ([]string, error) {
 	}
 	slices.Sort(lines)
 	return slices.Compact(lines), nil
+}
+
+// withoutUserinfo is s without the user and password of a URL (a token in
+// a CI remote or mirror URL must not go into a published provenance);
+// anything else is returned as it is.
+func withoutUserinfo(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil || u.Host == "" {
+		return s
+	}
+	u.User = nil
+	return u.String()
 }

@@ -135,6 +135,9 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 	if err := b.fetch(ctx); err != nil {
 		return nil, err
 	}
+	if err := b.checkFetched(); err != nil {
+		return nil, err
+	}
 	if err := b.prepareToolchain(ctx, d); err != nil {
 		return nil, err
 	}

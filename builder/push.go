@@ -69,10 +69,19 @@ func Push(ctx context.Context, o PushOptions) ([]string, error) {
 				return pushed, fmt.Errorf("%s: %w", ref, err)
 			}
 			note(ref)
-			if t.Kind == kernel.TagArchImage {
-				// One repository holds every tag: attach once.
+			if t.Kind == kernel.TagArchImage && len(o.Attachments) > 0 {
+				// One repository holds every tag: attach once, to the
+				// image by digest (the tag could move meanwhile).
+				d, err := o.Image.Digest()
+				if err != nil {
+					return pushed, fmt.Errorf("%s: %w", ref, err)
+				}
+				byDigest, err := digestRef(ref, d)
+				if err != nil {
+					return pushed, fmt.Errorf("%s: %w", ref, err)
+				}
 				for _, a := range o.Attachments {
-					if _, err := o.Registry.Attach(ctx, ref, a); err != nil {
+					if _, err := o.Registry.Attach(ctx, byDigest, a); err != nil {
 						return pushed, fmt.Errorf("%s: attach %s: %w", ref, a.ArtifactType, err)
 					}
 					if o.Notify != nil {
@@ -83,27 +92,6 @@ func Push(ctx context.Context, o PushOptions) ([]string, error) {
 		}
 	}
 	return pushed, nil
-}
-
-// LayoutAttachments reads the attachments of the image digest from an OCI
-// layout (what Build wrote there), to push them with it.
-func LayoutAttachments(s *oci.Store, digest v1.Hash) ([]oci.Attachment, error) {
-	refs, err := s.Referrers(digest, "")
-	if err != nil {
-		return nil, err
-	}
-	var atts []oci.Attachment
-	for _, r := range refs {
-		if r.ArtifactType != ArtifactProvenance && r.ArtifactType != ArtifactSBOM {
-			continue
-		}
-		data, err := s.ReadAttachment(r)
-		if err != nil {
-			return nil, err
-		}
-		atts = append(atts, oci.Attachment{ArtifactType: r.ArtifactType, MediaType: r.ArtifactType, Data: data, Annotations: r.Annotations})
-	}
-	return atts, nil
 }
 
 func pushBuilder(ctx context.Context, o PushOptions, ref string) error {

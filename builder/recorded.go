@@ -122,8 +122,11 @@ func ReadRecorded(img v1.Image) (*Recorded, error) {
 		return nil, fmt.Errorf("the image's source %s names no kernel release: %w", p.SourceURL, err)
 	}
 	r.Extra, r.Debug = strings.CutSuffix(p.Variant, kernel.DebugSuffix)
-	if r.Revision == "" {
-		return nil, fmt.Errorf("the image has no %s label: the kernel directory's commit is unknown", LabelRevision)
+	if !isCommit(r.Revision) {
+		return nil, fmt.Errorf("the image's %s label %q is not a git commit id: the kernel directory's commit is unknown", LabelRevision, r.Revision)
+	}
+	if p.UcodeCommit != "" && !isCommit(p.UcodeCommit) {
+		return nil, fmt.Errorf("the image's annotation %s=%q is not a git commit id", AnnotationUcodeCommit, p.UcodeCommit)
 	}
 	return r, nil
 }
@@ -136,4 +139,18 @@ func (r *Recorded) XZLevel() (int, error) {
 		return 0, fmt.Errorf("the image's annotation %s=%q is not an xz preset -0 to -9", AnnotationSourceXZ, s)
 	}
 	return n, nil
+}
+
+// isCommit reports whether s is a full git commit id (SHA-1 or SHA-256,
+// lowercase hex): what a label may hold before it is printed in a hint.
+func isCommit(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -84,6 +84,11 @@ type Target struct {
 	// for a Cross build.
 	BuilderPull string
 	BuilderArch kernel.Arch
+
+	// expect, for a rebuild (VerifyTarget), holds the inputs the image
+	// records: a fetched source, builder or microcode that is not the
+	// recorded one fails the build with an *InputError before it runs.
+	expect *Provenance
 }
 
 // ErrNoGit is returned by Resolve for a kernel directory outside a git

@@ -101,7 +101,32 @@ func VerifyTarget(ctx context.Context, rec *Recorded, r VerifyRequest) (*Target,
 		}
 		return nil, &InputError{Input: "series hash", Recorded: p.SeriesHash, Have: t.Hash, Fix: fix}
 	}
+	// The labels name the recorded remote, whatever this clone's is.
+	t.SourceRepo = rec.SourceRepo
+	t.expect = &rec.Provenance
 	return t, nil
+}
+
+// checkFetched compares what a rebuild fetched with what the image
+// records (Target.expect).
+func (b *build) checkFetched() error {
+	want := b.t.expect
+	if want == nil {
+		return nil
+	}
+	if b.src.SHA256 != want.SourceSHA256 {
+		return &InputError{Input: "source " + b.src.URL, Recorded: "sha256 " + want.SourceSHA256, Have: "sha256 " + b.src.SHA256,
+			Fix: "the mirror (--source-mirror, --bundle) holds another tarball of this release: give one that holds the recorded one"}
+	}
+	if b.ucode != nil && b.ucode.Commit != want.UcodeCommit {
+		return &InputError{Input: "Intel microcode " + b.plan.Ucode.Ref, Recorded: "commit " + want.UcodeCommit, Have: "commit " + b.ucode.Commit,
+			Fix: "the tag moved: give --ucode-repo (or --bundle) a repository whose tag is the recorded commit"}
+	}
+	if got := b.rootfs.Digest.String(); got != want.BuilderDigest {
+		return &InputError{Input: "builder " + b.t.BuilderPull, Recorded: want.BuilderDigest, Have: got,
+			Fix: "--builder-image names another image: give one with the recorded digest, or leave it out to pull the recorded builder by digest"}
+	}
+	return nil
 }
 
 // pinnedBuilder is the builder's recorded name pinned to its digest:

@@ -183,7 +183,7 @@ func verifyEnv(t *testing.T) Environment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := oci.OpenStore(filepath.Join(t.TempDir(), "out"))
+	out, err := OpenVerifyLayout(filepath.Join(t.TempDir(), "out"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,4 +343,56 @@ func mustDigest(t *testing.T, img v1.Image) v1.Hash {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestVerifyFetchedInputs: a rebuild whose source or builder is not the
+// one the image records stops before building, with an *InputError.
+func TestVerifyFetchedInputs(t *testing.T) {
+	w := newFakeWorld(t)
+	fb := newFakeBuild(t, t.TempDir(), Request{})
+	img, _ := builtImage(t, fb, w)
+	for _, tc := range []struct {
+		name string
+		edit func(p *Provenance)
+		want string
+	}{
+		{"source", func(p *Provenance) { p.SourceSHA256 = strings.Repeat("9", 64) }, "mirror"},
+		{"builder", func(p *Provenance) { p.BuilderDigest = "sha256:" + strings.Repeat("9", 64) }, "--builder-image names another image"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := ReadRecorded(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.edit(&rec.Provenance)
+			vt, err := VerifyTarget(context.Background(), rec, VerifyRequest{KernelDir: fb.target.KernelDir, BuilderImage: "oci:/x:builder"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Verify(context.Background(), img, vt, verifyEnv(t), Policy{XZLevel: DefaultXZLevel}, w.options()...)
+			var ie *InputError
+			if !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify: %v, want an *InputError with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestOpenVerifyLayout: only a new directory or one verify made holds
+// rebuilds; a build's layout (or the verified image's own) is refused.
+func TestOpenVerifyLayout(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rebuilt")
+	if _, err := OpenVerifyLayout(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenVerifyLayout(dir); err != nil {
+		t.Errorf("a layout verify made, again: %v", err)
+	}
+	built := t.TempDir()
+	if _, err := oci.OpenStore(built); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenVerifyLayout(built); err == nil || !strings.Contains(err.Error(), "did not rebuild") {
+		t.Errorf("a build's layout: %v, want it refused", err)
+	}
 }

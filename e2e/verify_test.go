@@ -70,7 +70,7 @@ func (e *env) checkAttachments(t *testing.T, ref, digest string, img *image) {
 	}
 	var kernelPkg bool
 	for _, p := range doc.Packages {
-		if p.PackageVersion == version && strings.Contains(strings.ToLower(p.PackageName), "kernel") {
+		if p.PackageName == "linux" && p.PackageVersion == version {
 			kernelPkg = true
 		}
 	}
@@ -377,8 +377,8 @@ func TestVerifyElsewhere(t *testing.T) {
 		for _, m := range l.Members {
 			if strings.HasSuffix(m.Path, "linux/init/main.c") && strings.Contains(m.Path, "src/linux.tar.xz") {
 				named = m.A != nil && m.B != nil && m.A.SHA256 != m.B.SHA256 &&
-					strings.Contains(m.Diff, "-+\tpr_notice(\"lkbuild-e2e: patch 0001 applieD\\n\");") &&
-					strings.Contains(m.Diff, "++\tpr_notice(\"lkbuild-e2e: patch 0001 applied\\n\");")
+					strings.Contains(m.Diff, "\n-\tpr_notice(\"lkbuild-e2e: patch 0001 applieD\\n\");\n") &&
+					strings.Contains(m.Diff, "\n+\tpr_notice(\"lkbuild-e2e: patch 0001 applied\\n\");\n")
 				if !named {
 					t.Errorf("init/main.c named without both hashes and its diff: %+v", m)
 				}

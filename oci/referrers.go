@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
@@ -33,6 +34,10 @@ import (
 // and blobs in the layout and lists the manifest in index.json without a
 // ref name annotation, so that tools that list the layout's images by name
 // do not see it.
+
+// maxReferrers is how many referrers of one image Registry.Referrers
+// reads.
+const maxReferrers = 256
 
 // MaxAttachmentSize is the largest document NewArtifact takes and
 // ReadAttachment reads.
@@ -279,6 +284,11 @@ func (r *Registry) Referrers(ctx context.Context, ref string, artifactType strin
 	if err != nil {
 		return nil, fmt.Errorf("referrers of %s: %w", ref, err)
 	}
+	// Anyone who may push to the repository writes the listing (the
+	// fallback tag): each entry costs a request, so only so many are read.
+	if len(im.Manifests) > maxReferrers {
+		return nil, fmt.Errorf("referrers of %s: %d listed, more than the %d read", ref, len(im.Manifests), maxReferrers)
+	}
 	var out []Referrer
 	for _, d := range im.Manifests {
 		// A listing that names another type is believed, which saves a
@@ -360,8 +370,10 @@ func (r *Registry) ReadAttachment(ctx context.Context, repo string, ref Referrer
 
 // Attach stores a as an artifact whose subject is the manifest subject
 // describes, and lists it in the layout's index.json, with its artifact
-// type and without a ref name. Attaching the same document again changes
-// nothing. It returns the artifact manifest's digest.
+// type and without a ref name, in place of any earlier attachment of the
+// same artifact type to the same subject (a rebuild's provenance replaces
+// the last one's). Attaching the same document again changes nothing. It
+// returns the artifact manifest's digest.
 func (s *Store) Attach(ctx context.Context, subject v1.Descriptor, a Attachment) (v1.Hash, error) {
 	img, err := NewArtifact(subject, a)
 	if err != nil {
@@ -381,6 +393,19 @@ func (s *Store) Attach(ctx context.Context, subject v1.Descriptor, a Attachment)
 	for _, d := range im.Manifests {
 		if d.Digest == desc.Digest && d.Annotations[RefNameAnnotation] == "" {
 			return desc.Digest, nil
+		}
+	}
+	earlier, err := s.Referrers(subject.Digest, a.ArtifactType)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("attach %s to %s: %w", a.ArtifactType, subject.Digest, err)
+	}
+	var old []v1.Hash
+	for _, r := range earlier {
+		old = append(old, r.Descriptor.Digest)
+	}
+	if len(old) > 0 {
+		if err := s.path.RemoveDescriptors(match.Digests(old...)); err != nil {
+			return v1.Hash{}, fmt.Errorf("attach %s to %s: %w", a.ArtifactType, subject.Digest, err)
 		}
 	}
 	entry := v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest, ArtifactType: a.ArtifactType}

@@ -617,6 +617,20 @@ func TestStoreAttach(t *testing.T) {
 	}
 	check(t, "written again")
 
+	// A rebuild's document of the same type replaces the last one.
+	newer := atts[0]
+	newer.Data = append(slices.Clone(newer.Data), ' ')
+	d, err := s.Attach(ctx, subject, newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Referrers(subject.Digest, newer.ArtifactType); err != nil || len(got) != 1 || got[0].Descriptor.Digest != d {
+		t.Errorf("after a newer %s: %+v, %v; want only %s", newer.ArtifactType, got, err, d)
+	}
+	if all, err := s.Referrers(subject.Digest, ""); err != nil || len(all) != len(atts) {
+		t.Errorf("after a newer %s: %d referrers, %v; want %d", newer.ArtifactType, len(all), err, len(atts))
+	}
+
 	if got, err := s.Referrers(digestOf([]byte("another")), ""); err != nil || len(got) != 0 {
 		t.Errorf("referrers of an image with none: %+v, %v", got, err)
 	}

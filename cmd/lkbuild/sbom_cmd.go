@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -34,15 +35,7 @@ Examples:
 				return fmt.Errorf("sbom needs one image: lkbuild sbom REF")
 			}
 			ref := c.Args().First()
-			cache, err := cacheDir(c)
-			if err != nil {
-				return err
-			}
-			reg, err := newRegistry(c)
-			if err != nil {
-				return err
-			}
-			sub, err := readSubject(c.Context, reg, cache.Blobs, ref, c.String("arch"))
+			sub, err := openSubject(c, ref)
 			if err != nil {
 				return err
 			}
@@ -50,12 +43,16 @@ Examples:
 			if c.Bool("provenance") {
 				kind, what = builder.ArtifactProvenance, "provenance"
 			}
-			data, err := sub.attachment(c.Context, kind)
+			data, err := sub.Attachment(c.Context, kind)
 			if err != nil {
 				return fmt.Errorf("%s of %s: %w", what, ref, err)
 			}
 			if data == nil {
 				return fmt.Errorf("%s has no %s attached (%s): was it built by an lkbuild before attachments, or copied without its referrers?", ref, what, kind)
+			}
+			// The registry's bytes go to a terminal: JSON only.
+			if !json.Valid(data) {
+				return fmt.Errorf("the %s attached to %s is not JSON: not printed", what, ref)
 			}
 			_, err = c.App.Writer.Write(data)
 			return err

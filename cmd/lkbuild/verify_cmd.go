@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,15 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
 	"github.com/lkbuild/lkbuild/internal/imagediff"
 	"github.com/lkbuild/lkbuild/kernel"
-	"github.com/lkbuild/lkbuild/oci"
-	"github.com/lkbuild/lkbuild/toolchain"
 )
 
 const verifyDescription = `Rebuilds a kernel image from the inputs it records and compares the
@@ -30,24 +25,30 @@ takes the kernel directory (--kernel-dir, checked out at that commit, no
 uncommitted changes), the source, the builder and the microcode from the
 usual places (--source-mirror, --ucode-repo, the registry, or --bundle /
 --offline for an air-gapped host), and runs clean in an empty object tree.
-A different builder, cache, user, umask, time zone, locale, host name or
---jobs gives the same image.
+The builder is pulled by its recorded digest; the source's SHA-256, the
+microcode's commit and the builder's digest are checked against the
+recorded ones before the build starts. Another cache, user, umask, time
+zone, locale, host name, clone remote or --jobs gives the same image.
 
 Identical: both digests are printed, exit 0. Different: the differing
 manifest and config fields and the first differing files are named, per
 layer and down into the tars in the image (kernel.tar, kernel-dev.tar,
 kernel-headers.tar, src/linux.tar.xz): path, size and SHA-256 on both
 sides, and a unified diff for .config and other text files; exit 1
-(--json prints the whole comparison). A rebuild that cannot be made
-(missing input, wrong commit, an image without lkbuild's annotations)
+(--json prints the whole comparison). A verify that cannot rebuild
+(a missing or different input, the wrong commit, an image without
+lkbuild's annotations or built from uncommitted changes, a bad flag)
 exits 2, naming what is missing and how to provide it.
 
 The provenance attached to the image (lkbuild sbom --provenance), when
-there is one, is checked against what the image records.
+there is one, is checked against what the image records and the verdict
+printed; it does not change the exit status (the rebuild is the proof).
 
-The rebuild goes to a temporary layout removed afterwards; --output keeps
-it, and a later verify of an image of the same inputs with the same
---output compares with the rebuild kept there instead of building again.
+The rebuild goes to a temporary layout removed afterwards; --output DIR
+keeps it (DIR must be new, or one an earlier verify made: any other
+layout is refused), and a later verify of an image of the same inputs
+with the same --output compares with the rebuild kept there instead of
+building again.
 
 Examples:
    lkbuild verify registry.example/linuxkit/kernel:6.6.71-0123abcd-amd64 --kernel-dir ./kernel
@@ -62,7 +63,7 @@ func verifyCommand() *cli.Command {
 		Description: verifyDescription,
 		Flags: append([]cli.Flag{
 			kernelDirFlag(),
-			&cli.StringFlag{Name: "arch", Usage: "the arch to verify when REF is a multi-arch index (x86_64 or amd64, aarch64 or arm64, riscv64)"},
+			&cli.StringFlag{Name: "arch", Usage: "the arch to verify when REF is a multi-arch index in a registry (x86_64 or amd64, aarch64 or arm64, riscv64); an oci: REF names one image"},
 			&cli.StringFlag{Name: "builder-image", Usage: "where to pull the builder from (registry reference or oci:DIR:NAME); default: the recorded builder, by its recorded digest"},
 			&cli.StringFlag{Name: "source-mirror", Usage: "kernel.org-style mirror of the sources: URL or local directory", Value: kernel.DefaultSourceMirror, EnvVars: []string{"LKBUILD_SOURCE_MIRROR"}},
 			&cli.StringFlag{Name: "keys", Usage: "PGP keys that sign the sources (default: <kernel-dir>/common/keys.asc)"},
@@ -76,6 +77,8 @@ func verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "cross-image", Usage: "for a foreign arch: the cross toolchain image of the fast path (see lkbuild build --help); the image is the same", EnvVars: []string{"LKBUILD_CROSS_IMAGE"}},
 		}, registryFlags()...),
 		Action: verifyAction,
+		// Exit 1 means "different": a usage error is 2.
+		OnUsageError: func(c *cli.Context, err error, _ bool) error { return cli.Exit(err.Error(), 2) },
 	}
 }
 
@@ -116,73 +119,26 @@ type verifyOutput struct {
 	Diff       *imagediff.Report `json:"diff,omitempty"`
 }
 
-// subject is the image verify reads, and where its attachments are.
-type subject struct {
-	ref   string
-	img   v1.Image
-	store *oci.Store    // an oci: layout, else nil
-	reg   *oci.Registry // a registry reference
-}
-
-// readSubject reads REF: oci:DIR:NAME from a layout, else from the
-// registry into the cache's blob store.
-func readSubject(ctx context.Context, reg *oci.Registry, blobs func() (*oci.Store, error), ref, arch string) (subject, error) {
-	s := subject{ref: ref, reg: reg}
-	if dir, name, ok := toolchain.ParseLayoutRef(ref); ok {
-		if _, err := os.Stat(dir + "/oci-layout"); err != nil {
-			return s, fmt.Errorf("%s is not an OCI layout: %w", dir, err)
-		}
-		store, err := oci.OpenStore(dir)
-		if err != nil {
-			return s, err
-		}
-		if name == "" {
-			return s, fmt.Errorf("%s: name the image, %s%s:NAME", ref, toolchain.LayoutPrefix, dir)
-		}
-		img, _, err := store.ImageByName(name)
-		if err != nil {
-			return s, err
-		}
-		s.img, s.store = img, store
-		return s, nil
-	}
-	p, err := builder.SubjectPlatform(arch)
-	if err != nil {
-		return s, err
-	}
-	store, err := blobs()
-	if err != nil {
-		return s, err
-	}
-	s.img, err = reg.Pull(ctx, ref, p, store, nil)
-	return s, err
-}
-
-// attachment returns the document of artifactType attached to the
-// subject, nil when there is none.
-func (s subject) attachment(ctx context.Context, artifactType string) ([]byte, error) {
-	d, err := s.img.Digest()
+// openSubject reads REF for verify and sbom: oci:DIR:NAME from the layout,
+// else from the registry into the cache's blob store.
+func openSubject(c *cli.Context, ref string) (*builder.Subject, error) {
+	cache, err := cacheDir(c)
 	if err != nil {
 		return nil, err
 	}
-	if s.store != nil {
-		refs, err := s.store.Referrers(d, artifactType)
-		if err != nil || len(refs) == 0 {
-			return nil, err
-		}
-		return s.store.ReadAttachment(refs[0])
-	}
-	n, err := name.ParseReference(s.ref)
+	reg, err := newRegistry(c)
 	if err != nil {
 		return nil, err
 	}
-	// By digest: the tag may have moved since the image was read.
-	ref := n.Context().Digest(d.String()).String()
-	refs, err := s.reg.Referrers(ctx, ref, artifactType)
-	if err != nil || len(refs) == 0 {
+	p, err := builder.SubjectPlatform(c.String("arch"))
+	if err != nil {
 		return nil, err
 	}
-	return s.reg.ReadAttachment(ctx, ref, refs[0])
+	blobs, err := cache.Blobs()
+	if err != nil {
+		return nil, err
+	}
+	return builder.OpenSubject(c.Context, reg, blobs, ref, p)
 }
 
 func runVerify(c *cli.Context, ref string) (*verifyOutput, error) {
@@ -195,28 +151,15 @@ func runVerify(c *cli.Context, ref string) (*verifyOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	sub, err := readSubject(ctx, reg, cache.Blobs, ref, c.String("arch"))
+	sub, err := openSubject(c, ref)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := builder.ReadRecorded(sub.img)
+	rec, err := builder.ReadRecorded(sub.Image)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	out := &verifyOutput{Ref: ref, Provenance: "none attached"}
-	if data, err := sub.attachment(ctx, builder.ArtifactProvenance); err != nil {
-		out.Provenance = "not read: " + err.Error()
-	} else if data != nil {
-		d, _ := sub.img.Digest()
-		st, err := builder.ReadStatement(data, d)
-		if err == nil {
-			err = st.Check(rec)
-		}
-		out.Provenance = "checked: it agrees with the image"
-		if err != nil {
-			out.Provenance = "refused: " + err.Error()
-		}
-	}
+	out := &verifyOutput{Ref: ref, Provenance: builder.CheckAttachedProvenance(ctx, sub, rec)}
 	t, err := builder.VerifyTarget(ctx, rec, builder.VerifyRequest{
 		KernelDir: c.String("kernel-dir"), BuilderImage: c.String("builder-image"),
 		Jobs: c.Int("jobs"), KeysFile: c.String("keys"),
@@ -232,16 +175,16 @@ func runVerify(c *cli.Context, ref string) (*verifyOutput, error) {
 	layoutDir := c.String("output")
 	if layoutDir == "" {
 		if err := os.MkdirAll(cache.Work(), 0o755); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("verify: %w", err)
 		}
 		if layoutDir, err = os.MkdirTemp(cache.Work(), "verify-"); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("verify: %w", err)
 		}
 		defer os.RemoveAll(layoutDir)
 	} else {
 		out.Layout = layoutDir
 	}
-	layout, err := oci.OpenStore(layoutDir)
+	layout, err := builder.OpenVerifyLayout(layoutDir)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +216,7 @@ func runVerify(c *cli.Context, ref string) (*verifyOutput, error) {
 	if !c.Bool("json") {
 		pol.Events = r.event
 	}
-	v, err := builder.Verify(ctx, sub.img, t, env, pol)
+	v, err := builder.Verify(ctx, sub.Image, t, env, pol)
 	r.close()
 	if err != nil {
 		var me *builder.MissingError
@@ -303,7 +246,7 @@ func printVerify(w io.Writer, v *verifyOutput, show int) {
 	if v.Reused {
 		how = "the rebuild kept in " + v.Layout
 	}
-	fmt.Fprintf(w, "image    %s\nrebuilt  %s (%s)\nprovenance %s\n", v.Image, v.Rebuilt, how, v.Provenance)
+	fmt.Fprintf(w, "image    %s\nrebuilt  %s (%s)\nprovenance %s\n", v.Image, v.Rebuilt, how, printable(v.Provenance))
 	if v.Identical {
 		fmt.Fprintf(w, "identical: %s is the image its recorded inputs build\n", v.Ref)
 		return
@@ -314,10 +257,10 @@ func printVerify(w io.Writer, v *verifyOutput, show int) {
 		return
 	}
 	for _, f := range d.Manifest {
-		fmt.Fprintf(w, "manifest %s:\n  image:   %s\n  rebuilt: %s\n", f.Path, f.A, f.B)
+		fmt.Fprintf(w, "manifest %s:\n  image:   %s\n  rebuilt: %s\n", printable(f.Path), printable(f.A), printable(f.B))
 	}
 	for _, f := range d.Config {
-		fmt.Fprintf(w, "config %s:\n  image:   %s\n  rebuilt: %s\n", f.Path, f.A, f.B)
+		fmt.Fprintf(w, "config %s:\n  image:   %s\n  rebuilt: %s\n", printable(f.Path), printable(f.A), printable(f.B))
 	}
 	for _, l := range d.Layers {
 		fmt.Fprintf(w, "layer %d: %d differing members (image %s, rebuilt %s)\n", l.Index, len(l.Members), layerString(l.A), layerString(l.B))
@@ -330,13 +273,13 @@ func printVerify(w io.Writer, v *verifyOutput, show int) {
 			if path == "" {
 				path = "(the layer itself)"
 			}
-			fmt.Fprintf(w, "  %s\n    image:   %s\n    rebuilt: %s\n", path, entryString(m.A), entryString(m.B))
+			fmt.Fprintf(w, "  %s\n    image:   %s\n    rebuilt: %s\n", printable(path), entryString(m.A), entryString(m.B))
 			if m.Note != "" {
-				fmt.Fprintf(w, "    note: %s\n", m.Note)
+				fmt.Fprintf(w, "    note: %s\n", printable(m.Note))
 			}
 			if m.Diff != "" {
 				for _, line := range strings.Split(strings.TrimRight(m.Diff, "\n"), "\n") {
-					fmt.Fprintf(w, "    %s\n", line)
+					fmt.Fprintf(w, "    %s\n", printable(line))
 				}
 			}
 		}
@@ -361,7 +304,21 @@ func entryString(e *imagediff.Entry) string {
 		s += " sha256 " + e.SHA256
 	}
 	if e.Linkname != "" {
-		s += " -> " + e.Linkname
+		s += " -> " + printable(e.Linkname)
 	}
 	return s + " mtime " + e.ModTime.UTC().Format(time.RFC3339)
+}
+
+// printable is s with control characters escaped (\x1b as \x1b): names,
+// values and diffs come from the image, and must not drive the terminal.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r != '\t' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -56,3 +56,18 @@ func TestPrintVerify(t *testing.T) {
 		})
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"kernel.tar/lib/x.ko", "kernel.tar/lib/x.ko"},
+		{"a\tb", "a\tb"},
+		{"evil\x1b[2J\x1b[1;1HIDENTICAL", `evil\x1b[2J\x1b[1;1HIDENTICAL`},
+		{"cr\rlf\n", `cr\x0dlf\x0a`},
+		{"c1\u009bx", `c1\x9bx`},
+		{"über", "über"},
+	} {
+		if got := printable(tc.in); got != tc.want {
+			t.Errorf("printable(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

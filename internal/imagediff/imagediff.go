@@ -204,11 +204,18 @@ type comparer struct {
 	// textBatch bounds the bytes of image a's text members held at once
 	// while their diffs are made.
 	textBatch int64
+	// diffsLeft is how many more text diffs the report may hold
+	// (maxTextDiffs in all): two unrelated trees must not give thousands.
+	diffsLeft int
 	buf       []byte // for hashing member contents
 }
 
+// maxTextDiffs bounds the text diffs of one report; members past it get a
+// Note instead.
+const maxTextDiffs = 100
+
 func newComparer(opts Options) *comparer {
-	c := &comparer{maxText: opts.MaxTextDiff, textBatch: 64 << 20, buf: make([]byte, 256<<10)}
+	c := &comparer{maxText: opts.MaxTextDiff, textBatch: 64 << 20, diffsLeft: maxTextDiffs, buf: make([]byte, 256<<10)}
 	if c.maxText == 0 {
 		c.maxText = DefaultMaxTextDiff
 	}

@@ -325,7 +325,10 @@ func (c *comparer) compareTar(ctx context.Context, a, b *source, prefix string, 
 				m.Note = fmt.Sprintf("a tar nested more than %d deep: not compared inside", maxDepth)
 			case isTarName(ea.name):
 				nested = append(nested, nestJob{i: len(members), aOrd: ea.ord, bOrd: eb.ord})
+			case c.maxText >= 0 && ea.Size <= c.maxText && eb.Size <= c.maxText && c.diffsLeft == 0:
+				m.Note = fmt.Sprintf("no text diff: the report holds %d already", maxTextDiffs)
 			case c.maxText >= 0 && ea.Size <= c.maxText && eb.Size <= c.maxText:
+				c.diffsLeft--
 				texts = append(texts, textJob{i: len(members), aOrd: ea.ord, bOrd: eb.ord, aSize: ea.Size})
 			}
 		}
