@@ -82,15 +82,16 @@ func (s *Statement) Dependency(name string) *ResourceDesc {
 	return nil
 }
 
-// The names of the resolved dependencies of a Statement.
+// The names of the resolved dependencies of a Statement (a patch's is
+// depPatch and its file name).
 const (
-	DepSource     = "source"
-	DepKernelDir  = "kernel-dir"
-	DepConfig     = "config"
-	DepBuilder    = "builder"
-	DepCross      = "cross-toolchain"
-	DepUcode      = "intel-ucode"
-	depPatchAfter = "patch:"
+	depSource    = "source"
+	depKernelDir = "kernel-dir"
+	depConfig    = "config"
+	depBuilder   = "builder"
+	depCross     = "cross-toolchain"
+	depUcode     = "intel-ucode"
+	depPatch     = "patch:"
 )
 
 // ReadStatement parses a provenance attachment and checks that it is a
@@ -116,11 +117,11 @@ func ReadStatement(data []byte, subject v1.Hash) (*Statement, error) {
 func (s *Statement) Check(rec *Recorded) error {
 	p := rec.Provenance
 	for _, c := range []struct{ dep, algo, want string }{
-		{DepSource, "sha256", p.SourceSHA256},
-		{DepBuilder, "sha256", strings.TrimPrefix(p.BuilderDigest, "sha256:")},
-		{DepConfig, "sha256", p.ConfigSHA256},
-		{DepKernelDir, "gitCommit", rec.Revision},
-		{DepUcode, "gitCommit", p.UcodeCommit},
+		{depSource, "sha256", p.SourceSHA256},
+		{depBuilder, "sha256", strings.TrimPrefix(p.BuilderDigest, "sha256:")},
+		{depConfig, "sha256", p.ConfigSHA256},
+		{depKernelDir, "gitCommit", rec.Revision},
+		{depUcode, "gitCommit", p.UcodeCommit},
 	} {
 		d := s.Dependency(c.dep)
 		got := ""
@@ -132,7 +133,7 @@ func (s *Statement) Check(rec *Recorded) error {
 		}
 	}
 	for _, pd := range p.Patches {
-		d := s.Dependency(depPatchAfter + pd.File)
+		d := s.Dependency(depPatch + pd.File)
 		if d == nil || d.Digest["sha256"] != pd.SHA256 {
 			return fmt.Errorf("provenance: patch %s is not the one the image records (%s)", pd.File, pd.SHA256)
 		}
@@ -177,22 +178,22 @@ func (b *build) statement(digest v1.Hash) Statement {
 		internal["nativeTools"] = p.NativeTools
 	}
 	deps := []ResourceDesc{
-		{Name: DepSource, URI: p.SourceURL, Digest: map[string]string{"sha256": p.SourceSHA256}},
-		{Name: DepKernelDir, URI: withoutUserinfo(b.t.SourceRepo), Digest: map[string]string{"gitCommit": b.t.Revision},
+		{Name: depSource, URI: p.SourceURL, Digest: map[string]string{"sha256": p.SourceSHA256}},
+		{Name: depKernelDir, URI: withoutUserinfo(b.t.SourceRepo), Digest: map[string]string{"gitCommit": b.t.Revision},
 			Annotations: map[string]any{"seriesHash": p.SeriesHash}},
-		{Name: DepConfig, Digest: map[string]string{"sha256": p.ConfigSHA256}},
-		{Name: DepBuilder, URI: p.BuilderImage, Digest: map[string]string{"sha256": strings.TrimPrefix(p.BuilderDigest, "sha256:")},
+		{Name: depConfig, Digest: map[string]string{"sha256": p.ConfigSHA256}},
+		{Name: depBuilder, URI: p.BuilderImage, Digest: map[string]string{"sha256": strings.TrimPrefix(p.BuilderDigest, "sha256:")},
 			Annotations: map[string]any{"pulledFrom": b.t.BuilderPull}},
 	}
 	for _, pd := range p.Patches {
 		// Named as the image's annotation names it (the file's base name).
-		deps = append(deps, ResourceDesc{Name: depPatchAfter + path.Base(pd.File), URI: pd.File, Digest: map[string]string{"sha256": pd.SHA256}})
+		deps = append(deps, ResourceDesc{Name: depPatch + path.Base(pd.File), URI: pd.File, Digest: map[string]string{"sha256": pd.SHA256}})
 	}
 	if p.CrossDigest != "" {
-		deps = append(deps, ResourceDesc{Name: DepCross, URI: p.CrossImage, Digest: map[string]string{"sha256": strings.TrimPrefix(p.CrossDigest, "sha256:")}})
+		deps = append(deps, ResourceDesc{Name: depCross, URI: p.CrossImage, Digest: map[string]string{"sha256": strings.TrimPrefix(p.CrossDigest, "sha256:")}})
 	}
 	if b.ucode != nil && b.plan.Ucode != nil {
-		deps = append(deps, ResourceDesc{Name: DepUcode, URI: withoutUserinfo(b.plan.Ucode.Repo), Digest: map[string]string{"gitCommit": b.ucode.Commit},
+		deps = append(deps, ResourceDesc{Name: depUcode, URI: withoutUserinfo(b.plan.Ucode.Repo), Digest: map[string]string{"gitCommit": b.ucode.Commit},
 			Annotations: map[string]any{"tag": b.plan.Ucode.Ref}})
 	}
 	s := Statement{

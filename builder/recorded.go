@@ -34,8 +34,6 @@ type Recorded struct {
 	// Revision is the kernel directory's commit (the revision label);
 	// SourceRepo its remote, "" when the build did not know it.
 	Revision, SourceRepo string
-	// BuildImage is the buildimage label: the builder's recorded name.
-	BuildImage string
 }
 
 // ReadRecorded reads what img records. An image without lkbuild's
@@ -58,7 +56,6 @@ func ReadRecorded(img v1.Image) (*Recorded, error) {
 	r := &Recorded{
 		Revision:   labels[LabelRevision],
 		SourceRepo: labels[LabelSource],
-		BuildImage: labels[LabelBuildImage],
 	}
 	p := &r.Provenance
 	need := func(key string) (string, error) {

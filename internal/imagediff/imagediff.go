@@ -48,16 +48,6 @@ type Report struct {
 	Layers []LayerDiff `json:"layers,omitempty"`
 }
 
-// Members returns the differing members of every layer, in the order of
-// Layers.
-func (r *Report) Members() []Member {
-	var out []Member
-	for _, l := range r.Layers {
-		out = append(out, l.Members...)
-	}
-	return out
-}
-
 // Field is a value that differs between the two manifests or configs.
 //
 // A and B are the values as compact JSON: a string keeps its quotes, so

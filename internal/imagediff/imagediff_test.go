@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -156,10 +157,19 @@ func sha(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// members lists r's members, layer by layer.
+func members(r *Report) []Member {
+	var out []Member
+	for _, l := range r.Layers {
+		out = append(out, l.Members...)
+	}
+	return out
+}
+
 // paths lists the paths of r's members, layer by layer.
 func paths(r *Report) []string {
 	var out []string
-	for _, m := range r.Members() {
+	for _, m := range members(r) {
 		out = append(out, m.Path)
 	}
 	return out
@@ -167,7 +177,7 @@ func paths(r *Report) []string {
 
 func member(t *testing.T, r *Report, path string) Member {
 	t.Helper()
-	for _, m := range r.Members() {
+	for _, m := range members(r) {
 		if m.Path == path {
 			return m
 		}
@@ -659,7 +669,7 @@ func TestTextBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantPaths(t, r, "1", "2", "3", "4", "5")
-	for _, m := range r.Members() {
+	for _, m := range members(r) {
 		if !strings.Contains(m.Diff, "+"+m.Path+" b\n") {
 			t.Errorf("%s: diff\n%s", m.Path, m.Diff)
 		}
@@ -736,5 +746,32 @@ func TestSkipManifestField(t *testing.T) {
 		if got := skipManifestField(tc.path, tc.both); got != tc.want {
 			t.Errorf("skipManifestField(%q, %v) = %v, want %v", tc.path, tc.both, got, tc.want)
 		}
+	}
+}
+
+// TestTextDiffBudget: two trees that differ everywhere give at most
+// maxTextDiffs diffs; the members past it say why they have none.
+func TestTextDiffBudget(t *testing.T) {
+	var fa, fb []file
+	for i := range maxTextDiffs + 5 {
+		n := fmt.Sprintf("f%03d.c", i)
+		fa = append(fa, file{name: n, body: "old\n"})
+		fb = append(fb, file{name: n, body: "new\n"})
+	}
+	r, err := Compare(context.Background(), imageOf(t, tarOf(t, fa...)), imageOf(t, tarOf(t, fb...)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffs, noted := 0, 0
+	for _, m := range members(r) {
+		switch {
+		case m.Diff != "":
+			diffs++
+		case strings.Contains(m.Note, "no text diff"):
+			noted++
+		}
+	}
+	if diffs != maxTextDiffs || noted != 5 {
+		t.Errorf("%d diffs and %d noted, want %d and 5", diffs, noted, maxTextDiffs)
 	}
 }
