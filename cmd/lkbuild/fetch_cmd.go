@@ -226,6 +226,10 @@ func fetchHint(c *cli.Context, t *builder.Target) string {
 	for _, m := range c.StringSlice("mirror") {
 		args = append(args, "--mirror", m)
 	}
+	// A builder the flags did not name (verify pins the recorded one).
+	if !slices.Contains(args, "--builder-image") && t.BuilderPull != t.Plan.BuilderImage {
+		args = append(args, "--builder-image", t.BuilderPull)
+	}
 	for i, a := range args {
 		if strings.ContainsAny(a, " \t'\"$") {
 			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
