@@ -410,7 +410,8 @@ make_window() {
 # only layer.
 image_kernel() {
 	local m l name
-	m=$(jq -r '.manifests[0].digest' "$1/index.json")
+	# The named image, not an attachment (provenance, SBOM).
+	m=$(jq -r '[.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] != null)][0].digest' "$1/index.json")
 	if jq -e '.manifests' "$1/blobs/sha256/${m#sha256:}" >/dev/null 2>&1; then
 		m=$(jq -r '.manifests[0].digest' "$1/blobs/sha256/${m#sha256:}")
 	fi

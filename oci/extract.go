@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 )
 
 // ErrUnsafePath is wrapped by the error Extract and ExtractLayer return when
@@ -245,18 +246,27 @@ func ExtractLayer(ctx context.Context, r io.Reader, dir string, opts ...ExtractO
 	return a.apply(ctx, bufio.NewReaderSize(r, 64<<10))
 }
 
-// Magic numbers of the layer compressions we decompress ourselves.
+// Magic numbers of the compressions Decompress knows.
 var (
 	gzipMagic = []byte{0x1f, 0x8b}
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	xzMagic   = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 )
 
-// decompressor reads br as it is, or through gzip or zstd when it starts
-// with their magic number. close releases the decoder.
-func decompressor(br *bufio.Reader) (_ io.Reader, close func(), _ error) {
-	magic, err := br.Peek(4)
+// Decompress reads r as it is, or through gzip, zstd or xz when it starts
+// with their magic number: a layer blob (whatever its media type says), a
+// bundle archive, a tar inside an image. close releases the decoder. The
+// decoders stream: gzip holds a 32 KiB window, zstd at most the window its
+// frames ask for (klauspost/compress refuses more than 512 MiB), xz one
+// dictionary of the size the file asks for (64 MiB for xz -9).
+func Decompress(r io.Reader) (_ io.Reader, close func(), _ error) {
+	br, ok := r.(*bufio.Reader)
+	if !ok || br.Size() < len(xzMagic) {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	magic, err := br.Peek(len(xzMagic))
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, fmt.Errorf("read layer: %w", err)
+		return nil, nil, fmt.Errorf("read: %w", err)
 	}
 	switch {
 	case bytes.HasPrefix(magic, gzipMagic):
@@ -271,14 +281,20 @@ func decompressor(br *bufio.Reader) (_ io.Reader, close func(), _ error) {
 			return nil, nil, fmt.Errorf("zstd: %w", err)
 		}
 		return zr, zr.Close, nil
+	case bytes.HasPrefix(magic, xzMagic):
+		zr, err := xz.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("xz: %w", err)
+		}
+		return zr, func() {}, nil
 	}
 	return br, func() {}, nil
 }
 
-// ExtractArchive is ExtractLayer for a tar that may be compressed as a
-// layer blob may be (gzip or zstd, sniffed from its first bytes).
+// ExtractArchive is ExtractLayer for a tar that may be compressed (gzip,
+// zstd or xz, sniffed from its first bytes: Decompress).
 func ExtractArchive(ctx context.Context, r io.Reader, dir string, opts ...ExtractOption) (ExtractStats, error) {
-	src, closeDec, err := decompressor(bufio.NewReaderSize(r, 256<<10))
+	src, closeDec, err := Decompress(bufio.NewReaderSize(r, 256<<10))
 	if err != nil {
 		return ExtractStats{}, fmt.Errorf("extract: %w", err)
 	}
@@ -303,9 +319,9 @@ func applyImageLayer(ctx context.Context, a layerApplier, l v1.Layer) (_ Extract
 		}
 	}()
 	br := bufio.NewReaderSize(rc, 256<<10)
-	src, closeDec, err := decompressor(br)
+	src, closeDec, err := Decompress(br)
 	if err != nil {
-		return ExtractStats{}, err
+		return ExtractStats{}, fmt.Errorf("layer: %w", err)
 	}
 	defer closeDec()
 	// The uncompressed stream is hashed as it is read, in the readahead's

@@ -15,10 +15,9 @@ import (
 	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
+
 	"github.com/lkbuild/lkbuild/internal/textdiff"
-	"github.com/ulikunitz/xz"
+	"github.com/lkbuild/lkbuild/oci"
 )
 
 // source is one side's tar: a layer, or a member of a tar in a layer. It
@@ -91,7 +90,7 @@ func (s *source) member(ctx context.Context, ord int) *source {
 			if i < ord {
 				continue
 			}
-			r, closeDec, err := decompress(tr)
+			r, closeDec, err := oci.Decompress(tr)
 			if err != nil {
 				rc.Close()
 				return nil, err
@@ -111,54 +110,14 @@ type nestedReader struct {
 
 func (r *nestedReader) Close() error { return r.close() }
 
-// Magic numbers of the compressions a nested tar may have.
-var (
-	gzipMagic = []byte{0x1f, 0x8b}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-	xzMagic   = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
-)
-
-// decompress reads r as it is, or through gzip, zstd or xz when it starts
-// with their magic number. close releases the decoder.
-//
-// The decoders stream: gzip holds a 32 KiB window, zstd at most the window
-// its frames ask for (klauspost/compress refuses more than 512 MiB), xz
-// one dictionary of the size the file asks for (8 MiB for xz -6, 64 MiB
-// for xz -9), only as much of which is touched as has been decoded.
-func decompress(r io.Reader) (_ io.Reader, close func(), _ error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	magic, err := br.Peek(len(xzMagic))
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, err
-	}
-	switch {
-	case bytes.HasPrefix(magic, gzipMagic):
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip: %w", err)
-		}
-		return zr, func() { _ = zr.Close() }, nil
-	case bytes.HasPrefix(magic, zstdMagic):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd: %w", err)
-		}
-		return zr, zr.Close, nil
-	case bytes.HasPrefix(magic, xzMagic):
-		zr, err := xz.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("xz: %w", err)
-		}
-		return zr, func() {}, nil
-	}
-	return br, func() {}, nil
-}
-
-// tarSuffixes are the names of members that are opened as tars.
-var tarSuffixes = []string{".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst"}
-
+// isTarName reports whether a member is opened as a tar, by its name.
 func isTarName(name string) bool {
-	return slices.ContainsFunc(tarSuffixes, func(s string) bool { return strings.HasSuffix(name, s) })
+	for _, s := range []string{".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst"} {
+		if strings.HasSuffix(name, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // memberKey is the name under which a member is matched with the other
