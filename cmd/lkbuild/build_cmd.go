@@ -173,14 +173,7 @@ func buildAction(c *cli.Context) error {
 	}
 	r := newRenderer(c)
 	defer r.close()
-	env := builder.Environment{
-		Registry: reg, Cache: cache, Output: out,
-		SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"), Emulation: emu,
-		Offline: offline(c),
-	}
-	if bundle != nil {
-		env.SourceMirror, env.UcodeRepo = bundle.SourceMirror(), bundle.UcodeRepo()
-	}
+	env := buildEnv(c, reg, cache, out, emu, bundle)
 	if cross := c.String("cross-image"); cross != "" && !c.Bool("no-fast-path") {
 		if emu == nil {
 			return fmt.Errorf("--cross-image is for a foreign --arch: %s builds natively here", t.Arch)
@@ -203,6 +196,20 @@ func buildAction(c *cli.Context) error {
 		return buildFailure(c, r, t, res, err)
 	}
 	return r.result(res)
+}
+
+// buildEnv is where a build (or a verify's rebuild) runs, as the flags
+// say: the mirrors are the bundle's when there is one.
+func buildEnv(c *cli.Context, reg *oci.Registry, cache cachedir.Dir, out *oci.Store, emu *toolchain.Emulation, bundle *builder.Bundle) builder.Environment {
+	env := builder.Environment{
+		Registry: reg, Cache: cache, Output: out,
+		SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"), Emulation: emu,
+		Offline: offline(c),
+	}
+	if bundle != nil {
+		env.SourceMirror, env.UcodeRepo = bundle.SourceMirror(), bundle.UcodeRepo()
+	}
+	return env
 }
 
 // importBundle opens --bundle (a directory, or a tar of one), verifies it

@@ -192,14 +192,7 @@ func runVerify(c *cli.Context, ref string) (*verifyOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	env := builder.Environment{
-		Registry: reg, Cache: cache, Output: layout,
-		SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"), Emulation: emu,
-		Offline: offline(c),
-	}
-	if bundle != nil {
-		env.SourceMirror, env.UcodeRepo = bundle.SourceMirror(), bundle.UcodeRepo()
-	}
+	env := buildEnv(c, reg, cache, layout, emu, bundle)
 	if cross := c.String("cross-image"); cross != "" && emu != nil {
 		env.CrossImage = cross
 	}
