@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/lkbuild/lkbuild/internal/imagediff"
+	"github.com/lkbuild/lkbuild/oci"
 )
 
 func TestPrintVerify(t *testing.T) {
@@ -69,5 +73,46 @@ func TestPrintable(t *testing.T) {
 		if got := printable(tc.in); got != tc.want {
 			t.Errorf("printable(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestVerifyExitStatus: 1 means "different"; everything that stops a
+// verify before a comparison is 2, with a message naming it.
+func TestVerifyExitStatus(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "oci")
+	store, err := oci.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.WriteLayout(context.Background(), img, v1.Platform{OS: "linux", Architecture: "amd64"}, "plain"); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no image", []string{"verify"}, "verify needs one image"},
+		{"bad flag", []string{"verify", "--jsn", "oci:" + dir + ":plain"}, "jsn"},
+		{"not a layout", []string{"verify", "oci:" + t.TempDir() + ":x"}, "is not an OCI layout"},
+		{"no such image", []string{"verify", "oci:" + dir + ":other"}, "other"},
+		{"no provenance", []string{"verify", "oci:" + dir + ":plain"}, "records no lkbuild inputs"},
+		{"sbom of an image without one", []string{"sbom", "oci:" + dir + ":plain"}, "has no SBOM attached"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := lkbuild(t, append([]string{"--cache-dir", cache}, tc.args...)...)
+			want := 2
+			if tc.args[0] == "sbom" {
+				want = 1
+			}
+			if code != want || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s", code, want, tc.want, stderr)
+			}
+		})
 	}
 }
