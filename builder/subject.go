@@ -2,9 +2,11 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -27,12 +29,10 @@ type Subject struct {
 // (read, never created), else from reg for platform, into blobs.
 func OpenSubject(ctx context.Context, reg *oci.Registry, blobs *oci.Store, ref string, platform v1.Platform) (*Subject, error) {
 	s := &Subject{Ref: ref, reg: reg}
-	if dir, n, ok := toolchain.ParseLayoutRef(ref); ok {
-		if n == "" {
-			return nil, fmt.Errorf("%s: name the image, %s%s:NAME", ref, toolchain.LayoutPrefix, dir)
-		}
-		if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
-			return nil, fmt.Errorf("%s is not an OCI layout: %w", dir, err)
+	if rest, ok := strings.CutPrefix(ref, toolchain.LayoutPrefix); ok {
+		dir, n, err := splitLayoutRef(rest)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
 		store, err := oci.OpenStore(dir)
 		if err != nil {
@@ -50,6 +50,63 @@ func OpenSubject(ctx context.Context, reg *oci.Registry, blobs *oci.Store, ref s
 	}
 	s.Image = img
 	return s, nil
+}
+
+// splitLayoutRef splits DIR:NAME where NAME, an image name in a layout,
+// has colons of its own (registry:5000/linuxkit/kernel:6.6.71-…): DIR is
+// the shortest prefix that is an OCI layout.
+func splitLayoutRef(rest string) (dir, name string, _ error) {
+	for i := range len(rest) {
+		if rest[i] != ':' {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(rest[:i], "oci-layout")); err == nil {
+			if rest[i+1:] == "" {
+				break
+			}
+			return rest[:i], rest[i+1:], nil
+		}
+	}
+	if _, err := os.Stat(filepath.Join(strings.TrimSuffix(rest, ":"), "oci-layout")); err == nil {
+		return "", "", fmt.Errorf("name the image: %s%s:NAME", toolchain.LayoutPrefix, rest)
+	}
+	return "", "", fmt.Errorf("no OCI layout (a directory holding oci-layout) before a colon: write %sDIR:NAME", toolchain.LayoutPrefix)
+}
+
+// BuiltImage finds t's image in the layout s: under t.Ref, else under the
+// same image name and tag in another repository (a build with another
+// --org: the tag names the version, series hash and arch, so the image is
+// the same).
+func BuiltImage(s *oci.Store, t *Target) (v1.Image, v1.Descriptor, error) {
+	img, d, err := s.ImageByName(t.Ref)
+	if err == nil || !errors.Is(err, oci.ErrNotFound) {
+		return img, d, err
+	}
+	repo, tag, _ := strings.Cut(t.Ref[strings.LastIndex(t.Ref, "/")+1:], ":")
+	im, ierr := s.Layout().ImageIndex()
+	if ierr != nil {
+		return nil, v1.Descriptor{}, err
+	}
+	m, ierr := im.IndexManifest()
+	if ierr != nil {
+		return nil, v1.Descriptor{}, err
+	}
+	var found []string
+	digests := map[v1.Hash]bool{}
+	for _, e := range m.Manifests {
+		n := e.Annotations[oci.RefNameAnnotation]
+		if n != "" && strings.HasSuffix(n, "/"+repo+":"+tag) || n == repo+":"+tag {
+			found = append(found, n)
+			digests[e.Digest] = true
+		}
+	}
+	switch {
+	case len(digests) == 0:
+		return nil, v1.Descriptor{}, err
+	case len(digests) > 1:
+		return nil, v1.Descriptor{}, fmt.Errorf("%s is not in %s, and %s name different images: build it with this --org", t.Ref, s.Dir(), strings.Join(found, ", "))
+	}
+	return s.ImageByName(found[0])
 }
 
 // Attachment returns the document of artifactType attached to the image,

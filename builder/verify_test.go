@@ -396,3 +396,49 @@ func TestOpenVerifyLayout(t *testing.T) {
 		t.Errorf("a build's layout: %v, want it refused", err)
 	}
 }
+
+// TestOpenSubjectLayoutNames: image names hold colons of their own
+// (registry ports, tags); the layout is the shortest prefix that is one.
+func TestOpenSubjectLayoutNames(t *testing.T) {
+	w := newFakeWorld(t)
+	fb := newFakeBuild(t, t.TempDir(), Request{})
+	img, _ := builtImage(t, fb, w)
+	dir := fb.env.Output.Dir()
+	for _, tc := range []struct {
+		ref, want string
+	}{
+		{"oci:" + dir + ":" + fb.target.Ref, ""},
+		{"oci:" + dir, "name the image"},
+		{"oci:" + dir + ":", "name the image"},
+		{"oci:" + t.TempDir() + ":x", "no OCI layout"},
+		{"oci:" + dir + ":registry.invalid:5000/other:1", "not found"},
+	} {
+		s, err := OpenSubject(context.Background(), nil, nil, tc.ref, v1.Platform{})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.ref, err)
+		case tc.want == "" && mustDigest(t, s.Image) != mustDigest(t, img):
+			t.Errorf("%s: another image", tc.ref)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an error with %q", tc.ref, err, tc.want)
+		}
+	}
+}
+
+// TestBuiltImageAnotherOrg: push finds a build written under another
+// org by its image name and tag.
+func TestBuiltImageAnotherOrg(t *testing.T) {
+	w := newFakeWorld(t)
+	fb := newFakeBuild(t, t.TempDir(), Request{})
+	img, _ := builtImage(t, fb, w)
+	req := fb.target.Request
+	req.Query.Org = "registry.invalid:5000/elsewhere"
+	other, err := Resolve(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := BuiltImage(fb.env.Output, other)
+	if err != nil || mustDigest(t, got) != mustDigest(t, img) {
+		t.Fatalf("BuiltImage under another org: %v", err)
+	}
+}

@@ -179,7 +179,7 @@ func (e *env) attachments(t *testing.T, img *image, out, kdir, archTag, digest s
 			}
 		}
 		slices.Sort(types)
-		if !slices.Equal(types, []string{provenanceType, sbomType}) {
+		if want := []string{sbomType, provenanceType}; !slices.Equal(types, want) { // sorted
 			t.Errorf("the referrers tag sha256-%s lists %v (%s), want the provenance and the SBOM", hex, types, idx.MediaType)
 		}
 		if d := e.digest(t, archTag); d != digest {

@@ -297,7 +297,9 @@ func pushCommand() *cli.Command {
 every tag of the build (see lkbuild tags): the single-arch tags, the
 multi-arch indexes merged with the arches the registry already has, and the
 builder image under <version>-builder, with the provenance and SBOM the
-build attached to the image. Use it to retry a push that failed.
+build attached to the image. Use it to retry a push that failed, or to
+push a local build to a registry: an image built with another --org (the
+same tag: version, series hash and arch) is found in the layout too.
 
 Example:
    lkbuild push --series 6.6.x --arch x86_64 --org registry.example/linuxkit`,
@@ -316,7 +318,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			img, desc, err := out.ImageByName(t.Ref)
+			img, desc, err := builder.BuiltImage(out, t)
 			if err != nil {
 				return fmt.Errorf("%w (build it first: lkbuild build)", err)
 			}

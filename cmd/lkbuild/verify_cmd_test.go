@@ -99,7 +99,7 @@ func TestVerifyExitStatus(t *testing.T) {
 	}{
 		{"no image", []string{"verify"}, "verify needs one image"},
 		{"bad flag", []string{"verify", "--jsn", "oci:" + dir + ":plain"}, "jsn"},
-		{"not a layout", []string{"verify", "oci:" + t.TempDir() + ":x"}, "is not an OCI layout"},
+		{"not a layout", []string{"verify", "oci:" + t.TempDir() + ":x"}, "no OCI layout"},
 		{"no such image", []string{"verify", "oci:" + dir + ":other"}, "other"},
 		{"no provenance", []string{"verify", "oci:" + dir + ":plain"}, "records no lkbuild inputs"},
 		{"sbom of an image without one", []string{"sbom", "oci:" + dir + ":plain"}, "has no SBOM attached"},
