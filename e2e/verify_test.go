@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -131,7 +133,7 @@ func (e *env) checkAttachments(t *testing.T, ref, digest string, img *image) {
 func referrersRegistry(t *testing.T) (string, func() []string) {
 	t.Helper()
 	var mu syncBuffer
-	h := registry.New(registry.WithReferrersSupport(true))
+	h := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
 		h.ServeHTTP(w, r)
