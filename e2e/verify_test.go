@@ -228,7 +228,9 @@ func (e *env) changedImage(t *testing.T, kdir, cache, org, archTag, hash string)
 	if err := os.WriteFile(m[0], changed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "oci")
+	// Under the suite's work dir: TestKernelBuild keeps the layout after
+	// this subtest ends (a subtest's TempDir goes with it).
+	out := filepath.Join(e.work, "changed-build")
 	r := e.lkbuild(t, nil, e.buildArgs(cache, out, kdir, org)...)
 	if err := os.WriteFile(m[0], orig, 0o644); err != nil {
 		t.Fatal(err)
@@ -251,7 +253,7 @@ func (e *env) changedImage(t *testing.T, kdir, cache, org, archTag, hash string)
 		t.Fatal(err)
 	}
 	forged := mutate.Annotations(img, map[string]string{"dev.lkbuild.series.hash": hash}).(v1.Image)
-	dir := filepath.Join(t.TempDir(), "changed")
+	dir := filepath.Join(e.work, "changed")
 	lp, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)
