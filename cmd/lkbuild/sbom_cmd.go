@@ -35,7 +35,15 @@ Examples:
 				return fmt.Errorf("sbom needs one image: lkbuild sbom REF")
 			}
 			ref := c.Args().First()
-			sub, err := openSubject(c, ref)
+			cache, err := cacheDir(c)
+			if err != nil {
+				return err
+			}
+			reg, err := newRegistry(c)
+			if err != nil {
+				return err
+			}
+			sub, err := openSubject(c, cache, reg, ref)
 			if err != nil {
 				return err
 			}

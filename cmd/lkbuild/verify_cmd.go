@@ -11,8 +11,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/internal/imagediff"
 	"github.com/lkbuild/lkbuild/kernel"
+	"github.com/lkbuild/lkbuild/oci"
 )
 
 const verifyDescription = `Rebuilds a kernel image from the inputs it records and compares the
@@ -121,15 +123,7 @@ type verifyOutput struct {
 
 // openSubject reads REF for verify and sbom: oci:DIR:NAME from the layout,
 // else from the registry into the cache's blob store.
-func openSubject(c *cli.Context, ref string) (*builder.Subject, error) {
-	cache, err := cacheDir(c)
-	if err != nil {
-		return nil, err
-	}
-	reg, err := newRegistry(c)
-	if err != nil {
-		return nil, err
-	}
+func openSubject(c *cli.Context, cache cachedir.Dir, reg *oci.Registry, ref string) (*builder.Subject, error) {
 	p, err := builder.SubjectPlatform(c.String("arch"))
 	if err != nil {
 		return nil, err
@@ -151,7 +145,7 @@ func runVerify(c *cli.Context, ref string) (*verifyOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	sub, err := openSubject(c, ref)
+	sub, err := openSubject(c, cache, reg, ref)
 	if err != nil {
 		return nil, err
 	}
