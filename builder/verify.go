@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/lkbuild/lkbuild/internal/imagediff"
@@ -132,11 +131,15 @@ func (b *build) checkFetched() error {
 // pinnedBuilder is the builder's recorded name pinned to its digest:
 // name@digest, so that a moved tag cannot change what is rebuilt.
 func pinnedBuilder(recorded, digest string) (string, error) {
-	n, err := name.ParseReference(recorded)
+	h, err := v1.NewHash(digest)
+	if err != nil {
+		return "", fmt.Errorf("the recorded builder digest: %w", err)
+	}
+	ref, err := digestRef(recorded, h)
 	if err != nil {
 		return "", fmt.Errorf("the recorded builder %q is not a registry reference: give the builder with --builder-image (oci:DIR:NAME or a reference): %w", recorded, err)
 	}
-	return n.Context().Name() + "@" + digest, nil
+	return ref, nil
 }
 
 // VerifyResult is the outcome of a Verify.

@@ -442,3 +442,17 @@ func TestBuiltImageAnotherOrg(t *testing.T) {
 		t.Fatalf("BuiltImage under another org: %v", err)
 	}
 }
+
+func TestPinnedBuilder(t *testing.T) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct{ recorded, want string }{
+		{"127.0.0.1:5000/e2e/builder:bookworm", "127.0.0.1:5000/e2e/builder@" + d},
+		{"linuxkit/alpine:0123", "index.docker.io/linuxkit/alpine@" + d},
+		{"Not A Reference", ""},
+	} {
+		got, err := pinnedBuilder(tc.recorded, d)
+		if got != tc.want || (tc.want == "") != (err != nil) {
+			t.Errorf("pinnedBuilder(%q) = %q, %v; want %q", tc.recorded, got, err, tc.want)
+		}
+	}
+}
