@@ -33,7 +33,7 @@ func (b *build) sourceArchive(ctx context.Context, spec sandbox.Spec, s kernel.S
 		return fmt.Errorf("step %s: not an archive", s.Name)
 	}
 	// The xz that runs: the builder's, or the fast path's native one.
-	xz := "builder " + b.rootfs.Digest.String()
+	xz := "builder " + b.builderID()
 	if b.fast != nil && b.fast.nativeXZ {
 		xz = "cross image " + b.fast.digest
 	}

@@ -177,6 +177,11 @@ func (b *build) statement(digest v1.Hash) Statement {
 	if len(p.NativeTools) > 0 {
 		internal["nativeTools"] = p.NativeTools
 	}
+	if b.installed != nil {
+		// What the build installed into the builder from its own
+		// repository (the builder's SBOM package list holds the result).
+		internal["builderInstall"] = b.installed
+	}
 	deps := []ResourceDesc{
 		{Name: depSource, URI: p.SourceURL, Digest: map[string]string{"sha256": p.SourceSHA256}},
 		{Name: depKernelDir, URI: withoutUserinfo(b.t.SourceRepo), Digest: map[string]string{"gitCommit": b.t.Revision},

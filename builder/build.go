@@ -88,6 +88,9 @@ type build struct {
 	scr   string // scratch dir
 
 	rootfs toolchain.Rootfs
+	// installed is what provision installed into the builder, nil when
+	// it installed nothing.
+	installed *Installed
 	// fast is the fast path's cross toolchain, nil for a native or fully
 	// emulated build.
 	fast  *FastPath
@@ -136,6 +139,9 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 		return nil, err
 	}
 	if err := b.checkFetched(); err != nil {
+		return nil, err
+	}
+	if err := b.provision(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.prepareToolchain(ctx, d); err != nil {

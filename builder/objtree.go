@@ -21,7 +21,7 @@ import (
 func (b *build) treeKey() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "lkbuild object tree\nversion %s\nsource %s\narch %s\nbuilder %s\nconfig %x\ncross %q\nemulated %v\n",
-		b.plan.Version, b.src.SHA256, b.plan.Arch.Uname, b.rootfs.Digest, sha256.Sum256(b.plan.Config),
+		b.plan.Version, b.src.SHA256, b.plan.Arch.Uname, b.builderID(), sha256.Sum256(b.plan.Config),
 		b.plan.CrossCompile, b.env.Emulation != nil)
 	if b.fast != nil {
 		fmt.Fprintf(h, "fast path %s native %s\n", b.fast.digest, strings.Join(b.fast.native, " "))

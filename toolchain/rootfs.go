@@ -61,12 +61,18 @@ func PrepareRootfs(ctx context.Context, ref string, arch kernel.Arch, o RootfsOp
 	if err != nil {
 		return Rootfs{}, fmt.Errorf("builder image: %w", err)
 	}
+	if err := checkPlatform(ref, img, arch); err != nil {
+		return Rootfs{}, err
+	}
+	return UnpackRootfs(ctx, ref, img, o)
+}
+
+// UnpackRootfs unpacks img (called ref in messages) into o.Dir once per
+// manifest digest, as PrepareRootfs does.
+func UnpackRootfs(ctx context.Context, ref string, img v1.Image, o RootfsOptions) (Rootfs, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return Rootfs{}, fmt.Errorf("builder image %s: %w", ref, err)
-	}
-	if err := checkPlatform(ref, img, arch); err != nil {
-		return Rootfs{}, err
 	}
 	r := Rootfs{Ref: ref, Digest: d, Image: img, Dir: filepath.Join(o.Dir, d.Algorithm, d.Hex)}
 	if isDir(r.Dir) {
