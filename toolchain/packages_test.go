@@ -80,7 +80,7 @@ func TestReadPackages(t *testing.T) {
 			"usr/bin/apt-get": "",
 			"etc/apt/sources.list.d/debian.sources": "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n\n" +
 				"Types: deb\nURIs: file:///srv/repo\nSuites: stable\nComponents: main\n  contrib\n",
-			"srv/repo/dists/stable/main/binary-amd64/Packages": "Package: flex\n",
+			"srv/repo/dists/stable/main/binary-amd64/Packages":  "Package: flex\n",
 			"srv/repo/dists/stable/contrib/binary-all/Packages": "Package: iucode-tool\n",
 		},
 		want: Packages{Manager: kernel.ManagerApt, Program: "/usr/bin/apt-get", Local: []string{"/srv/repo"}, Remote: []string{"http://deb.debian.org/debian"},
