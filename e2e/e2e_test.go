@@ -57,6 +57,10 @@ const (
 type env struct {
 	bin                      string // the lkbuild binary
 	builder, mirror, ucode   string
+	// mirrorBuilder is the builder of linuxkit/alpine's shape (no
+	// toolchain, its own package repository); buildImage, when set, is
+	// the BUILD_IMAGE checkouts name in build-args.
+	mirrorBuilder, buildImage string
 	keys                     string
 	registry, user, password string
 	dockerConfig             string
@@ -67,6 +71,7 @@ func setup(t *testing.T) *env {
 	t.Helper()
 	e := &env{
 		builder:      testenv.Getenv(t, "LKBUILD_E2E_BUILDER", "run scripts/fixtures/e2e.sh and export its output"),
+		mirrorBuilder: testenv.Getenv(t, "LKBUILD_E2E_BUILDER_MIRROR", "run scripts/fixtures/e2e.sh"),
 		mirror:       testenv.Getenv(t, "LKBUILD_E2E_MIRROR", "run scripts/fixtures/e2e.sh"),
 		keys:         testenv.Getenv(t, "LKBUILD_E2E_KEYS", "run scripts/fixtures/e2e.sh"),
 		ucode:        testenv.Getenv(t, "LKBUILD_E2E_UCODE", "run scripts/fixtures/e2e.sh"),
@@ -121,6 +126,23 @@ func (e *env) checkoutAt(t *testing.T, epoch int64, edit func(kernelDir string))
 	}
 	run(t, "", "cp", "-r", filepath.Join(repoRoot(t), "testdata", "kernel"), kdir)
 	run(t, "", "cp", e.keys, filepath.Join(kdir, "common", "keys.asc"))
+	if e.buildImage != "" {
+		args := filepath.Join(kdir, series, "build-args")
+		data, err := os.ReadFile(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			if strings.HasPrefix(l, "BUILD_IMAGE=") {
+				l = "BUILD_IMAGE=" + e.buildImage
+			}
+			lines = append(lines, l)
+		}
+		if err := os.WriteFile(args, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if edit != nil {
 		edit(kdir)
 	}
@@ -244,12 +266,22 @@ func (b *syncBuffer) String() string {
 
 // buildArgs are the flags of a build of the test kernel.
 func (e *env) buildArgs(cache, output, kdir, org string, extra ...string) []string {
-	return append([]string{
+	return slices.Concat([]string{
 		"--cache-dir", cache, "build", "--json",
 		"--kernel-dir", kdir, "--series", series, "--arch", "x86_64",
-		"--builder-image", e.builder, "--source-mirror", e.mirror, "--ucode-repo", e.ucode,
+	}, e.builderFlag(), []string{
+		"--source-mirror", e.mirror, "--ucode-repo", e.ucode,
 		"--output", output, "--org", org, "--insecure-registry",
-	}, extra...)
+	}, extra)
+}
+
+// builderFlag is --builder-image when the suite names the builder, none
+// when the checkout's build-args do.
+func (e *env) builderFlag() []string {
+	if e.builder == "" {
+		return nil
+	}
+	return []string{"--builder-image", e.builder}
 }
 
 func TestKernelBuild(t *testing.T) {
@@ -257,16 +289,19 @@ func TestKernelBuild(t *testing.T) {
 		t.Skip("builds a kernel")
 	}
 	e := setup(t)
-	kdir := e.checkout(t, nil)
 	org := e.registry + "/e2e"
 	repo := org + "/kernel"
 	cache1, out1 := filepath.Join(e.work, "cache1"), filepath.Join(e.work, "oci1")
 	cache2, out2 := filepath.Join(e.work, "cache2"), filepath.Join(e.work, "oci2")
 
-	// The builder image lives in the registry, as it would for a user.
-	builderRef := e.registry + "/e2e/builder:bookworm"
-	e.skopeo(t, "copy", "--dest-tls-verify=false", "--dest-creds", e.creds(), e.builder, "docker://"+builderRef)
-	e.builder = builderRef
+	// The builder lives in the registry, as it would for a user, and has
+	// LinuxKit's shape: no toolchain but its own package repository. The
+	// series' build-args name it and no build gives --builder-image:
+	// lkbuild installs what common/Dockerfile installs, with no network.
+	builderRef := e.registry + "/e2e/builder:mirror"
+	e.skopeo(t, "copy", "--dest-tls-verify=false", "--dest-creds", e.creds(), e.mirrorBuilder, "docker://"+builderRef)
+	e.builder, e.buildImage = "", builderRef
+	kdir := e.checkout(t, nil)
 
 	tags := strings.Fields(run(t, "", e.bin, "tags", "--kernel-dir", kdir, "--series", series, "--arch", "x86_64", "--org", e.registry+"/e2e"))
 	if len(tags) != 5 {
@@ -285,6 +320,9 @@ func TestKernelBuild(t *testing.T) {
 	res := r.final()
 	t.Logf("build: %s in %s, %s", res.Ref, r.elapsed.Round(time.Second), res.Digest)
 	checkEvents(t, r)
+	if !strings.Contains(r.stdout, "from its own repository (/mirror), with no network") {
+		t.Errorf("the build did not say it installed the Dockerfile's packages from the builder's /mirror:\n%s", tailString(r.stdout, 60))
+	}
 	if res.Ref != archTag || res.Release != release || len(res.Pushed) != 5 {
 		t.Errorf("result = %+v", res)
 	}
@@ -327,14 +365,20 @@ func TestKernelBuild(t *testing.T) {
 		checkBoot(t, img, ko)
 	})
 
-	// 2. The same inputs built again from scratch (no cache), through a
-	// registry proxy that refuses uploads: the build must give the same
-	// digest, keep the image locally and say how to push it.
+	// 2. The debug kernel (common/config-dbg appended, PANIC_ON_OOPS
+	// off, vmlinux in the image, the -dbg tags), from an empty cache,
+	// through a registry proxy that refuses uploads: the build must keep
+	// the image locally and say how to push it. (The first image built
+	// again from scratch elsewhere is TestVerifyElsewhere's.)
 	proxy, refuse := refusingProxy(t, e.registry)
 	e.addCredentials(t, proxy)
 	porg := proxy + "/e2e-again" // the same registry behind: another repository
+	dbgTags := strings.Fields(run(t, "", e.bin, "tags", "--kernel-dir", kdir, "--series", series, "--arch", "x86_64", "--org", porg, "--debug"))
+	if len(dbgTags) != 5 || !strings.Contains(dbgTags[0], ":"+version+"-dbg-") || dbgTags[3] != porg+"/kernel:"+version+"-dbg" {
+		t.Fatalf("lkbuild tags --debug printed %q", dbgTags)
+	}
 	t.Run("interrupt", func(t *testing.T) {
-		r := e.lkbuild(t, interruptAt("compile"), e.buildArgs(cache2, out2, kdir, porg, "--push")...)
+		r := e.lkbuild(t, interruptAt("compile"), e.buildArgs(cache2, out2, kdir, porg, "--push", "--debug")...)
 		if r.code != 130 || !strings.Contains(r.stdout, `"phase":"compile"`) {
 			t.Fatalf("interrupted build: exit %d, want 130 after the compile started:\n%s\n%s", r.code, r.stderr, tailString(r.stdout, 5))
 		}
@@ -342,7 +386,7 @@ func TestKernelBuild(t *testing.T) {
 		if names := layoutNames(t, out2); len(names) != 0 {
 			t.Errorf("an interrupted build left images in the layout: %v", names)
 		}
-		if e.exists(t, strings.Replace(archTag, org, porg, 1)) {
+		if e.exists(t, dbgTags[0]) {
 			t.Errorf("an interrupted build left a tag")
 		}
 		left, _ := os.ReadDir(filepath.Join(cache2, "work"))
@@ -351,18 +395,17 @@ func TestKernelBuild(t *testing.T) {
 		}
 	})
 	refuse.Store(true)
-	r2 := e.lkbuild(t, nil, e.buildArgs(cache2, out2, kdir, porg, "--push")...)
+	r2 := e.lkbuild(t, nil, e.buildArgs(cache2, out2, kdir, porg, "--push", "--debug")...)
 	if r2.code == 0 {
 		t.Fatalf("push through a refusing registry succeeded")
 	}
-	t.Logf("second build: %s", r2.elapsed.Round(time.Second))
+	t.Logf("debug build: %s", r2.elapsed.Round(time.Second))
 	if !strings.Contains(r2.stderr, "lkbuild push") || !strings.Contains(r2.final().Error, "retry with lkbuild push") {
 		t.Errorf("a failed push does not say how to retry:\n%s\n%s", r2.stderr, r2.final().Error)
 	}
-	names := layoutNames(t, out2)
-	if d := names[strings.Replace(archTag, org, porg, 1)]; d != res.Digest {
-		t.Errorf("second clean build: %s, first %s: not reproducible\nfirst:  %s\nsecond: %s", d, res.Digest,
-			describe(t, out1, res.Digest), describe(t, out2, d))
+	dbgDigest := layoutNames(t, out2)[dbgTags[0]]
+	if dbgDigest == "" || dbgDigest == res.Digest {
+		t.Errorf("the debug build wrote %q under %s in its layout (plain image %s): %v", dbgDigest, dbgTags[0], res.Digest, layoutNames(t, out2))
 	}
 	refuse.Store(false)
 	// The retry hint, run as printed.
@@ -376,9 +419,17 @@ func TestKernelBuild(t *testing.T) {
 	if p.code != 0 {
 		t.Fatalf("lkbuild push: %s", p.stderr)
 	}
-	if d := e.digest(t, strings.Replace(indexTag, org, porg, 1)); d == "" {
-		t.Errorf("lkbuild push did not push the index")
+	for _, tag := range dbgTags[:4] {
+		if d := e.digest(t, tag); d == "" {
+			t.Errorf("lkbuild push did not push %s", tag)
+		}
 	}
+	t.Run("debug", func(t *testing.T) {
+		dbg := e.unpack(t, dbgTags[0])
+		checkDebugImage(t, dbg, img)
+		res := boot(t, dbg, "", "", boottest.Module{Path: "kernel/lib/crc7.ko"})
+		checkConsole(t, res, []string{"crc7"})
+	})
 
 	// 3. A build whose image exists returns at once.
 	r3 := e.lkbuild(t, nil, e.buildArgs(cache1, out1, kdir, org, "--push")...)
@@ -409,9 +460,9 @@ func TestKernelBuild(t *testing.T) {
 	// test) verifies from it in a network namespace without a network.
 	t.Run("fetch", func(t *testing.T) {
 		fetch := func(extra ...string) result {
-			args := append(append([]string{"--cache-dir", cache1}, extra...), "fetch",
-				"--kernel-dir", kdir, "--series", series, "--arch", "x86_64",
-				"--builder-image", e.builder, "--source-mirror", e.mirror, "--ucode-repo", e.ucode, "--insecure-registry")
+			args := slices.Concat([]string{"--cache-dir", cache1}, extra, []string{"fetch",
+				"--kernel-dir", kdir, "--series", series, "--arch", "x86_64"}, e.builderFlag(),
+				[]string{"--source-mirror", e.mirror, "--ucode-repo", e.ucode, "--insecure-registry"})
 			return e.lkbuild(t, nil, args...)
 		}
 		for _, offline := range [][]string{nil, {"--offline"}} {
@@ -462,12 +513,10 @@ func (e *env) keepForVerify(t *testing.T, kdir, org, out, changed, archTag, dige
 	host, _ := os.Hostname()
 	// No --source-mirror, --ucode-repo: the bundle's are used.
 	st := verifyState{
-		Build: []string{
+		Build: slices.Concat([]string{
 			"--cache-dir", filepath.Join(dir, "cache"), "build", "--json",
 			"--kernel-dir", kept, "--series", series, "--arch", "x86_64",
-			"--builder-image", e.builder, "--output", filepath.Join(dir, "oci"), "--org", org,
-			"--bundle", bundle,
-		},
+		}, e.builderFlag(), []string{"--output", filepath.Join(dir, "oci"), "--org", org, "--bundle", bundle}),
 		Verify:       []string{"--offline", "verify", "--kernel-dir", kept, "--bundle", bundle, "--jobs", "3"},
 		Image:        "oci:" + images + ":" + archTag,
 		Changed:      "oci:" + changedDir + ":" + archTag,
@@ -754,6 +803,59 @@ func (img *image) tarEntries(t *testing.T, name string) map[string]*tar.Header {
 	}
 }
 
+// checkDebugImage checks what a -dbg image has that plain has not: vmlinux,
+// the -dbg release, common/config-dbg appended, PANIC_ON_OOPS off.
+func checkDebugImage(t *testing.T, dbg, plain *image) {
+	t.Helper()
+	want := append(slices.Clone(plain.entries), "vmlinux")
+	got := slices.Clone(dbg.entries)
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("debug image files %v, want %v", got, want)
+	}
+	if v := dbg.read(t, "vmlinux"); !bytes.HasPrefix(v, []byte("\x7fELF")) {
+		t.Errorf("vmlinux is not an ELF file")
+	}
+	if a := dbg.manifest.Annotations["dev.lkbuild.variant"]; a != "-dbg" {
+		t.Errorf("variant annotation %q, want -dbg", a)
+	}
+	rel := version + "-linuxkit-dbg"
+	if _, ok := dbg.tarEntries(t, "kernel.tar")["./lib/modules/"+rel+"/kernel/lib/crc7.ko"]; !ok {
+		t.Errorf("kernel.tar has no lib/modules/%s/kernel/lib/crc7.ko", rel)
+	}
+	config := string(dbg.tarMember(t, "kernel-dev.tar", "usr/src/linux-headers-"+rel+"/.config"))
+	for _, line := range []string{"# CONFIG_PANIC_ON_OOPS is not set\n", "CONFIG_DEBUG_LIST=y\n", "CONFIG_DETECT_HUNG_TASK=y\n", `CONFIG_LOCALVERSION="-linuxkit-dbg"` + "\n"} {
+		if !strings.Contains(config, line) {
+			t.Errorf("the debug kernel's .config lacks %q", line)
+		}
+	}
+}
+
+// tarMember reads one member of a tar in the image.
+func (img *image) tarMember(t *testing.T, name, member string) []byte {
+	t.Helper()
+	f, err := os.Open(filepath.Join(img.root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no %s (%v)", name, member, err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == member {
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return data
+		}
+	}
+}
+
 func checkImage(t *testing.T, img *image, builderRef string) {
 	files := []string{"System.map", "intel-ucode-license.txt", "intel-ucode.cpio", "kernel", "kernel-builder", "kernel-dev.tar",
 		"kernel-headers.tar", "kernel-source-info", "kernel.tar", "src/", "src/linux.tar.xz"}
@@ -863,7 +965,9 @@ func checkImage(t *testing.T, img *image, builderRef string) {
 }
 
 // outOfTreeModule builds testdata/module against the image's kernel-dev.tar
-// in the -builder image, with lkbuild run, and returns the .ko.
+// in the -builder image, with lkbuild run, and returns the .ko. As in
+// LinuxKit's module recipe, the toolchain is installed first, here from
+// the builder's own repository (the sandbox has no network).
 func (e *env) outOfTreeModule(t *testing.T, img *image, builderTag string) string {
 	t.Helper()
 	dev := filepath.Join(t.TempDir(), "dev")
@@ -874,7 +978,10 @@ func (e *env) outOfTreeModule(t *testing.T, img *image, builderTag string) strin
 	headers := "/usr/src/linux-headers-" + release
 	r := e.lkbuild(t, nil, "--cache-dir", filepath.Join(e.work, "cache1"), "run", "--insecure-registry", "--builder-image", builderTag,
 		"--bind", filepath.Join(dev, headers)+":"+headers, "--bind", mod+":/module", "--workdir", "/module",
-		"--", "make", "-C", headers, "M=/module", "modules")
+		"--env", "DEBIAN_FRONTEND=noninteractive", "--", "sh", "-c",
+		"apt-get -q -o APT::Sandbox::User=root update >/dev/null && "+
+			"apt-get -q -o APT::Sandbox::User=root install -y --no-install-recommends build-essential libelf-dev >/dev/null && "+
+			"make -C "+headers+" M=/module modules")
 	if r.code != 0 {
 		t.Fatalf("out-of-tree module build failed:\n%s\n%s", r.stdout, r.stderr)
 	}
@@ -900,12 +1007,16 @@ func boot(t *testing.T, img *image, arch, busybox string, modules ...boottest.Mo
 	tree := filepath.Join(t.TempDir(), "modules")
 	os.MkdirAll(tree, 0o755)
 	run(t, "", "tar", "-C", tree, "-xf", filepath.Join(img.root, "kernel.tar"))
+	rels, err := os.ReadDir(filepath.Join(tree, "lib", "modules"))
+	if err != nil || len(rels) != 1 {
+		t.Fatalf("kernel.tar holds lib/modules/%v (%v), want one release", rels, err)
+	}
 	initrd := filepath.Join(t.TempDir(), "initrd.gz")
 	f, err := os.Create(initrd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = boottest.Initramfs(f, boottest.InitramfsSpec{Busybox: busybox, ModuleTree: tree, Release: release, Modules: modules})
+	err = boottest.Initramfs(f, boottest.InitramfsSpec{Busybox: busybox, ModuleTree: tree, Release: rels[0].Name(), Modules: modules})
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -1082,6 +1193,16 @@ func (e *env) badInput(t *testing.T, cache string) {
 				os.WriteFile(p, data, 0o644)
 			},
 			want: []string{"config-x86_64: the .config of the build differs from the stored config in CONFIG_LKBUILD_E2E_NO_SUCH_SYMBOL", "-CONFIG_LKBUILD_E2E_NO_SUCH_SYMBOL=y"},
+		},
+		{
+			name: "package-not-in-the-builder",
+			edit: func(t *testing.T, kdir string) {
+				p := filepath.Join(kdir, "common", "Dockerfile")
+				data, _ := os.ReadFile(p)
+				data = bytes.Replace(data, []byte("    xz-utils"), []byte("    xz-utils lkbuild-e2e-no-such-package"), 1)
+				os.WriteFile(p, data, 0o644)
+			},
+			want: []string{"lacks lkbuild-e2e-no-such-package, which common/Dockerfile installs", "its local package repository does not hold them", "lkbuild builder-image --from"},
 		},
 		{
 			name: "compile-error",
