@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,13 +16,21 @@ import (
 
 	"github.com/lkbuild/lkbuild/builder"
 	"github.com/lkbuild/lkbuild/internal/cachedir"
+	"github.com/lkbuild/lkbuild/internal/kernelgit"
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
 
-const buildDescription = `Builds the kernel of one series for one arch the way LinuxKit's
-kernel/Makefile and Dockerfile do, without Docker: the source is fetched
+const buildDescription = `Builds the kernel of one series for one arch (--arch, default: this
+host's, as LinuxKit's ARCH) the way LinuxKit's kernel/Makefile and
+Dockerfile do, without Docker. With no --series or --version it builds every
+series that is not deprecated (the versions lkbuild list prints), one after
+the other, as 'make build' does; --with-debug builds each version's debug
+kernel too ('make build' is lkbuild build --with-debug, 'make
+build-6.6.71' is lkbuild build --version 6.6.71 --with-debug).
+
+For each kernel: the source is fetched
 and verified (sha256sums.asc and the .tar.sign, against common/keys.asc),
 the builder image is pulled and unpacked, and every step (patches, config,
 make, modules_install, headers_install) runs in a rootless sandbox with no
@@ -45,11 +54,20 @@ The image is the one a clean build gives, bit for bit. A new config,
 source release, builder or toolchain gets its own tree; --clean starts
 from an empty one.
 
-The builder image must already hold the toolchain (gcc, make, bc, bison,
-flex, perl, patch, xz, libelf and libssl headers, kmod, cpio, and for
-x86_64 iucode_tool): the sandbox has no network, so nothing is installed
-during the build. lkbuild builder-image makes one. It may be a registry
-reference or an image in an OCI layout, oci:DIR:NAME.
+The builder image is the series' BUILD_IMAGE (build-args) unless
+--builder-image names another; a registry reference or an image in an OCI
+layout, oci:DIR:NAME. The sandbox has no network, so the builder either
+holds the toolchain (gcc, make, bc, bison, flex, perl, patch, xz, libelf
+and libssl headers, kmod, cpio, and for x86_64 iucode_tool; lkbuild
+builder-image makes such an image) or carries its own package repository,
+as LinuxKit's linuxkit/alpine images do (/mirror, the only repository the
+package manager is set up with). Then lkbuild installs the packages that
+the first stage of the kernel directory's common/Dockerfile installs
+('RUN apk add ...' upstream; apt-get works too), with the builder's own
+package manager, in the sandbox, with no network, once per builder digest
+and package list (cached); the provenance records what it installed. A
+package neither in the builder nor in its repository stops the build
+before it starts, naming the package.
 
 The full log of the build's commands goes to a file under the cache
 directory; a failure prints its last lines and its path.
@@ -60,12 +78,15 @@ Examples:
    lkbuild --series 6.6.x --arch riscv64 --builder-image oci:fixtures:builder-riscv64 \
        --cross-image oci:fixtures:cross
    lkbuild build --series 6.6.x --debug --source-mirror /srv/kernel.org --no-ucode
-   lkbuild build --series 6.6.x --json > events.jsonl`
+   lkbuild build --series 6.6.x --json > events.jsonl
+   lkbuild build --with-debug      # every series, plain and debug: make build
+   lkbuild build --version 6.6.71 --with-debug --push   # make push-6.6.71`
 
 // buildFlags are the flags of lkbuild build, also taken by lkbuild itself.
 func buildFlags() []cli.Flag {
 	return append(append(queryFlags(),
 		archFlag("arch to build"),
+		&cli.BoolFlag{Name: "with-debug", Usage: "build each version's debug kernel (-dbg) after its plain one, as make build-<version> does"},
 		&cli.StringFlag{Name: "builder-image", Usage: "image the build runs in (registry reference or oci:DIR:NAME); default: the series' BUILD_IMAGE"},
 		&cli.StringFlag{Name: "builder-name", Usage: "the builder's name recorded in the image (buildimage label, /kernel-builder); default: --builder-image, or NAME of oci:DIR:NAME"},
 		&cli.StringFlag{Name: "source-mirror", Usage: "kernel.org-style mirror of the sources: URL or local directory", Value: kernel.DefaultSourceMirror, EnvVars: []string{"LKBUILD_SOURCE_MIRROR"}},
@@ -105,8 +126,13 @@ func buildCommand() *cli.Command {
 		Usage:       "build a kernel image (the default command)",
 		Description: buildDescription,
 		Flags:       buildFlags(),
-		Before:      needSeriesOrVersion,
-		Action:      buildAction,
+		Before: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected argument %q: name the kernel with --series or --version, or give neither to build every series", c.Args().First())
+			}
+			return nil
+		},
+		Action: buildAction,
 	}
 }
 
@@ -131,11 +157,89 @@ func cacheDir(c *cli.Context) (cachedir.Dir, error) {
 	return cachedir.Open(c.String("cache-dir"))
 }
 
+// buildQueries are the kernels a build command names: its --series or
+// --version, else every version lkbuild list prints; each also as the
+// debug kernel with --with-debug.
+func buildQueries(c *cli.Context) ([]kernel.Query, error) {
+	q := queryOptions(c)
+	var qs []kernel.Query
+	if q.Series != "" || q.Version != "" {
+		qs = []kernel.Query{q}
+	} else {
+		a, err := kernel.ParseArch(c.String("arch"))
+		if err != nil {
+			return nil, err
+		}
+		co, err := kernelgit.Open(openOptions(c))
+		if err != nil {
+			return nil, err
+		}
+		l, err := co.List(a)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range l.Kernels {
+			vq := q
+			vq.Version = v
+			if !slices.ContainsFunc(qs, func(o kernel.Query) bool { return o.Version == v }) {
+				qs = append(qs, vq)
+			}
+		}
+		if len(qs) == 0 {
+			return nil, fmt.Errorf("%s has no series to build (every one is deprecated or has no build-args): name one with --series", co.Dir.Path)
+		}
+	}
+	if !c.Bool("with-debug") {
+		return qs, nil
+	}
+	if q.Debug {
+		return nil, errors.New("--debug builds only the debug kernel, --with-debug the plain one and the debug one: give one")
+	}
+	var out []kernel.Query
+	for _, q := range qs {
+		d := q
+		d.Debug = true
+		out = append(out, q, d)
+	}
+	return out, nil
+}
+
+// buildAction builds each kernel the flags name, in turn, and stops at the
+// first that fails.
 func buildAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see lkbuild --help)", c.Args().First())
 	}
-	t, err := builder.Resolve(c.Context, buildRequest(c))
+	qs, err := buildQueries(c)
+	if err != nil {
+		return err
+	}
+	for i, q := range qs {
+		if len(qs) > 1 && !c.Bool("json") {
+			name := q.Series
+			if name == "" {
+				name = q.Version
+			}
+			if q.Debug {
+				name += " (debug)"
+			}
+			fmt.Fprintf(c.App.ErrWriter, "lkbuild: kernel %d of %d: %s\n", i+1, len(qs), name)
+		}
+		req := buildRequest(c)
+		req.Query = q
+		if err := buildOne(c, req); err != nil {
+			if len(qs) > 1 {
+				return fmt.Errorf("kernel %d of %d: %w", i+1, len(qs), err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// buildOne builds the kernel req names.
+func buildOne(c *cli.Context, req builder.Request) error {
+	t, err := builder.Resolve(c.Context, req)
 	if err != nil {
 		return err
 	}
