@@ -55,30 +55,30 @@ const (
 
 // env is what the suite runs against.
 type env struct {
-	bin                      string // the lkbuild binary
-	builder, mirror, ucode   string
+	bin                    string // the lkbuild binary
+	builder, mirror, ucode string
 	// mirrorBuilder is the builder of linuxkit/alpine's shape (no
 	// toolchain, its own package repository); buildImage, when set, is
 	// the BUILD_IMAGE checkouts name in build-args.
 	mirrorBuilder, buildImage string
-	keys                     string
-	registry, user, password string
-	dockerConfig             string
-	work                     string
+	keys                      string
+	registry, user, password  string
+	dockerConfig              string
+	work                      string
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
 	e := &env{
-		builder:      testenv.Getenv(t, "LKBUILD_E2E_BUILDER", "run scripts/fixtures/e2e.sh and export its output"),
+		builder:       testenv.Getenv(t, "LKBUILD_E2E_BUILDER", "run scripts/fixtures/e2e.sh and export its output"),
 		mirrorBuilder: testenv.Getenv(t, "LKBUILD_E2E_BUILDER_MIRROR", "run scripts/fixtures/e2e.sh"),
-		mirror:       testenv.Getenv(t, "LKBUILD_E2E_MIRROR", "run scripts/fixtures/e2e.sh"),
-		keys:         testenv.Getenv(t, "LKBUILD_E2E_KEYS", "run scripts/fixtures/e2e.sh"),
-		ucode:        testenv.Getenv(t, "LKBUILD_E2E_UCODE", "run scripts/fixtures/e2e.sh"),
-		registry:     testenv.Getenv(t, "LKBUILD_TEST_REGISTRY", "run scripts/registry.sh start ENVFILE"),
-		user:         testenv.Getenv(t, "LKBUILD_TEST_REGISTRY_USER", "registry.sh sets it"),
-		password:     testenv.Getenv(t, "LKBUILD_TEST_REGISTRY_PASSWORD", "registry.sh sets it"),
-		dockerConfig: testenv.Getenv(t, "DOCKER_CONFIG", "registry.sh writes a docker config"),
+		mirror:        testenv.Getenv(t, "LKBUILD_E2E_MIRROR", "run scripts/fixtures/e2e.sh"),
+		keys:          testenv.Getenv(t, "LKBUILD_E2E_KEYS", "run scripts/fixtures/e2e.sh"),
+		ucode:         testenv.Getenv(t, "LKBUILD_E2E_UCODE", "run scripts/fixtures/e2e.sh"),
+		registry:      testenv.Getenv(t, "LKBUILD_TEST_REGISTRY", "run scripts/registry.sh start ENVFILE"),
+		user:          testenv.Getenv(t, "LKBUILD_TEST_REGISTRY_USER", "registry.sh sets it"),
+		password:      testenv.Getenv(t, "LKBUILD_TEST_REGISTRY_PASSWORD", "registry.sh sets it"),
+		dockerConfig:  testenv.Getenv(t, "DOCKER_CONFIG", "registry.sh writes a docker config"),
 	}
 	testenv.LookPath(t, "skopeo", "skopeo")
 	testenv.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
