@@ -17,6 +17,7 @@ import (
 
 	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/internal/flock"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/sandbox"
 	"github.com/lkbuild/lkbuild/toolchain"
@@ -67,8 +68,12 @@ func (e *PackagesError) Error() string {
 	default:
 		why = "its local package repository does not hold them"
 	}
-	return fmt.Sprintf("the builder %s lacks %s, which %s installs, and %s; give a builder that holds them: lkbuild builder-image --from %s --run '%s add ...' --tag REF, then --builder-image REF",
-		e.Builder, strings.Join(e.Missing, " "), e.File, why, e.Builder, e.Manager)
+	install := "apk add " + strings.Join(e.Missing, " ")
+	if e.Manager == kernel.ManagerApt {
+		install = "apt-get update && apt-get install -y " + strings.Join(e.Missing, " ")
+	}
+	return fmt.Sprintf("the builder %s lacks %s, which %s installs, and %s; give a builder that holds them (lkbuild builder-image --from %s --run '%s' --tag REF makes one, with the network) with --builder-image REF",
+		e.Builder, strings.Join(e.Missing, " "), e.File, why, e.Builder, install)
 }
 
 // provision installs what the kernel directory's Dockerfile installs and
