@@ -113,7 +113,7 @@ func (b *build) provision(ctx context.Context) error {
 	sum := sha256.Sum256([]byte("lkbuild install v1\n" + b.rootfs.Digest.String() + "\n" + bp.Manager + "\n" + cmd))
 	in := &Installed{File: bp.File, Manager: bp.Manager, Packages: bp.Packages, Missing: install, Command: cmd,
 		Repositories: pk.Local, Key: hex.EncodeToString(sum[:])}
-	b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("installing %d packages %s lists into the builder, from its own repository (%s), with no network",
+	b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("installing into the builder %d packages that %s installs, from the builder's own repository (%s), with no network",
 		len(install), bp.File, strings.Join(pk.Local, ", "))})
 	rfs, err := b.installedRootfs(ctx, in)
 	if err != nil {

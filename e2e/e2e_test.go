@@ -320,7 +320,7 @@ func TestKernelBuild(t *testing.T) {
 	res := r.final()
 	t.Logf("build: %s in %s, %s", res.Ref, r.elapsed.Round(time.Second), res.Digest)
 	checkEvents(t, r)
-	if !strings.Contains(r.stdout, "from its own repository (/mirror), with no network") {
+	if !strings.Contains(r.stdout, "from the builder's own repository (/mirror), with no network") {
 		t.Errorf("the build did not say it installed the Dockerfile's packages from the builder's /mirror:\n%s", tailString(r.stdout, 60))
 	}
 	if res.Ref != archTag || res.Release != release || len(res.Pushed) != 5 {

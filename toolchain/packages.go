@@ -123,7 +123,11 @@ func InstallCommand(manager string, pkgs []string) (string, error) {
 		// apt's download sandbox user (_apt) may not exist in a single-id
 		// user namespace; the repositories are local files anyway.
 		apt := "apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Languages=none"
-		return apt + " update && " + apt + " install -y --no-install-recommends " + list + " && apt-get clean", nil
+		// apt's partial/ directories belong to _apt, readable by it
+		// alone: a rootless lkbuild outside the sandbox could not pack
+		// them, and they hold nothing.
+		return apt + " update && " + apt + " install -y --no-install-recommends " + list +
+			" && apt-get clean && rm -rf /var/lib/apt/lists/partial /var/cache/apt/archives/partial", nil
 	}
 	return "", fmt.Errorf("unknown package manager %q", manager)
 }
