@@ -403,3 +403,97 @@ func TestKernelCommandsHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestShowTagCheckoutsMatchMake runs show-tag and list on testdata/kernel
+// in the checkouts a user may have of a LinuxKit repository, sparse ones
+// included, against make in the same checkout.
+func TestShowTagCheckoutsMatchMake(t *testing.T) {
+	testGit(t)
+	src := t.TempDir()
+	command(t, src, "git", "init", "-q", "-b", "main")
+	files := map[string]string{"README.md": "linuxkit\n", "docs/kernels.md": "docs\n", "pkg/init/build.yml": "image: init\n"}
+	testdata := filepath.Join("..", "..", "testdata", "kernel")
+	err := filepath.WalkDir(testdata, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(testdata, p)
+		files["kernel/"+filepath.ToSlash(rel)] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, src, files)
+	command(t, src, "git", "add", "-A")
+	command(t, src, "git", "commit", "-q", "-m", "kernel")
+	command(t, src, "git", "commit", "-q", "--allow-empty", "-m", "second, so that depth 1 is shallow")
+
+	clone := func(t *testing.T, args ...string) string {
+		t.Helper()
+		dst := filepath.Join(t.TempDir(), "linuxkit")
+		command(t, src, "git", append(append([]string{"clone", "-q"}, args...), "file://"+src, dst)...)
+		return dst
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T) string // returns the top of the work tree
+		dirty bool
+	}{
+		{"plain clone", func(t *testing.T) string { return clone(t) }, false},
+		{"sparse, cone", func(t *testing.T) string {
+			top := clone(t)
+			command(t, top, "git", "sparse-checkout", "set", "kernel")
+			return top
+		}, false},
+		{"sparse, non-cone, common left out", func(t *testing.T) string {
+			top := clone(t)
+			command(t, top, "git", "sparse-checkout", "set", "--no-cone", "/kernel/Makefile", "/kernel/6.12.x/")
+			return top
+		}, false},
+		{"sparse, shallow", func(t *testing.T) string {
+			top := clone(t, "--depth", "1", "--sparse")
+			command(t, top, "git", "sparse-checkout", "set", "kernel")
+			return top
+		}, false},
+		{"sparse, linked worktree", func(t *testing.T) string {
+			wt := filepath.Join(t.TempDir(), "wt")
+			command(t, clone(t), "git", "worktree", "add", "-q", wt)
+			command(t, wt, "git", "sparse-checkout", "set", "kernel")
+			return wt
+		}, false},
+		{"sparse, modified", func(t *testing.T) string {
+			top := clone(t)
+			command(t, top, "git", "sparse-checkout", "set", "kernel")
+			writeTree(t, top, map[string]string{"kernel/6.12.x/config-x86_64": "CONFIG_X86_64=n\n"})
+			return top
+		}, true},
+		{"sparse, left-out file written", func(t *testing.T) string {
+			top := clone(t)
+			command(t, top, "git", "sparse-checkout", "set", "--no-cone", "/kernel/Makefile", "/kernel/6.12.x/")
+			writeTree(t, top, map[string]string{"kernel/common/config-dbg": "CONFIG_DEBUG_INFO=n\n"})
+			return top
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := filepath.Join(tc.setup(t), "kernel")
+			// lkbuild first: make's git refresh rewrites the index.
+			gotTag := lkbuildOK(t, "show-tag", "--kernel-dir", k, "--series", "6.12.x")
+			gotList := lkbuildOK(t, "list", "--kernel-dir", k, "--arch", "x86_64")
+			wantTag := command(t, k, "make", "-s", "--no-print-directory", "show-tag-6.12.117")
+			if gotTag != wantTag {
+				t.Errorf("lkbuild show-tag = %q, make = %q", gotTag, wantTag)
+			}
+			if dirty := strings.HasSuffix(strings.TrimSpace(wantTag), "-dirty"); dirty != tc.dirty {
+				t.Errorf("make says dirty = %v, want %v", dirty, tc.dirty)
+			}
+			if want := command(t, k, "make", "-s", "--no-print-directory", "list", "ARCH=x86_64"); gotList != want {
+				t.Errorf("lkbuild list =\n%s\nmake list =\n%s", gotList, want)
+			}
+		})
+	}
+}

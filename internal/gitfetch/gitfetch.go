@@ -22,6 +22,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
 
+	"github.com/lkbuild/lkbuild/internal/gitrepo"
 	"github.com/lkbuild/lkbuild/internal/rmtree"
 )
 
@@ -123,7 +124,8 @@ func Fetch(ctx context.Context, url, ref, cacheDir string, opts ...Option) (Chec
 // memory: only the tag's history is fetched.
 func openRepo(ctx context.Context, url, ref string) (*git.Repository, error) {
 	if !strings.Contains(url, "://") {
-		return git.PlainOpenWithOptions(url, &git.PlainOpenOptions{DetectDotGit: false})
+		// As git reads it: a linked work tree or a sparse checkout opens.
+		return gitrepo.Open(url)
 	}
 	return git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{
 		URL:           url,

@@ -229,3 +229,58 @@ func TestFetchRefusesChangedObjects(t *testing.T) {
 		t.Errorf("offline WriteRepo of a remote repository: %v, want ErrOffline", err)
 	}
 }
+
+// TestFetchLocalCheckouts: a local repository is read whatever checkout
+// it is, as git reads it: sparse, or a linked work tree; one git would
+// read differently is refused, naming the extension.
+func TestFetchLocalCheckouts(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git is missing (the test makes its repository with it)")
+	}
+	git := func(t *testing.T, dir string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		setup   func(t *testing.T, repo string) string
+		wantErr string
+	}{
+		{"sparse, cone", func(t *testing.T, repo string) string {
+			git(t, repo, "sparse-checkout", "set", "intel-ucode")
+			return repo
+		}, ""},
+		{"sparse, non-cone", func(t *testing.T, repo string) string {
+			git(t, repo, "sparse-checkout", "set", "--no-cone", "/license")
+			return repo
+		}, ""},
+		{"linked worktree", func(t *testing.T, repo string) string {
+			wt := filepath.Join(t.TempDir(), "wt")
+			git(t, repo, "worktree", "add", "-q", wt)
+			return wt
+		}, ""},
+		{"partial clone", func(t *testing.T, repo string) string {
+			git(t, repo, "config", "extensions.partialClone", "origin")
+			return repo
+		}, "extensions.partialClone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo, _, second := gitRepo(t)
+			c, err := Fetch(context.Background(), tc.setup(t, repo), "annotated", t.TempDir(), Offline(true))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("Fetch: %v, want an error naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || c.Commit != second {
+				t.Fatalf("Fetch: %+v, %v; want commit %s", c, err, second)
+			}
+			if got, _ := os.ReadFile(filepath.Join(c.Dir, "intel-ucode", "06-55-04")); string(got) != "v2" {
+				t.Errorf("file holds %q", got)
+			}
+		})
+	}
+}

@@ -32,8 +32,13 @@ type treeFile struct {
 //
 // It compares contents, not stat data: after --refresh git does the same
 // (an entry whose stat changed but content did not is refreshed, not
-// reported). Entries marked skip-worktree are taken from the index, as git
-// does; submodules compare by the commit the index records. Two things
+// reported). Entries marked skip-worktree, the files a sparse checkout
+// leaves out, are taken from the index, as git does; but in a sparse
+// checkout (core.sparseCheckout) such a file that is there in the work
+// tree all the same is compared like any other, as git (2.36 on) does
+// unless sparse.expectFilesOutsideOfPatterns is set. Submodules compare
+// by the commit the index records. A sparse index (index.sparse), which
+// holds folders in place of the files under them, is an error. Two things
 // git does are not done: clean filters (.gitattributes, core.autocrlf) are
 // not applied to work tree files, and entries marked assume-unchanged
 // (`git update-index --assume-unchanged`) are compared like any other,
@@ -57,6 +62,10 @@ func (r *Repo) Dirty(dir string) (bool, error) {
 		return false, err
 	}
 	idx, err := r.repo.Storer.Index()
+	if err != nil && r.sparseIndex {
+		return false, fmt.Errorf("read sparse index (index.sparse), which is not supported "+
+			"(`git sparse-checkout init --no-sparse-index` turns it off): %w", err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("read index: %w", err)
 	}
@@ -76,8 +85,17 @@ func (r *Repo) Dirty(dir string) (bool, error) {
 		if mode != h.mode || e.Hash != h.hash {
 			return true, nil // staged
 		}
-		if e.SkipWorktree || mode == filemode.Submodule {
+		if mode == filemode.Submodule {
 			continue
+		}
+		if e.SkipWorktree {
+			present, err := r.presentOutsideSparse(e.Name)
+			if err != nil {
+				return false, err
+			}
+			if !present {
+				continue
+			}
 		}
 		changed, err := r.worktreeDiffers(e.Name, mode, h)
 		if err != nil || changed {
@@ -86,6 +104,25 @@ func (r *Repo) Dirty(dir string) (bool, error) {
 	}
 	// What HEAD has and the index lacks was removed with `git rm --cached`.
 	return len(head) > 0, nil
+}
+
+// presentOutsideSparse reports whether git compares the work tree file of
+// a skip-worktree entry: in a sparse checkout, git clears the bit of an
+// entry whose path exists (clear_skip_worktree_from_present_files), so a
+// file written where the sparse patterns leave none is checked.
+func (r *Repo) presentOutsideSparse(name string) (bool, error) {
+	if !r.sparseCheckout || r.expectOutside {
+		return false, nil
+	}
+	p := filepath.Join(r.root, filepath.FromSlash(name))
+	_, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", p, err)
+	}
+	return true, nil
 }
 
 // collect gathers the files of tree under dir, by path from the root.

@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
+	"github.com/lkbuild/lkbuild/internal/gitrepo"
 	"github.com/lkbuild/lkbuild/kernel"
 )
 
@@ -24,6 +25,11 @@ type Repo struct {
 	commit plumbing.Hash // the commit LsTree lists
 	// core.quotePath and core.fileMode, as git would read them.
 	quotePath, fileMode bool
+	// core.sparseCheckout and sparse.expectFilesOutsideOfPatterns: whether
+	// git takes a skip-worktree file that is present as modified (Dirty).
+	sparseCheckout, expectOutside bool
+	// index.sparse: the index may hold folders, which go-git cannot read.
+	sparseIndex bool
 }
 
 var _ kernel.Revision = (*Repo)(nil)
@@ -31,12 +37,12 @@ var _ kernel.Revision = (*Repo)(nil)
 // OpenRepo opens the repository whose work tree holds dir, looking in dir
 // and its parents for .git, as git does. rev picks the commit LsTree lists
 // ("" is HEAD). A dir outside any repository gives an error that
-// errors.Is matches with git.ErrRepositoryNotExists.
+// errors.Is matches with git.ErrRepositoryNotExists. Linked work trees
+// (`git worktree add`), shallow clones and sparse checkouts open; a
+// repository using an extension other than worktreeConfig does not (see
+// package gitrepo).
 func OpenRepo(dir, rev string) (*Repo, error) {
-	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{
-		DetectDotGit:          true,
-		EnableDotGitCommonDir: true, // work trees made by `git worktree add`
-	})
+	repo, err := gitrepo.Discover(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open git repository at %s: %w", dir, err)
 	}
@@ -61,7 +67,7 @@ func OpenRepo(dir, rev string) (*Repo, error) {
 	}
 	r := &Repo{repo: repo, root: root, commit: commit.Hash}
 	r.quotePath, r.fileMode = true, true
-	if err := r.readCoreConfig(); err != nil {
+	if err := r.readConfig(); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -70,16 +76,17 @@ func OpenRepo(dir, rev string) (*Repo, error) {
 // Root is the work tree root.
 func (r *Repo) Root() string { return r.root }
 
-// readCoreConfig reads core.quotePath and core.fileMode from the system,
-// global and repository config, the last one set winning, as in git.
-func (r *Repo) readCoreConfig() error {
+// readConfig reads the settings Repo needs from the system, global and
+// repository config (config.worktree included), the last one set winning,
+// as in git.
+func (r *Repo) readConfig() error {
 	local, err := r.repo.Storer.Config()
 	if err != nil {
 		return fmt.Errorf("read git config: %w", err)
 	}
 	scopes := []config.Scope{config.SystemScope, config.GlobalScope}
 	if v := os.Getenv("GIT_CONFIG_NOSYSTEM"); v != "" {
-		if skip, ok := parseGitBool(v); ok && skip {
+		if skip, ok := gitrepo.ParseBool(v); ok && skip {
 			scopes = scopes[1:] // as git does
 		}
 	}
@@ -96,33 +103,26 @@ func (r *Repo) readCoreConfig() error {
 		if c == nil || c.Raw == nil {
 			continue
 		}
-		for _, o := range c.Raw.Section("core").Options {
-			var dst *bool
-			switch strings.ToLower(o.Key) {
-			case "quotepath":
-				dst = &r.quotePath
-			case "filemode":
-				dst = &r.fileMode
-			default:
-				continue
-			}
-			if b, ok := parseGitBool(o.Value); ok {
-				*dst = b
+		for _, s := range []struct {
+			section string
+			keys    map[string]*bool // lowercased
+		}{
+			{"core", map[string]*bool{"quotepath": &r.quotePath, "filemode": &r.fileMode, "sparsecheckout": &r.sparseCheckout}},
+			{"sparse", map[string]*bool{"expectfilesoutsideofpatterns": &r.expectOutside}},
+			{"index", map[string]*bool{"sparse": &r.sparseIndex}},
+		} {
+			for _, o := range c.Raw.Section(s.section).Options {
+				dst, ok := s.keys[strings.ToLower(o.Key)]
+				if !ok {
+					continue
+				}
+				if b, ok := gitrepo.ParseBool(o.Value); ok {
+					*dst = b
+				}
 			}
 		}
 	}
 	return nil
-}
-
-// parseGitBool reads a git config boolean. A key with no value is true.
-func parseGitBool(s string) (bool, bool) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", "true", "yes", "on", "1":
-		return true, true
-	case "false", "no", "off", "0":
-		return false, true
-	}
-	return false, false
 }
 
 // LsTree returns what `git ls-tree [-r] --full-tree <commit> -- paths`
