@@ -122,7 +122,8 @@ func InstallCommand(manager string, pkgs []string) (string, error) {
 	case kernel.ManagerApt:
 		// apt's download sandbox user (_apt) may not exist in a single-id
 		// user namespace; the repositories are local files anyway.
-		apt := "apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Languages=none"
+		// dpkg need not fsync: the result is packed after the command.
+		apt := "apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Languages=none -o Dpkg::Options::=--force-unsafe-io"
 		// apt's partial/ directories belong to _apt, readable by it
 		// alone: a rootless lkbuild outside the sandbox could not pack
 		// them, and they hold nothing.

@@ -209,8 +209,8 @@ func TestInstallCommand(t *testing.T) {
 		err     string
 	}{
 		{kernel.ManagerApk, []string{"build-base", "gcc>=13"}, "apk add --no-network --no-progress --quiet 'build-base' 'gcc>=13'", ""},
-		{kernel.ManagerApt, []string{"gcc", "libssl-dev:amd64"}, "apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Languages=none update && " +
-			"apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Languages=none install -y --no-install-recommends 'gcc' 'libssl-dev:amd64' && apt-get clean && rm -rf /var/lib/apt/lists/partial /var/cache/apt/archives/partial", ""},
+		{kernel.ManagerApt, []string{"gcc", "libssl-dev:amd64"}, "apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Languages=none -o Dpkg::Options::=--force-unsafe-io update && " +
+			"apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Languages=none -o Dpkg::Options::=--force-unsafe-io install -y --no-install-recommends 'gcc' 'libssl-dev:amd64' && apt-get clean && rm -rf /var/lib/apt/lists/partial /var/cache/apt/archives/partial", ""},
 		{kernel.ManagerApk, []string{"gcc'; rm -rf /; '"}, "", "not a package name"},
 		{kernel.ManagerApt, []string{"--allow-unauthenticated"}, "", "not a package name"},
 		{"dnf", []string{"gcc"}, "", "unknown package manager"},
