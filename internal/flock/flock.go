@@ -7,6 +7,9 @@
 // already opened it would go on locking the removed file while a newcomer
 // locks a new one under the same name, and both would hold "the" lock.
 //
+// ExclusiveRecord takes an fcntl record lock instead, for files that other
+// programs lock that way.
+//
 // Locks are only supported on Linux; elsewhere every function fails.
 package flock
 

@@ -22,3 +22,8 @@ func TryExclusive(file string) (unlock func(), err error) { return nil, errUnsup
 
 // Shared is only implemented on Linux.
 func Shared(file string) (unlock func(), err error) { return nil, errUnsupported }
+
+// ExclusiveRecord is only implemented on Linux.
+func ExclusiveRecord(ctx context.Context, file string, waiting func()) (unlock func(), err error) {
+	return nil, errUnsupported
+}
