@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -137,9 +137,11 @@ func (b *builtImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 }
 
 // WriteLayout stores img and names it in the layout's index.json with
-// each of names (the org.opencontainers.image.ref.name annotation),
-// replacing whatever those names pointed to before. The platform is
-// recorded on the index entry.
+// each of names exactly as given (the org.opencontainers.image.ref.name
+// annotation), replacing whatever those names pointed to before. The
+// platform is recorded on the index entry. Publish names kernel images the
+// way LinuxKit and skopeo look them up; WriteLayout is for names lkbuild
+// alone reads back (a bundle's, a builder image's --tag).
 func (s *Store) WriteLayout(ctx context.Context, img v1.Image, p v1.Platform, names ...string) error {
 	if err := s.WriteImage(ctx, img, nil); err != nil {
 		return fmt.Errorf("write layout: %w", err)
@@ -148,38 +150,19 @@ func (s *Store) WriteLayout(ctx context.Context, img v1.Image, p v1.Platform, na
 	if err != nil {
 		return fmt.Errorf("write layout: %w", err)
 	}
-	for _, n := range names {
-		if err := s.path.RemoveDescriptors(match.Annotation(RefNameAnnotation, n)); err != nil {
-			return fmt.Errorf("write layout: %w", err)
+	err = s.updateIndex(ctx, func(ms []v1.Descriptor) ([]v1.Descriptor, error) {
+		for _, n := range names {
+			ms = slices.DeleteFunc(ms, func(d v1.Descriptor) bool {
+				return !isAlias(d) && d.Annotations[RefNameAnnotation] == n
+			})
+			d := desc
+			d.Annotations = map[string]string{RefNameAnnotation: n}
+			ms = append(ms, d)
 		}
-		d := desc
-		d.Annotations = map[string]string{RefNameAnnotation: n}
-		if err := s.path.AppendDescriptor(d); err != nil {
-			return fmt.Errorf("write layout: %w", err)
-		}
+		return ms, nil
+	})
+	if err != nil {
+		return fmt.Errorf("write layout: %w", err)
 	}
 	return nil
-}
-
-// ImageByName returns the image named n in the layout's index.json.
-func (s *Store) ImageByName(n string) (v1.Image, v1.Descriptor, error) {
-	idx, err := s.path.ImageIndex()
-	if err != nil {
-		return nil, v1.Descriptor{}, fmt.Errorf("read layout index: %w", err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, v1.Descriptor{}, fmt.Errorf("read layout index: %w", err)
-	}
-	for _, d := range im.Manifests {
-		if d.Annotations[RefNameAnnotation] != n {
-			continue
-		}
-		img, ok := s.Image(d.Digest)
-		if !ok {
-			return nil, d, fmt.Errorf("image %s (%s) is incomplete in %s", n, d.Digest, s.Dir())
-		}
-		return img, d, nil
-	}
-	return nil, v1.Descriptor{}, fmt.Errorf("image %s in %s: %w", n, s.Dir(), ErrNotFound)
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
@@ -386,30 +385,23 @@ func (s *Store) Attach(ctx context.Context, subject v1.Descriptor, a Attachment)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("attach %s to %s: %w", a.ArtifactType, subject.Digest, err)
 	}
-	im, err := s.indexManifest()
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("attach %s to %s: %w", a.ArtifactType, subject.Digest, err)
-	}
-	for _, d := range im.Manifests {
-		if d.Digest == desc.Digest && d.Annotations[RefNameAnnotation] == "" {
-			return desc.Digest, nil
-		}
-	}
-	earlier, err := s.Referrers(subject.Digest, a.ArtifactType)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("attach %s to %s: %w", a.ArtifactType, subject.Digest, err)
-	}
-	var old []v1.Hash
-	for _, r := range earlier {
-		old = append(old, r.Descriptor.Digest)
-	}
-	if len(old) > 0 {
-		if err := s.path.RemoveDescriptors(match.Digests(old...)); err != nil {
-			return v1.Hash{}, fmt.Errorf("attach %s to %s: %w", a.ArtifactType, subject.Digest, err)
-		}
-	}
 	entry := v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest, ArtifactType: a.ArtifactType}
-	if err := s.path.AppendDescriptor(entry); err != nil {
+	err = s.updateIndex(ctx, func(ms []v1.Descriptor) ([]v1.Descriptor, error) {
+		for _, d := range ms {
+			if d.Digest == desc.Digest && d.Annotations[RefNameAnnotation] == "" {
+				return ms, nil
+			}
+		}
+		earlier, err := s.referrersIn(ms, subject.Digest, a.ArtifactType)
+		if err != nil {
+			return nil, err
+		}
+		ms = slices.DeleteFunc(ms, func(d v1.Descriptor) bool {
+			return slices.ContainsFunc(earlier, func(r Referrer) bool { return r.Descriptor.Digest == d.Digest })
+		})
+		return append(ms, entry), nil
+	})
+	if err != nil {
 		return v1.Hash{}, fmt.Errorf("attach %s to %s: %w", a.ArtifactType, subject.Digest, err)
 	}
 	return desc.Digest, nil
@@ -450,9 +442,14 @@ func (s *Store) Referrers(subject v1.Hash, artifactType string) ([]Referrer, err
 	if err != nil {
 		return nil, fmt.Errorf("referrers of %s: %w", subject, err)
 	}
+	return s.referrersIn(im.Manifests, subject, artifactType)
+}
+
+// referrersIn is Referrers over the index entries ms.
+func (s *Store) referrersIn(ms []v1.Descriptor, subject v1.Hash, artifactType string) ([]Referrer, error) {
 	var out []Referrer
 	seen := map[v1.Hash]bool{}
-	for _, d := range im.Manifests {
+	for _, d := range ms {
 		// Only OCI manifests and indexes can have a subject.
 		if (d.MediaType != types.OCIManifestSchema1 && d.MediaType != types.OCIImageIndex) || seen[d.Digest] {
 			continue

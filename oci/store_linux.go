@@ -1,13 +1,23 @@
 package oci
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lkbuild/lkbuild/internal/flock"
 )
+
+// lockLayout takes the lock that serializes changes to a layout's
+// index.json: an fcntl record lock, which LinuxKit's own lock on its
+// cache's .lock conflicts with (a flock would not).
+func lockLayout(ctx context.Context, file string) (func(), error) {
+	return flock.ExclusiveRecord(ctx, file, nil)
+}
 
 // lockTemp marks a temporary blob as being written: the flock goes with
 // the open file, so it is released when the writer closes it or dies.
