@@ -27,7 +27,9 @@ import (
 
 // BuildResult is what a build made.
 type BuildResult struct {
-	// Skipped is true when the image already existed and Force was off.
+	// Skipped is true when the image already existed and Force was off
+	// (in the output layout its names are then written again, in the
+	// current form).
 	Skipped bool
 	// Incremental is true when the build started from the object tree of
 	// the target's last build instead of an empty one.
@@ -187,9 +189,14 @@ func (b *build) exists(ctx context.Context) (bool, error) {
 		}
 		return ok, nil
 	}
-	_, d, err := b.env.Output.ImageByName(b.res.Ref)
+	img, d, err := b.env.Output.ImageByName(b.res.Ref)
 	if err == nil {
 		b.res.Digest = d.Digest
+		// Its names are brought up to date: a layout an older lkbuild
+		// wrote gets the full names, the aliases and the indexes.
+		if err := b.env.Output.Publish(ctx, layoutEntries(b.t.Tags, img, toolchain.Platform(b.t.Arch), nil, v1.Platform{})...); err != nil {
+			return false, fmt.Errorf("name %s in the output layout: %w", b.res.Ref, err)
+		}
 		return true, nil
 	}
 	if errors.Is(err, oci.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
@@ -371,16 +378,39 @@ func (b *build) image(ctx context.Context, d sandboxDirs) (v1.Image, []oci.Attac
 	if err != nil {
 		return nil, nil, err
 	}
-	var names []string
-	for _, t := range b.t.Tags {
-		if t.Kind == kernel.TagArchImage || t.Kind == kernel.TagReleaseArchImage {
-			names = append(names, t.String())
-		}
+	builder, bp, err := b.builderForLayout(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("package: %w", err)
 	}
-	if err := b.env.Output.WriteLayout(ctx, img, toolchain.Platform(b.t.Arch), names...); err != nil {
+	if err := b.env.Output.Publish(ctx, layoutEntries(b.t.Tags, img, toolchain.Platform(b.t.Arch), builder, bp)...); err != nil {
 		return nil, nil, fmt.Errorf("package: %w", err)
 	}
 	return img, atts, nil
+}
+
+// builderForLayout puts the builder image into the output layout, for its
+// -builder tag (the FROM of LinuxKit's out-of-tree module recipe), and
+// returns it with its platform; nil when the build has no image of it.
+// Its blobs are hard-linked from the cache (or the builder's own layout)
+// where the file system allows, else copied once per layout.
+func (b *build) builderForLayout(ctx context.Context) (v1.Image, v1.Platform, error) {
+	img := b.rootfs.Image
+	if img == nil {
+		return nil, v1.Platform{}, nil
+	}
+	var from []*oci.Store
+	if s, err := b.env.Cache.Blobs(); err == nil {
+		from = append(from, s)
+	}
+	if dir, _, ok := toolchain.ParseLayoutRef(b.t.BuilderPull); ok {
+		if s, err := oci.OpenStore(dir); err == nil {
+			from = append(from, s)
+		}
+	}
+	if err := b.env.Output.LinkImage(ctx, img, from...); err != nil {
+		return nil, v1.Platform{}, fmt.Errorf("builder image %s: %w", b.t.BuilderPull, err)
+	}
+	return img, imagePlatform(img, toolchain.Platform(b.t.BuilderArch)), nil
 }
 
 // attach writes the image's provenance and SBOM to the output layout, as

@@ -25,8 +25,9 @@ type Subject struct {
 	reg   *oci.Registry // for a registry reference
 }
 
-// OpenSubject reads the image ref names: oci:DIR:NAME from that layout
-// (read, never created), else from reg for platform, into blobs.
+// OpenSubject reads the image ref names for platform: oci:DIR:NAME from
+// that layout (read, never created; NAME a full name, a short one or a
+// bare tag), else from reg, into blobs.
 func OpenSubject(ctx context.Context, reg *oci.Registry, blobs *oci.Store, ref string, platform v1.Platform) (*Subject, error) {
 	s := &Subject{Ref: ref, reg: reg}
 	if rest, ok := strings.CutPrefix(ref, toolchain.LayoutPrefix); ok {
@@ -38,7 +39,9 @@ func OpenSubject(ctx context.Context, reg *oci.Registry, blobs *oci.Store, ref s
 		if err != nil {
 			return nil, err
 		}
-		if s.Image, _, err = store.ImageByName(n); err != nil {
+		// A multi-arch name (6.6.71, linuxkit/kernel:6.6.71-<hash>) is
+		// an index in the layout: platform picks the image.
+		if s.Image, _, err = store.ImageForPlatform(n, platform); err != nil {
 			return nil, err
 		}
 		s.store = store

@@ -399,6 +399,8 @@ func TestOpenVerifyLayout(t *testing.T) {
 
 // TestOpenSubjectLayoutNames: image names hold colons of their own
 // (registry ports, tags); the layout is the shortest prefix that is one.
+// A name may be the full one, the short one or the bare tag, and name an
+// index.
 func TestOpenSubjectLayoutNames(t *testing.T) {
 	w := newFakeWorld(t)
 	fb := newFakeBuild(t, t.TempDir(), Request{})
@@ -408,6 +410,10 @@ func TestOpenSubjectLayoutNames(t *testing.T) {
 		ref, want string
 	}{
 		{"oci:" + dir + ":" + fb.target.Ref, ""},
+		{"oci:" + dir + ":docker.io/" + fb.target.Ref, ""},
+		{"oci:" + dir + ":" + fb.target.Tags[0].Tag, ""}, // the bare tag
+		{"oci:" + dir + ":" + fb.target.Tags[1].Tag, ""}, // an index, one arch in it
+		{"oci:" + dir + ":" + fb.target.Tags[1].String() + "-riscv64", "not found"},
 		{"oci:" + dir, "name the image"},
 		{"oci:" + dir + ":", "name the image"},
 		{"oci:" + t.TempDir() + ":x", "no OCI layout"},
