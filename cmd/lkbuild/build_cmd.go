@@ -43,6 +43,13 @@ kernel.tar, kernel-headers.tar, kernel-dev.tar, src/linux.tar.xz, ...),
 bit for bit reproducible, written to an OCI layout (--output) and, with
 --push, pushed under every tag (lkbuild tags lists them).
 
+In the layout the image gets every name a push gives it, fully
+qualified as LinuxKit looks names up (docker.io/linuxkit/kernel:6.6.71-amd64):
+the multi-arch tags are indexes of the arches built into that layout, and
+<version>-builder holds the builder image. A tag that names one image only
+also names it alone (oci:DIR:6.6.71-amd64, for skopeo). --linuxkit-cache
+writes into LinuxKit's cache, where linuxkit build finds the kernel.
+
 The build is skipped when <version>-<hash>-<arch> already exists (in the
 layout, or with --push in the registry); --force rebuilds.
 
@@ -75,6 +82,7 @@ directory; a failure prints its last lines and its path.
 Examples:
    lkbuild --series 6.6.x --arch x86_64 --builder-image registry.example/kbuilder:1
    lkbuild build --series 6.6.x --arch arm64 --push --org registry.example/linuxkit
+   lkbuild build --series 6.6.x --arch x86_64 --linuxkit-cache   # then: linuxkit build kernel.yml
    lkbuild --series 6.6.x --arch riscv64 --builder-image oci:fixtures:builder-riscv64 \
        --cross-image oci:fixtures:cross
    lkbuild build --series 6.6.x --debug --source-mirror /srv/kernel.org --no-ucode
@@ -94,6 +102,7 @@ func buildFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ucode-repo", Usage: "git URL or local mirror of the Intel microcode (x86_64)", Value: kernel.UcodeRepo, EnvVars: []string{"LKBUILD_UCODE_REPO"}},
 		&cli.BoolFlag{Name: "no-ucode", Usage: "leave the Intel microcode out of an x86_64 image"},
 		&cli.StringFlag{Name: "output", Usage: "OCI layout the image is written to", Value: defaultOutput(), EnvVars: []string{"LKBUILD_OUTPUT"}},
+		linuxKitCacheFlag("write the image into LinuxKit's cache"),
 		&cli.BoolFlag{Name: "push", Usage: "push every tag to the registry (auth from the docker config) and merge the multi-arch indexes"},
 		&cli.BoolFlag{Name: "force", Usage: "build even when the image already exists"},
 		&cli.BoolFlag{Name: "clean", Usage: "build from an empty object tree instead of the one the target's last build left (the image is the same)"},
@@ -107,6 +116,38 @@ func buildFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-fast-path", Usage: "build a foreign arch fully emulated even with --cross-image"},
 		&cli.BoolFlag{Name: "cross", Usage: "build a foreign --arch with the cross compiler of a builder for this host's arch (CROSS_COMPILE), no emulation: fast, but the image differs from a native build's and is annotated as such"},
 	), registryFlags()...)
+}
+
+// linuxKitCacheFlag is --linuxkit-cache, which names LinuxKit's cache as
+// the layout instead of --output.
+func linuxKitCacheFlag(what string) cli.Flag {
+	return &cli.BoolFlag{Name: "linuxkit-cache", Usage: what + " ($LINUXKIT_CACHE, else ~/.linuxkit/cache; an OCI layout) instead of --output: linuxkit build and FROM lines in linuxkit pkg build find it there"}
+}
+
+// outputDir is the OCI layout of a build or push: --output, or with
+// --linuxkit-cache LinuxKit's cache, as linuxkit itself finds it.
+func outputDir(c *cli.Context) (string, error) {
+	if !c.Bool("linuxkit-cache") {
+		return c.String("output"), nil
+	}
+	// LKBUILD_OUTPUT in the environment is a default: the flag wins.
+	if c.IsSet("output") && c.String("output") != os.Getenv("LKBUILD_OUTPUT") {
+		return "", errors.New("--output and --linuxkit-cache both name the layout: give one")
+	}
+	return linuxKitCacheDir(os.Getenv, os.UserHomeDir)
+}
+
+// linuxKitCacheDir is where linuxkit keeps its cache: $LINUXKIT_CACHE,
+// else ~/.linuxkit/cache (LinuxKit's cache.go and pkg_build.go).
+func linuxKitCacheDir(getenv func(string) string, home func() (string, error)) (string, error) {
+	if d := getenv("LINUXKIT_CACHE"); d != "" {
+		return d, nil
+	}
+	h, err := home()
+	if err != nil {
+		return "", fmt.Errorf("linuxkit cache: %w", err)
+	}
+	return filepath.Join(h, ".linuxkit", "cache"), nil
 }
 
 // defaultOutput is $XDG_DATA_HOME/lkbuild/oci (~/.local/share/lkbuild/oci).
@@ -252,9 +293,13 @@ func buildOne(c *cli.Context, req builder.Request) error {
 		return err
 	}
 	defer remove()
+	output, err := outputDir(c)
+	if err != nil {
+		return err
+	}
 	// A failed build leaves no empty layout behind where there was none.
-	_, statErr := os.Stat(c.String("output"))
-	out, err := oci.OpenStore(c.String("output"))
+	_, statErr := os.Stat(output)
+	out, err := oci.OpenStore(output)
 	if err != nil {
 		return err
 	}
@@ -410,6 +455,7 @@ Example:
 		Flags: append(append(queryFlags(),
 			archFlag("arch of the image"),
 			&cli.StringFlag{Name: "output", Usage: "OCI layout the image was written to", Value: defaultOutput(), EnvVars: []string{"LKBUILD_OUTPUT"}},
+			linuxKitCacheFlag("read the image from LinuxKit's cache"),
 			&cli.StringFlag{Name: "builder-image", Usage: "the builder image pushed to the -builder tag, when the build took it from an OCI layout (oci:DIR:NAME); default: the image's buildimage label"},
 		), registryFlags()...),
 		Before: needSeriesOrVersion,
@@ -418,7 +464,11 @@ Example:
 			if err != nil {
 				return err
 			}
-			out, err := oci.OpenStore(c.String("output"))
+			output, err := outputDir(c)
+			if err != nil {
+				return err
+			}
+			out, err := oci.OpenStore(output)
 			if err != nil {
 				return err
 			}

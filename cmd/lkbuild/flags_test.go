@@ -78,3 +78,48 @@ func TestFailedBuildLeavesNoLayout(t *testing.T) {
 		t.Errorf("a failed build left %s behind", out)
 	}
 }
+
+func TestLinuxKitCacheDir(t *testing.T) {
+	home := func() (string, error) { return "/home/u", nil }
+	noHome := func() (string, error) { return "", os.ErrNotExist }
+	for _, tc := range []struct {
+		name string
+		env  string
+		home func() (string, error)
+		want string // "" an error
+	}{
+		{"default", "", home, "/home/u/.linuxkit/cache"},
+		{"LINUXKIT_CACHE", "/srv/lk", home, "/srv/lk"},
+		{"LINUXKIT_CACHE without a home", "/srv/lk", noHome, "/srv/lk"},
+		{"no home", "", noHome, ""},
+	} {
+		got, err := linuxKitCacheDir(func(k string) string {
+			if k == "LINUXKIT_CACHE" {
+				return tc.env
+			}
+			return ""
+		}, tc.home)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// TestLinuxKitCacheFlag: --linuxkit-cache names the layout instead of
+// --output; both at once are refused, LKBUILD_OUTPUT gives way.
+func TestLinuxKitCacheFlag(t *testing.T) {
+	testGit(t)
+	k := kernelRepo(t, "kernel", seriesKernelFiles())
+	lk := filepath.Join(t.TempDir(), "lkcache")
+	t.Setenv("LINUXKIT_CACHE", lk)
+	push := []string{"--cache-dir", t.TempDir(), "push", "--kernel-dir", k, "--series", "6.6.x", "--linuxkit-cache"}
+	_, stderr, code := lkbuild(t, append(push, "--output", t.TempDir())...)
+	if code == 0 || !strings.Contains(stderr, "--output and --linuxkit-cache") {
+		t.Errorf("both flags: exit %d, %q", code, stderr)
+	}
+	t.Setenv("LKBUILD_OUTPUT", t.TempDir())
+	_, stderr, code = lkbuild(t, push...)
+	if code == 0 || !strings.Contains(stderr, lk) {
+		t.Errorf("push --linuxkit-cache with nothing built: exit %d, %q; want an error naming %s", code, stderr, lk)
+	}
+}
