@@ -57,7 +57,9 @@ var ErrIndex = errors.New("is a multi-platform index")
 // and Docker spell it: registry, repository, tag, with Docker Hub as
 // docker.io and its official images under library/. linuxkit/kernel:6.6
 // is docker.io/linuxkit/kernel:6.6, alpine is docker.io/library/alpine:latest,
-// registry.example:5000/k:1 stays as it is.
+// registry.example:5000/k:1 stays as it is. (LinuxKit leaves a name of
+// three parts with no registry, a/b/kernel:1, as it is; Docker Hub has no
+// such repositories, and Docker's rule, docker.io/a/b/kernel:1, is kept.)
 func QualifiedName(ref string) (string, error) {
 	t, err := name.NewTag(ref)
 	if err != nil {
@@ -281,8 +283,9 @@ func (s *Store) imagePlatform(h v1.Hash) (v1.Platform, bool) {
 // withAliases returns ms with the alias entries recomputed from the other
 // entries, so that oci:DIR:TAG works (skopeo's usual form):
 //
-//   - a tag gets an alias when an entry that Publish named (its ref name
-//     and io.containerd.image.name are the same full name) has it;
+//   - a tag gets an alias when an entry named in full in both annotations
+//     has it: what Publish writes (and, in a LinuxKit cache, what
+//     `linuxkit cache import` registers);
 //   - but not when the layout names another image with the same tag in
 //     any repository (two --org builds of different images): then the tag
 //     would not say which, and only full names work. The same image under
