@@ -54,7 +54,7 @@ func PrepareRootfs(ctx context.Context, ref string, arch kernel.Arch, o RootfsOp
 	var img v1.Image
 	var err error
 	if dir, name, ok := ParseLayoutRef(ref); ok {
-		img, err = LayoutImage(dir, name)
+		img, err = LayoutImageFor(dir, name, Platform(arch))
 	} else {
 		img, err = o.Registry.Pull(ctx, ref, Platform(arch), o.Store, o.Progress)
 	}
@@ -164,9 +164,18 @@ func ParseLayoutRef(ref string) (dir, name string, ok bool) {
 	return dir, name, true
 }
 
-// LayoutImage opens the image named name (or the only image) in the OCI
-// layout at dir.
+// LayoutImage opens the image named name in the OCI layout at dir.
 func LayoutImage(dir, name string) (v1.Image, error) {
+	return layoutImage(dir, name, nil)
+}
+
+// LayoutImageFor opens the image named name in the OCI layout at dir, or
+// the image for platform p of the index named name (a build's V-builder).
+func LayoutImageFor(dir, name string, p v1.Platform) (v1.Image, error) {
+	return layoutImage(dir, name, &p)
+}
+
+func layoutImage(dir, name string, p *v1.Platform) (v1.Image, error) {
 	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
 		return nil, fmt.Errorf("%s is not an OCI layout: %w", dir, err)
 	}
@@ -176,6 +185,10 @@ func LayoutImage(dir, name string) (v1.Image, error) {
 	}
 	if name == "" {
 		return nil, fmt.Errorf("%s%s: name the image, %s%s:NAME", LayoutPrefix, dir, LayoutPrefix, dir)
+	}
+	if p != nil {
+		img, _, err := s.ImageForPlatform(name, *p)
+		return img, err
 	}
 	img, _, err := s.ImageByName(name)
 	return img, err

@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
@@ -150,5 +152,53 @@ func TestPrepareRootfsRefusesOtherPlatforms(t *testing.T) {
 				t.Errorf("the cache holds %v after a refused builder", ents)
 			}
 		})
+	}
+}
+
+// A build's layout names its builder V-builder, an index of the builder
+// for each arch: oci:DIR:V-builder prepares the arch's image from it.
+func TestPrepareRootfsFromLayoutIndex(t *testing.T) {
+	dir := t.TempDir()
+	store, err := oci.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := t.TempDir()
+	os.WriteFile(filepath.Join(tree, "marker"), []byte("amd64\n"), 0o644)
+	l, err := store.WriteLayer(func(w io.Writer) error {
+		return oci.WriteTar(w, os.DirFS(tree), oci.TarOptions{Epoch: time.Unix(0, 0)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x86 := kernel.Arch{Uname: "x86_64", OCI: "amd64"}
+	img, err := oci.NewImage(oci.ImageSpec{Platform: Platform(x86), Created: time.Unix(0, 0), Layers: []oci.ImageLayer{{Layer: l}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.WriteImage(context.Background(), img, nil); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	mf, _ := img.RawManifest()
+	mt, _ := img.MediaType()
+	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{
+		MediaType: mt, Size: int64(len(mf)), Digest: d, Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	if err := store.Layout().AppendIndex(idx, layout.WithAnnotations(map[string]string{oci.RefNameAnnotation: "6.12.117-builder"})); err != nil {
+		t.Fatal(err)
+	}
+	r, err := PrepareRootfs(context.Background(), "oci:"+dir+":6.12.117-builder", x86, RootfsOptions{Store: store, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Digest != d {
+		t.Errorf("prepared %s, want the index's amd64 image %s", r.Digest, d)
+	}
+	if data, err := os.ReadFile(filepath.Join(r.Dir, "marker")); err != nil || string(data) != "amd64\n" {
+		t.Errorf("marker: %q, %v", data, err)
+	}
+	arm := kernel.Arch{Uname: "aarch64", OCI: "arm64"}
+	if _, err := PrepareRootfs(context.Background(), "oci:"+dir+":6.12.117-builder", arm, RootfsOptions{Store: store, Dir: t.TempDir()}); err == nil {
+		t.Errorf("an index without arm64 gave an arm64 builder")
 	}
 }
