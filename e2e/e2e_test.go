@@ -359,6 +359,7 @@ func TestKernelBuild(t *testing.T) {
 	img := e.unpack(t, archTag)
 	t.Run("image", func(t *testing.T) { checkImage(t, img, builderRef) })
 	t.Run("attachments", func(t *testing.T) { e.attachments(t, img, out1, kdir, archTag, res.Digest) })
+	t.Run("layout", func(t *testing.T) { e.checkLayout(t, out1, tags, res.Digest, e.digest(t, builderRef)) })
 
 	t.Run("boot", func(t *testing.T) {
 		ko := e.outOfTreeModule(t, img, builderTag)
@@ -425,6 +426,12 @@ func TestKernelBuild(t *testing.T) {
 		}
 	}
 	t.Run("debug", func(t *testing.T) {
+		names := layoutNames(t, out2)
+		for _, tag := range dbgTags {
+			if names[tag] == "" {
+				t.Errorf("the debug build's layout has no %s: %v", tag, names)
+			}
+		}
 		dbg := e.unpack(t, dbgTags[0])
 		checkDebugImage(t, dbg, img)
 		res := boot(t, dbg, "", "", boottest.Module{Path: "kernel/lib/crc7.ko"})
@@ -1160,6 +1167,78 @@ func layoutNames(t *testing.T, dir string) map[string]string {
 		}
 	}
 	return out
+}
+
+// checkLayout reads the build's OCI layout as LinuxKit's cache and skopeo
+// do: every tag a push writes, under its full name in both the ref name and
+// containerd's annotation; the single-arch tags the image, the index tags
+// an index of it, the builder tag an index of the builder (the image the
+// build-args name, not what lkbuild installed into it); skopeo finds the
+// image by its bare tag.
+func (e *env) checkLayout(t *testing.T, dir string, tags []string, digest, builderDigest string) {
+	t.Helper()
+	var idx struct {
+		Manifests []struct {
+			MediaType   string            `json:"mediaType"`
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	readJSON(t, filepath.Join(dir, "index.json"), &idx)
+	type entry struct{ mediaType, digest, containerd string }
+	byName := map[string]entry{}
+	for _, m := range idx.Manifests {
+		if n := m.Annotations["org.opencontainers.image.ref.name"]; n != "" {
+			byName[n] = entry{m.MediaType, m.Digest, m.Annotations["io.containerd.image.name"]}
+		}
+	}
+	// indexOf reads the amd64 entry of an index blob.
+	indexOf := func(d string) string {
+		var ix struct {
+			Manifests []struct {
+				Digest   string
+				Platform struct{ Architecture, OS string }
+			}
+		}
+		readJSON(t, filepath.Join(dir, "blobs", strings.Replace(d, ":", "/", 1)), &ix)
+		if len(ix.Manifests) != 1 || ix.Manifests[0].Platform.Architecture != "amd64" || ix.Manifests[0].Platform.OS != "linux" {
+			t.Errorf("index %s: %+v, want one linux/amd64 entry", d, ix)
+			return ""
+		}
+		return ix.Manifests[0].Digest
+	}
+	archTag, indexTag, relArchTag, relTag, builderTag := tags[0], tags[1], tags[2], tags[3], tags[4]
+	for _, tag := range tags {
+		en, ok := byName[tag]
+		if !ok {
+			t.Errorf("the layout has no %s", tag)
+			continue
+		}
+		if en.containerd != tag {
+			t.Errorf("%s: io.containerd.image.name %q (linuxkit cache import registers names from it)", tag, en.containerd)
+		}
+		switch tag {
+		case archTag, relArchTag:
+			if en.digest != digest || en.mediaType != "application/vnd.oci.image.manifest.v1+json" {
+				t.Errorf("%s: %+v, want the image %s", tag, en, digest)
+			}
+		case indexTag, relTag, builderTag:
+			want := digest
+			if tag == builderTag {
+				want = builderDigest
+			}
+			if en.mediaType != "application/vnd.oci.image.index.v1+json" {
+				t.Errorf("%s is a %s, want an image index", tag, en.mediaType)
+			} else if got := indexOf(en.digest); got != want {
+				t.Errorf("%s lists %s for amd64, want %s", tag, got, want)
+			}
+		}
+	}
+	_, bare, _ := strings.Cut(archTag, "/kernel:")
+	var inspected struct{ Digest string }
+	if err := json.Unmarshal([]byte(e.skopeo(t, "inspect", "oci:"+dir+":"+bare)), &inspected); err != nil || inspected.Digest != digest {
+		t.Errorf("skopeo inspect oci:DIR:%s: %+v (%v), want %s", bare, inspected, err, digest)
+	}
 }
 
 // badInput builds broken kernel directories: each must fail with an error
