@@ -12,6 +12,7 @@ packages=(
 	umoci           # independent OCI layout tool for checks
 	apache2-utils   # htpasswd (bcrypt) for the registry's basic auth
 	debootstrap debian-archive-keyring # builder rootfs fixtures
+	dpkg-dev            # dpkg-scanpackages, for rootfs-mirror.sh's apt repository
 	pigz xz-utils       # compression baselines
 	uidmap              # newuidmap/newgidmap for rootless id ranges
 	qemu-user-static    # foreign-arch emulation
