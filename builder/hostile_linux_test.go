@@ -57,6 +57,11 @@ func TestHostileBuilderCannotWriteTheCheckout(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rootfs, "usr/bin/patch"), []byte(hostile), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The small tree lacks most of what testdata/kernel's Dockerfile
+	// installs; without apt-get it is a builder lkbuild uses as it is.
+	if err := os.Remove(filepath.Join(rootfs, "usr/bin/apt-get")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
 	repo := filepath.Dir(fb.target.KernelDir)
 	before := treeSum(t, repo)
 	// The fakes for sources and rootfs, the real sandbox.
