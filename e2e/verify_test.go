@@ -221,7 +221,7 @@ func (e *env) changedImage(t *testing.T, kdir, cache, org, archTag, hash string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed := bytes.Replace(orig, []byte(`patch 0001 applied\n`), []byte(`patch 0001 applieD\n`), 1)
+	changed := bytes.Replace(orig, []byte(`patch 0001 applied`), []byte(`patch 0001 applieD`), 1)
 	if bytes.Equal(changed, orig) {
 		t.Fatal("the patch's marker line is not where the test expects it")
 	}
@@ -273,8 +273,9 @@ type verifyState struct {
 	// Verify are the flags of lkbuild verify from the bundle (REF comes
 	// last).
 	Verify []string `json:"verify"`
-	// Image is the first build's image in a layout (oci:DIR:NAME), Digest
-	// its digest; Changed the same tag with one byte of the patch changed.
+	// Image is the incremental build's image in a layout (oci:DIR:NAME),
+	// Digest its digest; Changed the same tag with one byte of the patch
+	// changed.
 	Image, Digest, Changed string
 	// BuildSeconds is how long the first build took.
 	BuildSeconds float64 `json:"buildSeconds"`
@@ -307,8 +308,9 @@ type verifyOutput struct {
 	} `json:"diff"`
 }
 
-// TestVerifyElsewhere verifies TestKernelBuild's first image as a third
-// party would on another machine: another user, umask 077, another time
+// TestVerifyElsewhere verifies TestKernelBuild's incremental image (built
+// on the object tree of earlier builds) as a third party would on another
+// machine, from scratch: another user, umask 077, another time
 // zone, locale and host name, another cache and work path, make -j3, in a
 // network namespace without a network, from the bundle TestKernelBuild's
 // fetch wrote (scripts/test.sh runs it there, after TestKernelBuild left
@@ -381,8 +383,8 @@ func TestVerifyElsewhere(t *testing.T) {
 		for _, m := range l.Members {
 			if strings.HasSuffix(m.Path, "linux/init/main.c") && strings.Contains(m.Path, "src/linux.tar.xz") {
 				named = m.A != nil && m.B != nil && m.A.SHA256 != m.B.SHA256 &&
-					strings.Contains(m.Diff, "\n-\tpr_notice(\"lkbuild-e2e: patch 0001 applieD\\n\");\n") &&
-					strings.Contains(m.Diff, "\n+\tpr_notice(\"lkbuild-e2e: patch 0001 applied\\n\");\n")
+					strings.Contains(m.Diff, "\n-\tpr_notice(\"lkbuild-e2e: patch 0001 applieD, edited\\n\");\n") &&
+					strings.Contains(m.Diff, "\n+\tpr_notice(\"lkbuild-e2e: patch 0001 applied, edited\\n\");\n")
 				if !named {
 					t.Errorf("init/main.c named without both hashes and its diff: %+v", m)
 				}
