@@ -44,7 +44,14 @@ type statement struct {
 	} `json:"subject"`
 	Predicate struct {
 		BuildDefinition struct {
-			ExternalParameters   map[string]any `json:"externalParameters"`
+			ExternalParameters map[string]any `json:"externalParameters"`
+			InternalParameters struct {
+				BuilderInstall *struct {
+					Manager string   `json:"manager"`
+					Missing []string `json:"missing"`
+					Command string   `json:"command"`
+				} `json:"builderInstall"`
+			} `json:"internalParameters"`
 			ResolvedDependencies []struct {
 				Name   string            `json:"name"`
 				URI    string            `json:"uri"`
@@ -102,6 +109,12 @@ func (e *env) checkAttachments(t *testing.T, ref, digest string, img *image) {
 	if st.Type != "https://in-toto.io/Statement/v1" || st.PredicateType != "https://slsa.dev/provenance/v1" ||
 		len(st.Subject) != 1 || "sha256:"+st.Subject[0].Digest["sha256"] != digest {
 		t.Errorf("provenance of %s: type %q, predicate %q, subject %+v; want the image %s", ref, st.Type, st.PredicateType, st.Subject, digest)
+	}
+	// The builder is of LinuxKit's shape: the provenance says what the
+	// build installed into it.
+	if in := st.Predicate.BuildDefinition.InternalParameters.BuilderInstall; in == nil || in.Manager != "apt" ||
+		!slices.Contains(in.Missing, "build-essential") || !strings.Contains(in.Command, "apt-get") {
+		t.Errorf("the provenance of %s does not record the packages installed into the builder: %+v", ref, in)
 	}
 	deps := map[string]map[string]string{}
 	for _, d := range st.Predicate.BuildDefinition.ResolvedDependencies {
