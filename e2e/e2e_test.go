@@ -1149,27 +1149,6 @@ func checkNoSandbox(t *testing.T) {
 	}
 }
 
-// describe prints what an image in a layout is made of, to tell where two
-// builds differ.
-func describe(t *testing.T, dir, digest string) string {
-	t.Helper()
-	blob := func(d string) []byte {
-		data, err := os.ReadFile(filepath.Join(dir, "blobs", strings.Replace(d, ":", "/", 1)))
-		if err != nil {
-			return []byte(err.Error())
-		}
-		return data
-	}
-	var m struct {
-		Config      struct{ Digest string }
-		Layers      []struct{ Digest string }
-		Annotations map[string]string
-	}
-	manifest := blob(digest)
-	json.Unmarshal(manifest, &m)
-	return fmt.Sprintf("manifest %s\nconfig %s\n%s\nlayers %v", manifest, m.Config.Digest, blob(m.Config.Digest), m.Layers)
-}
-
 // layoutNames maps the image names in an OCI layout to their digests.
 func layoutNames(t *testing.T, dir string) map[string]string {
 	t.Helper()
