@@ -222,16 +222,10 @@ func shellCommands(s string) ([][]string, error) {
 				i++
 			}
 			redirect = true
-		case '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, errors.New("unterminated quote")
-			}
-			w.WriteString(s[i+1 : i+1+j])
-			inWord = true
-			i += j + 1
-		case '"':
-			j := strings.IndexByte(s[i+1:], '"')
+		case '\'', '"':
+			// What a package name needs of quotes: their text, verbatim
+			// ($ in it is refused later, not expanded).
+			j := strings.IndexByte(s[i+1:], c)
 			if j < 0 {
 				return nil, errors.New("unterminated quote")
 			}
