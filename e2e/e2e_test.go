@@ -1290,7 +1290,7 @@ func (e *env) badInput(t *testing.T, cache string) {
 				data = bytes.Replace(data, []byte("    xz-utils"), []byte("    xz-utils lkbuild-e2e-no-such-package"), 1)
 				os.WriteFile(p, data, 0o644)
 			},
-			want: []string{"lacks lkbuild-e2e-no-such-package, which common/Dockerfile installs", "its local package repository does not hold them", "lkbuild builder-image --from", "apt-get install -y lkbuild-e2e-no-such-package"},
+			want: []string{"lacks lkbuild-e2e-no-such-package, which ", "/kernel/common/Dockerfile installs", "its local package repository does not hold them", "lkbuild builder-image --from", "apt-get install -y lkbuild-e2e-no-such-package"},
 		},
 		{
 			name: "compile-error",
