@@ -24,6 +24,9 @@ type KconfigTree struct {
 	// ("arch/x86/configs/x86_64_defconfig"), and Config the stored config
 	// as the user knows it ("kernel/6.6.x/config-x86_64").
 	Defconfig, Config string
+	// Save is the stored config's path in the sandbox, in the kernel
+	// directory bound read-write: "/src/6.6.x/config-x86_64".
+	Save string
 }
 
 // Kconfig is LinuxKit's kconfig image made without an image: the builder
@@ -85,7 +88,12 @@ func PrepareKconfig(ctx context.Context, ts []*Target, env Environment, events f
 			return nil, fmt.Errorf("kconfig: %s builds in %s, %s in %s: name one series (--series) or one builder for all (--builder-image)",
 				t.Plan.Version, t.BuilderPull, first.plan.Version, first.t.BuilderPull)
 		}
+		files, err := t.Plan.Series.ConfigFiles(t.Arch)
+		if err != nil {
+			return nil, err
+		}
 		tree := KconfigTree{
+			Save:      path.Join(t.Plan.Paths.Kernel, files[0]),
 			Version:   t.Plan.Version.String(),
 			Dir:       "/linux-" + t.Plan.Version.String(),
 			Defconfig: t.Arch.Defconfig,
