@@ -366,6 +366,9 @@ func TestKernelBuild(t *testing.T) {
 	t.Run("image", func(t *testing.T) { checkImage(t, img, builderRef) })
 	t.Run("attachments", func(t *testing.T) { e.attachments(t, img, out1, kdir, archTag, res.Digest) })
 	t.Run("layout", func(t *testing.T) { e.checkLayout(t, out1, tags, res.Digest, e.digest(t, builderRef)) })
+	// kconfig works on the source and the provisioned builder cache1
+	// holds now: it fetches and installs nothing.
+	t.Run("kconfig", func(t *testing.T) { e.kconfig(t, cache1) })
 
 	t.Run("boot", func(t *testing.T) {
 		ko := e.outOfTreeModule(t, img, builderTag)

@@ -213,7 +213,6 @@ func kconfigShell(c *cli.Context) error {
 	spec := k.Spec(args, "TERM="+termName(os.Getenv("TERM")))
 	if interactive {
 		spec.Args = []string{shellIn(spec.Rootfs)}
-		spec.Env = append(spec.Env, `PS1=kconfig:\w\$ `)
 		for _, t := range k.Trees() {
 			fmt.Fprintf(c.App.ErrWriter, "lkbuild: %s: the patched %s, with %s as %s (make defconfig, make menuconfig; cp .config %s saves it)\n",
 				t.Dir, t.Version, t.Config, t.Defconfig, t.Save)
@@ -379,7 +378,7 @@ func kconfigRefresh(c *cli.Context) error {
 			fmt.Fprintf(ew, "lkbuild: %s is final\n", res.File)
 			continue
 		}
-		fmt.Fprint(w, textdiff.Unified("a/"+res.File, "b/"+res.File, res.Stored, res.Final))
+		fmt.Fprint(w, configDiff(res.File, res.Stored, res.Final))
 		switch {
 		case res.Written:
 			fmt.Fprintf(ew, "lkbuild: %s refreshed (%s)\n", res.File, changeSummary(res.Mismatch))
@@ -392,6 +391,16 @@ func kconfigRefresh(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("kconfig --check: %s not final: lkbuild kconfig --refresh writes the configs a build expects", strings.Join(stale, ", ")), 1)
 	}
 	return nil
+}
+
+// configDiff is the unified diff of a stored config file and its
+// refreshed form, headed as git heads it for a relative name.
+func configDiff(file string, stored, final []byte) string {
+	a, b := file, file
+	if !filepath.IsAbs(file) {
+		a, b = "a/"+file, "b/"+file
+	}
+	return textdiff.Unified(a, b, stored, final)
 }
 
 // changeSummary names the symbols a refresh changes.
