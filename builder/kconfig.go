@@ -279,6 +279,12 @@ func RefreshConfig(ctx context.Context, t *Target, env Environment, opts Refresh
 		return res, err
 	}
 	res.Path = filepath.Join(t.KernelDir, filepath.FromSlash(files[0]))
+	answers := filepath.Join(b.scr, "answers")
+	if opts.Answers != nil {
+		if err := os.WriteFile(answers, opts.Answers, 0o644); err != nil {
+			return res, fmt.Errorf("kconfig: %w", err)
+		}
+	}
 	for _, s := range refreshSteps(t.Plan, opts.Answers != nil) {
 		b.startPhase(string(s.Phase))
 		b.emit(Event{Kind: EventStep, Step: s.Name, Message: s.String()})
@@ -287,11 +293,7 @@ func RefreshConfig(ctx context.Context, t *Target, env Environment, opts Refresh
 		if s.Action != nil {
 			err = b.action(ctx, spec, s)
 		} else {
-			if opts.Answers != nil {
-				answers := filepath.Join(b.scr, "answers")
-				if err := os.WriteFile(answers, opts.Answers, 0o644); err != nil {
-					return res, fmt.Errorf("kconfig: %w", err)
-				}
+			if s.Name == answersStep {
 				spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: answers, Target: answersPath, ReadOnly: true})
 			}
 			_, err = b.command(ctx, spec, s)
@@ -321,6 +323,9 @@ func RefreshConfig(ctx context.Context, t *Target, env Environment, opts Refresh
 // answersPath is where RefreshOptions.Answers is bound in the sandbox.
 const answersPath = "/tmp/lkbuild-kconfig-answers"
 
+// answersStep is the step that runs make oldconfig with the answers.
+const answersStep = "oldconfig with answers"
+
 // refreshedName is the refreshed .config's name under Paths.Out.
 const refreshedName = "config"
 
@@ -345,7 +350,7 @@ func refreshSteps(p *kernel.Plan, answers bool) []kernel.Step {
 		env := append([]string(nil), p.Env...)
 		steps = append(steps,
 			kernel.Step{Name: "install config as .config", Phase: kernel.PhaseConfig, Action: &kernel.FileContent{Path: path.Join(src, ".config"), Data: p.Config}},
-			kernel.Step{Name: "oldconfig with answers", Phase: kernel.PhaseConfig, Dir: src, Env: env,
+			kernel.Step{Name: answersStep, Phase: kernel.PhaseConfig, Dir: src, Env: env,
 				Args: []string{"sh", "-c", `make oldconfig < "$1" && cp .config "$2"`, "sh", answersPath, p.Arch.Defconfig}},
 		)
 	}
