@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestSandboxTerminal runs the tool on a pty: it must be the session
@@ -61,5 +63,32 @@ func TestSandboxTerminal(t *testing.T) {
 				t.Errorf("output %q, want %q", lines, want)
 			}
 		})
+	}
+}
+
+func TestRawMode(t *testing.T) {
+	var cooked unix.Termios
+	cooked.Iflag = unix.ICRNL | unix.IXON | unix.BRKINT
+	cooked.Oflag = unix.OPOST | unix.ONLCR
+	cooked.Lflag = unix.ECHO | unix.ICANON | unix.ISIG | unix.IEXTEN | unix.ECHOE
+	cooked.Cflag = unix.CS7 | unix.PARENB | unix.CREAD
+	raw := rawMode(cooked)
+	tests := []struct {
+		name      string
+		got, want uint32
+	}{
+		{"iflag", raw.Iflag, 0},
+		{"oflag", raw.Oflag, unix.ONLCR},
+		// ECHOE means nothing without ICANON and stays, as cfmakeraw
+		// leaves it.
+		{"lflag", raw.Lflag, unix.ECHOE},
+		{"cflag", raw.Cflag, unix.CS8 | unix.CREAD},
+		{"vmin", uint32(raw.Cc[unix.VMIN]), 1},
+		{"vtime", uint32(raw.Cc[unix.VTIME]), 0},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %#o, want %#o", tt.name, tt.got, tt.want)
+		}
 	}
 }
