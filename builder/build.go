@@ -90,7 +90,10 @@ type build struct {
 	// logPrefix starts the log's name: "" for a build, "kconfig-" for
 	// lkbuild kconfig, so that neither overwrites the other's.
 	logPrefix string
-	scr       string // scratch dir
+	// kconfig provisions the builder for lkbuild kconfig: with ncurses
+	// for make menuconfig, where its repository holds it.
+	kconfig bool
+	scr     string // scratch dir
 
 	rootfs toolchain.Rootfs
 	// installed is what provision installed into the builder, nil when

@@ -135,7 +135,7 @@ func prepareTree(ctx context.Context, t *Target, env Environment, events func(Ev
 	// No microcode: nothing here packs it.
 	p := *t.Plan
 	p.Ucode = nil
-	b := &build{t: t, plan: &p, env: env, pol: Policy{Events: events}, deps: makeDeps(opts), logPrefix: "kconfig-"}
+	b := &build{t: t, plan: &p, env: env, pol: Policy{Events: events}, deps: makeDeps(opts), logPrefix: "kconfig-", kconfig: true}
 	b.res.Ref = t.Ref
 	d, err := b.prepare(ctx)
 	if err != nil {
