@@ -7,7 +7,9 @@
 // incremental build (which TestVerifyElsewhere rebuilds from scratch, for
 // reproducibility), and the failures a user can cause (a patch that does
 // not apply, a config that is not final, a package the builder lacks, a
-// compile error, Ctrl-C, a registry that refuses the push). The builder is
+// compile error, Ctrl-C, a registry that refuses the push), and lkbuild
+// kconfig on the first build's cache (a command, the refresh of a stale
+// config, the shell on a pty driven by tmux). The builder is
 // of LinuxKit's shape (its own package repository in /mirror), named only
 // in build-args.
 //
