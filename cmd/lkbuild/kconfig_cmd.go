@@ -28,7 +28,10 @@ tree, so that 'make defconfig' and 'make menuconfig' start from it, and the
 kernel directory at /src, read-write, so that 'cp .config
 /src/<series>/config-<arch>' saves a config. The source trees are overlays
 of the cached, verified source and the patches: what changes in them is
-thrown away at exit. The sandbox has no network, as a build's.
+thrown away at exit. The sandbox has no network, as a build's. make
+menuconfig needs ncurses: lkbuild installs what upstream's kconfig image
+adds (ncurses-dev; Debian: libncurses-dev) where the builder's own
+repository holds it, and says so where not.
 
 Every series that is not deprecated by default, --series (repeatable) to
 pick. --arch picks the arch (default: this host's); a foreign arch runs
