@@ -104,7 +104,7 @@ func (b *build) provision(ctx context.Context) error {
 		more, lacking := pk.Missing(kconfigPackages(bp.Manager))
 		install = append(install, more...)
 		if len(lacking) > 0 {
-			b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("the builder %s lacks %s and its repository does not hold it: make menuconfig and nconfig cannot run (make config, oldconfig, olddefconfig and defconfig can)",
+			b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("the builder %s has no %s, and no repository of its own holds it: make menuconfig and nconfig cannot run (make config, oldconfig, olddefconfig and defconfig can)",
 				b.t.BuilderPull, strings.Join(lacking, " "))})
 		}
 	}

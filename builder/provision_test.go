@@ -43,7 +43,7 @@ func TestProvisionDecides(t *testing.T) {
 			"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc", "make", "bc", "bash")}},
 		{name: "kconfig, ncurses nowhere", dockerfile: dockerfile, kconfig: true, rootfs: map[string]string{
 			"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc", "make", "bc")},
-			note: "lacks libncurses-dev and its repository does not hold it: make menuconfig and nconfig cannot run"},
+			note: "has no libncurses-dev, and no repository of its own holds it: make menuconfig and nconfig cannot run"},
 		{name: "kconfig, ncurses installed", dockerfile: dockerfile, kconfig: true, rootfs: map[string]string{
 			"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc", "make", "bc", "libncurses-dev")}},
 		{name: "no local repository", dockerfile: dockerfile, rootfs: map[string]string{
