@@ -87,7 +87,13 @@ type build struct {
 	began time.Time
 	logF  *os.File
 	logMu sync.Mutex
-	scr   string // scratch dir
+	// logPrefix starts the log's name: "" for a build, "kconfig-" for
+	// lkbuild kconfig, so that neither overwrites the other's.
+	logPrefix string
+	// kconfig provisions the builder for lkbuild kconfig: with ncurses
+	// for make menuconfig, where its repository holds it.
+	kconfig bool
+	scr     string // scratch dir
 
 	rootfs toolchain.Rootfs
 	// installed is what provision installed into the builder, nil when
@@ -124,29 +130,9 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 			return &b.res, nil
 		}
 	}
-	if err := b.readPatches(); err != nil {
-		return nil, err
-	}
-	if err := b.openLog(); err != nil {
-		return nil, err
-	}
-	defer b.logF.Close()
-	defer b.releaseCache()
-	defer b.removeScratch()
-	d, err := b.scratchDirs()
+	defer b.close()
+	d, err := b.prepare(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if err := b.fetch(ctx); err != nil {
-		return nil, err
-	}
-	if err := b.checkFetched(); err != nil {
-		return nil, err
-	}
-	if err := b.provision(ctx); err != nil {
-		return nil, err
-	}
-	if err := b.prepareToolchain(ctx, d); err != nil {
 		return nil, err
 	}
 	b.res.Provenance = b.provenance()
@@ -154,7 +140,10 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 		b.closeTree(d, err)
 		return nil, err
 	}
-	err = b.steps(ctx, d)
+	err = b.patch(ctx, d)
+	if err == nil {
+		err = b.steps(ctx, d)
+	}
 	b.closeTree(d, err)
 	if err != nil {
 		return nil, err
@@ -177,6 +166,64 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 	}
 	b.endPhase()
 	return &b.res, nil
+}
+
+// prepare does what every use of the builder's sandbox does first: it
+// reads the patches, opens the log, makes the scratch directories,
+// fetches and verifies the source, the microcode and the builder, installs
+// what the kernel directory's Dockerfile installs, and sets up emulation.
+// The build and lkbuild kconfig share it. close undoes it.
+func (b *build) prepare(ctx context.Context) (sandboxDirs, error) {
+	if err := b.readPatches(); err != nil {
+		return sandboxDirs{}, err
+	}
+	if err := b.openLog(); err != nil {
+		return sandboxDirs{}, err
+	}
+	d, err := b.scratchDirs()
+	if err != nil {
+		return d, err
+	}
+	if err := b.fetch(ctx); err != nil {
+		return d, err
+	}
+	if err := b.checkFetched(); err != nil {
+		return d, err
+	}
+	if err := b.provision(ctx); err != nil {
+		return d, err
+	}
+	if err := b.prepareToolchain(ctx, d); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// close removes the scratch space, lets go of the cache entries and
+// closes the log.
+func (b *build) close() {
+	b.removeScratch()
+	b.releaseCache()
+	if b.logF != nil {
+		b.logF.Close()
+	}
+}
+
+// patch applies the plan's patches to the source overlay's patch layer,
+// each step as the build runs it.
+func (b *build) patch(ctx context.Context, d sandboxDirs) error {
+	for _, s := range b.plan.Steps {
+		if s.Patch == "" {
+			continue
+		}
+		b.startPhase(string(s.Phase))
+		b.emit(Event{Kind: EventStep, Step: s.Name, Message: s.String()})
+		b.logf("step %s", s)
+		if _, err := b.command(ctx, b.spec(d, false, false), s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // exists reports whether the image is already built: in the registry when

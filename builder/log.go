@@ -19,7 +19,7 @@ func (b *build) openLog() error {
 		return fmt.Errorf("build log: %w", err)
 	}
 	tag := b.t.Ref[strings.LastIndex(b.t.Ref, ":")+1:]
-	b.res.Log = filepath.Join(dir, tag+".log")
+	b.res.Log = filepath.Join(dir, b.logPrefix+tag+".log")
 	f, err := os.Create(b.res.Log)
 	if err != nil {
 		return fmt.Errorf("build log: %w", err)

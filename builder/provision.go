@@ -98,6 +98,16 @@ func (b *build) provision(ctx context.Context) error {
 		return nil
 	}
 	install, unavailable := pk.Missing(bp.Packages)
+	if b.kconfig {
+		// What upstream's kconfig image adds for make menuconfig, where
+		// the builder's repository holds it.
+		more, lacking := pk.Missing(kconfigPackages(bp.Manager))
+		install = append(install, more...)
+		if len(lacking) > 0 {
+			b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("the builder %s has no %s, and no repository of its own holds it: make menuconfig and nconfig cannot run (make config, oldconfig, olddefconfig and defconfig can)",
+				b.t.BuilderPull, strings.Join(lacking, " "))})
+		}
+	}
 	if len(install)+len(unavailable) == 0 {
 		b.logf("the builder %s holds every package %s installs", b.t.BuilderPull, bp.File)
 		return nil
@@ -126,6 +136,15 @@ func (b *build) provision(ctx context.Context) error {
 	b.rootfs.Dir = rfs.Dir
 	b.installed = in
 	return nil
+}
+
+// kconfigPackages are the packages LinuxKit's kconfig image adds to the
+// build's (Dockerfile.kconfig's ncurses-dev), by package manager.
+func kconfigPackages(manager string) []string {
+	if manager == kernel.ManagerApt {
+		return []string{"libncurses-dev"}
+	}
+	return []string{"ncurses-dev"}
 }
 
 // builderID names the builder's tree for cache keys: its digest, and what

@@ -31,12 +31,21 @@ func TestProvisionDecides(t *testing.T) {
 		dockerfile string // "" for none
 		rootfs     map[string]string
 		err        string
+		// kconfig provisions for lkbuild kconfig; note is a note it must
+		// give.
+		kconfig bool
+		note    string
 	}{
 		{name: "no Dockerfile", rootfs: map[string]string{"usr/bin/apt-get": ""}},
 		{name: "a first stage that installs nothing", dockerfile: "FROM x\nRUN make\n", rootfs: map[string]string{"usr/bin/apt-get": ""}},
 		{name: "a builder without the Dockerfile's manager", dockerfile: "FROM x\nRUN apk add gcc\n", rootfs: map[string]string{"usr/bin/apt-get": ""}},
 		{name: "every package installed", dockerfile: dockerfile, rootfs: map[string]string{
 			"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc", "make", "bc", "bash")}},
+		{name: "kconfig, ncurses nowhere", dockerfile: dockerfile, kconfig: true, rootfs: map[string]string{
+			"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc", "make", "bc")},
+			note: "has no libncurses-dev, and no repository of its own holds it: make menuconfig and nconfig cannot run"},
+		{name: "kconfig, ncurses installed", dockerfile: dockerfile, kconfig: true, rootfs: map[string]string{
+			"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc", "make", "bc", "libncurses-dev")}},
 		{name: "no local repository", dockerfile: dockerfile, rootfs: map[string]string{
 			"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc"),
 			"etc/apt/sources.list": "deb http://deb.debian.org/debian bookworm main\n"},
@@ -70,11 +79,17 @@ func TestProvisionDecides(t *testing.T) {
 			}
 			defer logF.Close()
 			b := &build{
-				t:      &Target{Dir: dir, BuilderPull: "registry.example/builder:1", BuilderArch: kernel.Arch{Uname: "x86_64", OCI: "amd64"}},
-				rootfs: toolchain.Rootfs{Dir: root},
-				logF:   logF,
+				t:       &Target{Dir: dir, BuilderPull: "registry.example/builder:1", BuilderArch: kernel.Arch{Uname: "x86_64", OCI: "amd64"}},
+				rootfs:  toolchain.Rootfs{Dir: root},
+				logF:    logF,
+				kconfig: tc.kconfig,
 			}
+			var notes []string
+			b.pol.Events = func(e Event) { notes = append(notes, e.Message) }
 			err = b.provision(context.Background())
+			if got := strings.Join(notes, "\n"); (tc.note == "") != (got == "") || !strings.Contains(got, tc.note) {
+				t.Errorf("notes %q, want %q", got, tc.note)
+			}
 			if tc.err == "" {
 				if err != nil || b.installed != nil || b.rootfs.Dir != root {
 					t.Fatalf("provision: %v, installed %+v, rootfs %s", err, b.installed, b.rootfs.Dir)

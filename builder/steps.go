@@ -17,7 +17,7 @@ import (
 	"github.com/lkbuild/lkbuild/sandbox"
 )
 
-// steps runs the plan's steps.
+// steps runs the plan's steps after its patches (b.patch).
 func (b *build) steps(ctx context.Context, d sandboxDirs) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -34,6 +34,9 @@ func (b *build) steps(ctx context.Context, d sandboxDirs) error {
 	release := ""
 	after, reconciled := false, false
 	for _, s := range b.plan.Steps {
+		if s.Patch != "" {
+			continue // b.patch applied them
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}

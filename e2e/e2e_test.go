@@ -7,7 +7,9 @@
 // incremental build (which TestVerifyElsewhere rebuilds from scratch, for
 // reproducibility), and the failures a user can cause (a patch that does
 // not apply, a config that is not final, a package the builder lacks, a
-// compile error, Ctrl-C, a registry that refuses the push). The builder is
+// compile error, Ctrl-C, a registry that refuses the push), and lkbuild
+// kconfig on the first build's cache (a command, the refresh of a stale
+// config, the shell on a pty driven by tmux). The builder is
 // of LinuxKit's shape (its own package repository in /mirror), named only
 // in build-args.
 //
@@ -366,6 +368,9 @@ func TestKernelBuild(t *testing.T) {
 	t.Run("image", func(t *testing.T) { checkImage(t, img, builderRef) })
 	t.Run("attachments", func(t *testing.T) { e.attachments(t, img, out1, kdir, archTag, res.Digest) })
 	t.Run("layout", func(t *testing.T) { e.checkLayout(t, out1, tags, res.Digest, e.digest(t, builderRef)) })
+	// kconfig works on the source and the provisioned builder cache1
+	// holds now: it fetches and installs nothing.
+	t.Run("kconfig", func(t *testing.T) { e.kconfig(t, cache1) })
 
 	t.Run("boot", func(t *testing.T) {
 		ko := e.outOfTreeModule(t, img, builderTag)

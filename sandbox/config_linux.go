@@ -24,6 +24,9 @@ type initConfig struct {
 	Mounts      []Mount   `json:"mounts"`
 	HostNetwork bool      `json:"hostNetwork"`
 	Emulator    *Emulator `json:"emulator,omitempty"`
+	// Terminal makes the command a session leader with its standard
+	// input, a pty's slave, as its controlling terminal.
+	Terminal bool `json:"terminal,omitempty"`
 }
 
 // initReport is one line the init writes back over fd 4.

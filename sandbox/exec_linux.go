@@ -169,6 +169,9 @@ func startCommand(path string, cfg *initConfig, env []string) (*os.Process, erro
 		return nil, err
 	}
 	defer r.Close()
+	if cfg.Terminal {
+		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
+	}
 	mode := "drop"
 	if cfg.Writable {
 		mode = keepSysAdmin

@@ -120,6 +120,9 @@ type Spec struct {
 	// discarded).
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Terminal, when set, runs the command on a pseudo-terminal (see
+	// Terminal): Stdin and Stdout are copied to and from it.
+	Terminal *Terminal
 	// noOverlay makes the init skip overlayfs and take the copy fallback;
 	// tests use it to exercise that path.
 	noOverlay bool

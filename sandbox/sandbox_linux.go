@@ -118,11 +118,26 @@ func Run(ctx context.Context, spec Spec) error {
 	ids := chooseIDMapping(os.Getuid(), os.Getgid())
 	cmd := initCommand(ids, spec.HostNetwork)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	var term *terminal
+	if spec.Terminal != nil {
+		if term, err = openTerminal(*spec.Terminal); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		defer term.close()
+		cfg.Terminal = true
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = term.slave, term.slave, term.slave
+	}
 	repR, err := launchInit(cmd, ids, cfg)
 	if err != nil {
 		return err
 	}
 	defer repR.Close()
+	if term != nil {
+		// The init and the command hold the slave now; the master reads
+		// until the last of them is gone.
+		term.start(spec.Stdin, spec.Stdout, spec.Terminal.Resize)
+		defer term.wait()
+	}
 
 	reports := make(chan error, 1)
 	go func() { reports <- readReports(repR, spec.Args[0], spec.Notify) }()

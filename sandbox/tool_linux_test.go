@@ -168,6 +168,27 @@ func toolActions() map[string]toolAction {
 			ents, err := os.ReadDir(a[0])
 			return "readdir " + a[0] + ": " + result(strconv.Itoa(len(ents)), err)
 		}},
+		"term": {0, func([]string) string {
+			// Standard input is a terminal, our controlling one, and we
+			// lead its session.
+			_, err := unix.IoctlGetTermios(0, unix.TCGETS)
+			pgrp, perr := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+			sid, _ := unix.Getsid(0)
+			ws, werr := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+			return fmt.Sprintf("tty=%v ctty=%v leader=%v size=%s", err == nil, perr == nil && pgrp == os.Getpid(), sid == os.Getpid(),
+				result(fmt.Sprintf("%dx%d", ws.Row, ws.Col), werr))
+		}},
+		"await": {1, func(a []string) string {
+			// Prints "ready", then waits for the signal a[0] and names
+			// it with the window size then.
+			sig := map[string]os.Signal{"INT": syscall.SIGINT, "WINCH": syscall.SIGWINCH}[a[0]]
+			ch := make(chan os.Signal, 1)
+			signal.Notify(ch, sig)
+			fmt.Println("ready")
+			got := <-ch
+			ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+			return fmt.Sprintf("got %v size=%s", got, result(fmt.Sprintf("%dx%d", ws.Row, ws.Col), err))
+		}},
 		"ignore-term": {0, func([]string) string { signal.Ignore(syscall.SIGTERM); return "" }},
 		"sleep": {1, func(a []string) string {
 			s, err := strconv.Atoi(a[0])
