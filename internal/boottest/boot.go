@@ -31,11 +31,13 @@ const (
 // a guest that halts instead (or hangs) waits this long.
 const graceAfterDone = 10 * time.Second
 
-// Lines kernel/reboot.c prints (pr_emerg, with its "reboot: " prefix) as it
-// powers off, or halts because no power-off handler is registered.
+// What kernel/reboot.c prints (pr_emerg, after its "reboot: " prefix) as
+// it powers off, or halts: "reboot: System halted", or in newer kernels
+// (6.12, not 6.1), when poweroff found no power-off handler, "reboot:
+// Power off not available: System halted instead".
 const (
 	linePowerDown = "reboot: Power down"
-	lineHalted    = "reboot: System halted"
+	lineHalted    = "System halted"
 )
 
 // tailLines is how many console lines an error quotes.

@@ -145,8 +145,10 @@ func TestBootFakeQEMU(t *testing.T) {
 	}{
 		{"powers off", `printf 'BOOTTEST start\r\nBOOTTEST done\r\n[ 1.0] reboot: Power down\r\n'`, false, nil, nil},
 		// An x86_64 kernel without ACPI: poweroff -f halts, qemu runs on.
-		{"halts", `printf 'BOOTTEST start\r\nBOOTTEST done\r\n[ 1.0] reboot: System halted\r\n'; exec sleep 600`, false, ErrNoPowerOff,
-			[]string{"still running", "halted", "CONFIG_ACPI"}},
+		{"halts", `printf 'BOOTTEST start\r\nBOOTTEST done\r\n[ 1.0] reboot: Power off not available: System halted instead\r\n'; exec sleep 600`, false, ErrNoPowerOff,
+			[]string{"still running", "the kernel halted", "CONFIG_ACPI"}},
+		{"halts (6.1)", `printf 'BOOTTEST done\r\n[ 1.0] reboot: System halted\r\n'; exec sleep 600`, false, ErrNoPowerOff,
+			[]string{"the kernel halted"}},
 		{"hangs after done", `printf 'BOOTTEST done\r\n'; exec sleep 600`, false, ErrNoPowerOff, []string{"still running", "after BOOTTEST done"}},
 		{"power down before done", `printf 'reboot: Power down\r\nBOOTTEST done\r\n'`, false, ErrNoPowerOff, []string{"never printed"}},
 		{"fails after done", `printf 'BOOTTEST done\r\nreboot: Power down\r\n'; echo 'qemu: oops' >&2; exit 1`, false, ErrNoPowerOff,
