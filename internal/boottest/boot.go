@@ -53,8 +53,9 @@ var (
 	ErrNotDone = errors.New("qemu exited before BOOTTEST done")
 	// ErrNoPowerOff: the guest printed "BOOTTEST done" but did not power
 	// the machine off: qemu was still running after the grace period (the
-	// kernel halted, e.g. an x86_64 kernel without CONFIG_ACPI), exited
-	// with an error, or exited without the kernel's power-down line.
+	// kernel halted, e.g. an x86_64 kernel without CONFIG_ACPI or
+	// CONFIG_PCI), exited with an error, or exited without the kernel's
+	// power-down line.
 	ErrNoPowerOff = errors.New("guest did not power off")
 )
 
@@ -278,7 +279,7 @@ func Boot(ctx context.Context, spec BootSpec) (Result, error) {
 	}
 	switch {
 	case !exited && strings.Contains(after, lineHalted):
-		why = fmt.Sprintf("qemu still running %s after BOOTTEST done: the kernel halted, it has no power-off driver (x86_64 needs CONFIG_ACPI)", waited.Round(time.Second))
+		why = fmt.Sprintf("qemu still running %s after BOOTTEST done: the kernel halted, it has no power-off driver (x86_64 needs CONFIG_ACPI, and ACPI needs CONFIG_PCI)", waited.Round(time.Second))
 	case !exited:
 		why = fmt.Sprintf("qemu still running %s after BOOTTEST done", waited.Round(time.Second))
 	case waitErr == nil:
