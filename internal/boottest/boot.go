@@ -25,10 +25,20 @@ const (
 	DefaultTimeout  = 5 * time.Minute
 )
 
-// graceAfterDone is how long Boot lets qemu power off by itself after
-// "BOOTTEST done" before it kills it: /init calls poweroff -f right away,
-// so only a broken guest needs it.
+// graceAfterDone is how long Boot waits for qemu to exit by itself after
+// "BOOTTEST done": /init calls poweroff -f right away and a kernel that
+// can power off is gone in well under a second, even under TCG, so only
+// a guest that halts instead (or hangs) waits this long.
 const graceAfterDone = 10 * time.Second
+
+// What kernel/reboot.c prints (pr_emerg, after its "reboot: " prefix) as
+// it powers off, or halts: "reboot: System halted", or in newer kernels
+// (6.12, not 6.1), when poweroff found no power-off handler, "reboot:
+// Power off not available: System halted instead".
+const (
+	linePowerDown = "reboot: Power down"
+	lineHalted    = "System halted"
+)
 
 // tailLines is how many console lines an error quotes.
 const tailLines = 25
@@ -41,6 +51,12 @@ var (
 	ErrKernelPanic = errors.New("kernel panic")
 	// ErrNotDone: qemu exited without the guest printing "BOOTTEST done".
 	ErrNotDone = errors.New("qemu exited before BOOTTEST done")
+	// ErrNoPowerOff: the guest printed "BOOTTEST done" but did not power
+	// the machine off: qemu was still running after the grace period (the
+	// kernel halted, e.g. an x86_64 kernel without CONFIG_ACPI or
+	// CONFIG_PCI), exited with an error, or exited without the kernel's
+	// power-down line.
+	ErrNoPowerOff = errors.New("guest did not power off")
 )
 
 // BootSpec says what to boot and how long to wait.
@@ -54,8 +70,8 @@ type BootSpec struct {
 	Append string
 	// MemoryMB is the guest's memory; the default is DefaultMemoryMB.
 	MemoryMB int
-	// Timeout bounds the whole boot; the default is DefaultTimeout. The
-	// context can end it earlier.
+	// Timeout bounds the whole boot, the wait for the power-off included;
+	// the default is DefaultTimeout. The context can end it earlier.
 	Timeout time.Duration
 	// Console gets a copy of the serial console as it arrives; nil
 	// discards it (Result.Console has it all the same).
@@ -99,6 +115,11 @@ type Result struct {
 	Started bool
 	// Done: /init printed "BOOTTEST done".
 	Done bool
+	// PoweredOff: after "BOOTTEST done" the kernel powered the machine off
+	// (it printed "reboot: Power down") and qemu exited by itself with
+	// status 0. A kernel without a power-off driver halts instead and
+	// qemu runs on until Boot kills it: Done, but not PoweredOff.
+	PoweredOff bool
 	// Modules are the insmod results in the order /init reported them.
 	Modules []ModuleResult
 	// Commands are the exit statuses of InitramfsSpec.Commands, in order.
@@ -129,13 +150,14 @@ func (r Result) Module(name string) (ModuleResult, bool) {
 }
 
 // Boot runs qemu-system-x86_64 with the kernel and initramfs, only a
-// serial console (on qemu's stdout) and no network device, until the guest
-// prints "BOOTTEST done" and powers off, qemu exits, the timeout passes or
-// ctx ends; qemu is killed and waited for in every case. The error is nil
-// only when "BOOTTEST done" was seen; failed insmods are in the Result,
-// not errors. Otherwise it says what happened (ErrTimeout, ErrKernelPanic,
-// ErrNotDone, the context's error) and quotes the last console lines; the
-// Result holds what the console showed so far.
+// serial console (on qemu's stdout) and no network device, until qemu
+// exits, the timeout passes or ctx ends, or graceAfterDone after the guest
+// printed "BOOTTEST done"; qemu is killed and waited for in every case.
+// The error is nil only when the guest printed "BOOTTEST done" and then
+// powered off (Result.PoweredOff); failed insmods are in the Result, not
+// errors. Otherwise it says what happened (ErrTimeout, ErrKernelPanic,
+// ErrNotDone, ErrNoPowerOff, the context's error) and quotes the last
+// console lines; the Result holds what the console showed so far.
 func Boot(ctx context.Context, spec BootSpec) (Result, error) {
 	m, err := machineOf(spec.Arch)
 	if err != nil {
@@ -190,19 +212,27 @@ func Boot(ctx context.Context, spec BootSpec) (Result, error) {
 		stopped error // why we killed qemu, if we did
 		waitErr error
 		exited  bool
+		waited  time.Duration // after "BOOTTEST done", for qemu to exit
 	)
 	select {
 	case waitErr = <-waitc:
 		exited = true
 	case <-con.done:
+		// The guest is done and powers off now. Not doing so in time,
+		// also when the whole boot's timeout comes first, is
+		// ErrNoPowerOff, not ErrTimeout: the boot itself finished.
+		doneAt := time.Now()
 		grace := time.NewTimer(graceAfterDone)
 		defer grace.Stop()
 		select {
 		case waitErr = <-waitc:
 			exited = true
 		case <-grace.C:
+		case <-timer.C:
 		case <-ctx.Done():
+			stopped = ctx.Err()
 		}
+		waited = time.Since(doneAt)
 	case <-timer.C:
 		stopped = fmt.Errorf("%w after %s", ErrTimeout, timeout)
 	case <-ctx.Done():
@@ -221,14 +251,16 @@ func Boot(ctx context.Context, spec BootSpec) (Result, error) {
 	doneAt := con.doneAt
 	con.mu.Unlock()
 	res := parseConsole(log)
+	after := afterDone(log)
 	if res.Done {
 		res.Elapsed = doneAt
+		res.PoweredOff = exited && waitErr == nil && strings.Contains(after, linePowerDown)
 	} else {
 		res.Elapsed = time.Since(start)
 	}
 
 	switch {
-	case res.Done:
+	case res.PoweredOff:
 		return res, nil
 	case stopped != nil:
 		return res, fmt.Errorf("boot %s: %w%s", spec.Kernel, stopped, consoleTail(log))
@@ -242,7 +274,31 @@ func Boot(ctx context.Context, spec BootSpec) (Result, error) {
 	if qemuErr != "" {
 		why += ", stderr: " + qemuErr
 	}
-	return res, fmt.Errorf("boot %s: %w (%s)%s", spec.Kernel, ErrNotDone, why, consoleTail(log))
+	if !res.Done {
+		return res, fmt.Errorf("boot %s: %w (%s)%s", spec.Kernel, ErrNotDone, why, consoleTail(log))
+	}
+	switch {
+	case !exited && strings.Contains(after, lineHalted):
+		why = fmt.Sprintf("qemu still running %s after BOOTTEST done: the kernel halted, it has no power-off driver (x86_64 needs CONFIG_ACPI, and ACPI needs CONFIG_PCI)", waited.Round(time.Second))
+	case !exited:
+		why = fmt.Sprintf("qemu still running %s after BOOTTEST done", waited.Round(time.Second))
+	case waitErr == nil:
+		why = fmt.Sprintf("qemu exited with status 0, but the kernel never printed %q (a reboot?)", linePowerDown)
+	default:
+		why = "qemu " + why + " after BOOTTEST done"
+	}
+	return res, fmt.Errorf("boot %s: %w: %s%s", spec.Kernel, ErrNoPowerOff, why, consoleTail(log))
+}
+
+// afterDone is the console after the "BOOTTEST done" line, "" without it:
+// the kernel's power-off or halt line must come after it, not from some
+// earlier reboot attempt.
+func afterDone(log string) string {
+	i := strings.Index(log, markerDone)
+	if i < 0 {
+		return ""
+	}
+	return log[i+len(markerDone):]
 }
 
 // qemuArgs builds qemu's command line. -nodefaults drops the emulated

@@ -143,7 +143,16 @@ func TestBootFakeQEMU(t *testing.T) {
 		wantErr  error
 		inErr    []string
 	}{
-		{"done", `printf 'BOOTTEST start\r\nBOOTTEST done\r\n'`, false, nil, nil},
+		{"powers off", `printf 'BOOTTEST start\r\nBOOTTEST done\r\n[ 1.0] reboot: Power down\r\n'`, false, nil, nil},
+		// An x86_64 kernel without ACPI: poweroff -f halts, qemu runs on.
+		{"halts", `printf 'BOOTTEST start\r\nBOOTTEST done\r\n[ 1.0] reboot: Power off not available: System halted instead\r\n'; exec sleep 600`, false, ErrNoPowerOff,
+			[]string{"still running", "the kernel halted", "CONFIG_ACPI"}},
+		{"halts (6.1)", `printf 'BOOTTEST done\r\n[ 1.0] reboot: System halted\r\n'; exec sleep 600`, false, ErrNoPowerOff,
+			[]string{"the kernel halted"}},
+		{"hangs after done", `printf 'BOOTTEST done\r\n'; exec sleep 600`, false, ErrNoPowerOff, []string{"still running", "after BOOTTEST done"}},
+		{"power down before done", `printf 'reboot: Power down\r\nBOOTTEST done\r\n'`, false, ErrNoPowerOff, []string{"never printed"}},
+		{"fails after done", `printf 'BOOTTEST done\r\nreboot: Power down\r\n'; echo 'qemu: oops' >&2; exit 1`, false, ErrNoPowerOff,
+			[]string{"exit status 1", "qemu: oops"}},
 		{"exits early", `printf 'BOOTTEST start\r\nlast words\r\n'; echo 'qemu: bad kernel' >&2; exit 1`, false, ErrNotDone,
 			[]string{"exit status 1", "qemu: bad kernel", "last words"}},
 		{"panics", `printf 'x\r\n[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\r\n'`, false, ErrKernelPanic,
@@ -158,9 +167,17 @@ func TestBootFakeQEMU(t *testing.T) {
 			if tt.canceled {
 				cancel()
 			}
-			_, err := Boot(ctx, BootSpec{Kernel: "/k", Initramfs: "/i", Timeout: time.Second, QEMU: fakeQEMU(t, tt.script)})
+			began := time.Now()
+			res, err := Boot(ctx, BootSpec{Kernel: "/k", Initramfs: "/i", Timeout: time.Second, QEMU: fakeQEMU(t, tt.script)})
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if res.PoweredOff != (err == nil) {
+				t.Errorf("PoweredOff %v with error %v", res.PoweredOff, err)
+			}
+			// The boot's timeout bounds the wait for the power-off too.
+			if took := time.Since(began); took > 8*time.Second {
+				t.Errorf("Boot took %s with a 1 s timeout", took)
 			}
 			for _, s := range tt.inErr {
 				if !strings.Contains(err.Error(), s) {

@@ -99,8 +99,8 @@ func TestBootDebianKernel(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("BOOTTEST done %.2f s after qemu started (%s, TCG)", res.Elapsed.Seconds(), release)
-		if !res.Started || !res.Done {
-			t.Errorf("Started %v, Done %v", res.Started, res.Done)
+		if !res.Started || !res.Done || !res.PoweredOff {
+			t.Errorf("Started %v, Done %v, PoweredOff %v", res.Started, res.Done, res.PoweredOff)
 		}
 		if !strings.Contains(console.String(), "BOOTTEST done\r\n") {
 			t.Error("the Console writer did not get the console")
@@ -175,6 +175,27 @@ func TestBootDebianKernel(t *testing.T) {
 		}
 		if p := qemuProcesses(t, initrd); len(p) > 0 {
 			t.Errorf("qemu still running after the cancel: %q", p)
+		}
+	})
+
+	t.Run("halt", func(t *testing.T) {
+		t.Parallel()
+		initrd := writeInitramfs(t, InitramfsSpec{})
+		// Without ACPI the kernel has no power-off driver: poweroff -f
+		// halts and qemu runs on, as with a kernel built without
+		// CONFIG_ACPI.
+		res, err := Boot(context.Background(), BootSpec{Kernel: kernel, Initramfs: initrd, Append: "acpi=off", Timeout: 3 * time.Minute})
+		if !errors.Is(err, ErrNoPowerOff) {
+			t.Fatalf("err = %v, want ErrNoPowerOff", err)
+		}
+		if !res.Done || res.PoweredOff {
+			t.Errorf("Done %v, PoweredOff %v", res.Done, res.PoweredOff)
+		}
+		if !strings.Contains(err.Error(), "the kernel halted") {
+			t.Errorf("error does not say the kernel halted: %v", err)
+		}
+		if p := qemuProcesses(t, initrd); len(p) > 0 {
+			t.Errorf("qemu still running after the halt: %q", p)
 		}
 	})
 

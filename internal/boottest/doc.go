@@ -23,6 +23,19 @@
 // The kernel is booted with panic=-1 and qemu with -no-reboot, so a panic
 // or the power-off ends qemu.
 //
+// # Power-off
+//
+// A boot succeeds only when the guest powers off after "BOOTTEST done":
+// the kernel prints "reboot: Power down" and qemu exits by itself with
+// status 0 (Result.PoweredOff). That needs a power-off driver in the
+// kernel: ACPI on x86_64 (S5 through the pc machine's PIIX4 power
+// management; the kernel's ACPI also needs PCI to read QEMU's tables),
+// PSCI on aarch64 and SBI (or the syscon-poweroff device) on riscv64
+// under -M virt. Without one, poweroff -f only halts ("reboot: Power off
+// not available: System halted instead") and qemu would run on: Boot
+// kills it after a grace period and reports ErrNoPowerOff, with
+// Result.Done set and the markers parsed.
+//
 // The package prints nothing: the console goes to BootSpec.Console and
 // Result.Console.
 package boottest
