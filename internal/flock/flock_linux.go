@@ -19,14 +19,23 @@ const pollInterval = 100 * time.Millisecond
 // it returns ctx.Err(). waiting, if not nil, is called once if the lock is
 // busy. A free lock is taken even if ctx has already ended.
 func Exclusive(ctx context.Context, file string, waiting func()) (unlock func(), err error) {
+	return waitFor(ctx, file, waiting, func(f *os.File) error { return flockFile(f, unix.LOCK_EX|unix.LOCK_NB) }, unlocker)
+}
+
+// waitFor opens file (created with mode 0o644 if missing) and calls try
+// on it until try takes the lock (then unlock(f) releases it), fails
+// with another error than ErrBusy, or ctx ends. waiting, if not nil, is
+// called once if the lock is busy. Polling keeps the wait cancellable; a
+// blocking lock call is not.
+func waitFor(ctx context.Context, file string, waiting func(), try func(*os.File) error, unlock func(*os.File) func()) (func(), error) {
 	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	for told := false; ; {
-		err := flockFile(f, unix.LOCK_EX|unix.LOCK_NB)
+		err := try(f)
 		if err == nil {
-			return unlocker(f), nil
+			return unlock(f), nil
 		}
 		if !errors.Is(err, ErrBusy) {
 			f.Close()
@@ -36,7 +45,6 @@ func Exclusive(ctx context.Context, file string, waiting func()) (unlock func(),
 			waiting()
 			told = true
 		}
-		// Polling keeps the wait cancellable; a blocking flock is not.
 		select {
 		case <-ctx.Done():
 			f.Close()

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,30 +23,7 @@ import (
 // each call ExclusiveRecord exclude each other too, and closing another
 // descriptor of the file does not drop it.
 func ExclusiveRecord(ctx context.Context, file string, waiting func()) (unlock func(), err error) {
-	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for told := false; ; {
-		err := setRecordLock(f, unix.F_WRLCK)
-		if err == nil {
-			return recordUnlocker(f), nil
-		}
-		if !errors.Is(err, ErrBusy) {
-			f.Close()
-			return nil, err
-		}
-		if !told && waiting != nil {
-			waiting()
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(pollInterval):
-		}
-	}
+	return waitFor(ctx, file, waiting, func(f *os.File) error { return setRecordLock(f, unix.F_WRLCK) }, recordUnlocker)
 }
 
 // setRecordLock applies an open file description lock of type typ
