@@ -107,20 +107,7 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 			return nil, fmt.Errorf("builder image: %q: %w", cmd, err)
 		}
 	}
-	layer, err := o.Rootfs.Store.WriteLayer(func(w io.Writer) error {
-		return oci.WriteDiffTar(w, upper, oci.DiffOptions{Epoch: o.Epoch, MapOwner: sandbox.OwnerMap()})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("builder image: %w", err)
-	}
-	img, err := mutate.Append(base, mutate.Addendum{
-		Layer: layer,
-		History: v1.History{
-			Created:   v1.Time{Time: o.Epoch.UTC()},
-			CreatedBy: "lkbuild builder-image --run " + strings.Join(o.Run, " --run "),
-		},
-		MediaType: layerMediaType(base),
-	})
+	img, err := appendUpper(o.Rootfs.Store, base, upper, o.Epoch, "lkbuild builder-image --run "+strings.Join(o.Run, " --run "))
 	if err != nil {
 		return nil, fmt.Errorf("builder image: %w", err)
 	}
@@ -129,6 +116,23 @@ func BuildBuilderImage(ctx context.Context, o BuilderImageOptions) (v1.Image, er
 		return nil, fmt.Errorf("builder image: %w", err)
 	}
 	return img, nil
+}
+
+// appendUpper returns base with one more layer, written to store: what a
+// sandbox left in its overlay's upper dir (deletions as whiteouts, owners
+// mapped as the sandbox maps them), every mtime epoch.
+func appendUpper(store *oci.Store, base v1.Image, upper string, epoch time.Time, createdBy string) (v1.Image, error) {
+	layer, err := store.WriteLayer(func(w io.Writer) error {
+		return oci.WriteDiffTar(w, upper, oci.DiffOptions{Epoch: epoch, MapOwner: sandbox.OwnerMap()})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return mutate.Append(base, mutate.Addendum{
+		Layer:     layer,
+		History:   v1.History{Created: v1.Time{Time: epoch.UTC()}, CreatedBy: createdBy},
+		MediaType: layerMediaType(base),
+	})
 }
 
 // dirImage packs a rootfs tree as a one-layer image for o.Arch, after

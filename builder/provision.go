@@ -6,14 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/internal/flock"
@@ -246,17 +244,7 @@ func (b *build) install(ctx context.Context, in *Installed, store *oci.Store) (v
 		}
 		return nil, &StepError{Step: "install packages", Err: err, Builder: b.t.BuilderPull, Log: b.res.Log, Tail: b.tail()}
 	}
-	layer, err := store.WriteLayer(func(w io.Writer) error {
-		return oci.WriteDiffTar(w, upper, oci.DiffOptions{Epoch: b.plan.Epoch, MapOwner: sandbox.OwnerMap()})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("install packages: %w", err)
-	}
-	img, err := mutate.Append(base, mutate.Addendum{
-		Layer:     layer,
-		History:   v1.History{Created: v1.Time{Time: b.plan.Epoch.UTC()}, CreatedBy: "lkbuild: " + in.Command},
-		MediaType: layerMediaType(base),
-	})
+	img, err := appendUpper(store, base, upper, b.plan.Epoch, "lkbuild: "+in.Command)
 	if err != nil {
 		return nil, fmt.Errorf("install packages: %w", err)
 	}
