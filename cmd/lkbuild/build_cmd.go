@@ -211,23 +211,17 @@ func buildQueries(c *cli.Context) ([]kernel.Query, error) {
 		if err != nil {
 			return nil, err
 		}
-		co, err := kernelgit.Open(openOptions(c))
+		versions, dir, err := listedVersions(c, a, false)
 		if err != nil {
 			return nil, err
 		}
-		l, err := co.List(a)
-		if err != nil {
-			return nil, err
-		}
-		for _, v := range l.Kernels {
+		for _, v := range versions {
 			vq := q
 			vq.Version = v
-			if !slices.ContainsFunc(qs, func(o kernel.Query) bool { return o.Version == v }) {
-				qs = append(qs, vq)
-			}
+			qs = append(qs, vq)
 		}
 		if len(qs) == 0 {
-			return nil, fmt.Errorf("%s has no series to build (every one is deprecated or has no build-args): name one with --series", co.Dir.Path)
+			return nil, fmt.Errorf("%s has no series to build (every one is deprecated or has no build-args): name one with --series", dir)
 		}
 	}
 	if !c.Bool("with-debug") {
@@ -243,6 +237,30 @@ func buildQueries(c *cli.Context) ([]kernel.Query, error) {
 		out = append(out, q, d)
 	}
 	return out, nil
+}
+
+// listedVersions are the kernel versions lkbuild list prints for arch
+// (every series that is not deprecated), each once, in its order; with
+// base, a variant's version without its suffix (6.6.71-rt is 6.6.71). dir
+// names the kernel directory for messages.
+func listedVersions(c *cli.Context, arch kernel.Arch, base bool) (versions []string, dir string, err error) {
+	co, err := kernelgit.Open(openOptions(c))
+	if err != nil {
+		return nil, "", err
+	}
+	l, err := co.List(arch)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, v := range l.Kernels {
+		if base {
+			v, _, _ = strings.Cut(v, "-")
+		}
+		if !slices.Contains(versions, v) {
+			versions = append(versions, v)
+		}
+	}
+	return versions, co.Dir.Path, nil
 }
 
 // buildAction builds each kernel the flags name, in turn, and stops at the

@@ -120,24 +120,17 @@ func kconfigQueries(c *cli.Context, arch kernel.Arch) ([]kernel.Query, error) {
 		}
 		return qs, nil
 	}
-	co, err := kernelgit.Open(openOptions(c))
-	if err != nil {
-		return nil, err
-	}
-	l, err := co.List(arch)
+	versions, dir, err := listedVersions(c, arch, true)
 	if err != nil {
 		return nil, err
 	}
 	var qs []kernel.Query
-	for _, v := range l.Kernels {
-		v, _, _ = strings.Cut(v, "-")
-		if !slices.ContainsFunc(qs, func(o kernel.Query) bool { return o.Version == v }) {
-			q.Version = v
-			qs = append(qs, q)
-		}
+	for _, v := range versions {
+		q.Version = v
+		qs = append(qs, q)
 	}
 	if len(qs) == 0 {
-		return nil, fmt.Errorf("%s has no series that is not deprecated: name one with --series", co.Dir.Path)
+		return nil, fmt.Errorf("%s has no series that is not deprecated: name one with --series", dir)
 	}
 	return qs, nil
 }
