@@ -123,14 +123,16 @@ func (b *build) provision(ctx context.Context) error {
 		Repositories: pk.Local, Key: hex.EncodeToString(sum[:])}
 	b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("installing into the builder %d packages that %s installs, from the builder's own repository (%s), with no network",
 		len(install), bp.File, strings.Join(pk.Local, ", "))})
-	rfs, err := b.installedRootfs(ctx, in)
+	// Held for the rest of the build, as fetch holds the builder's tree.
+	var rfs toolchain.Rootfs
+	err = b.fetchHeld(cachedir.KindRootfs, func() (string, string, error) {
+		rfs, err = b.installedRootfs(ctx, in)
+		return rfs.Digest.String(), rfs.Dir, err
+	})
 	if err != nil {
 		return err
 	}
 	b.logf("installed %s from %s: rootfs %s (cached %v)", strings.Join(install, " "), strings.Join(pk.Local, ", "), rfs.Digest, rfs.Cached)
-	if err := b.holdRootfs(rfs.Digest.String(), rfs.Dir); err != nil {
-		return err
-	}
 	b.rootfs.Dir = rfs.Dir
 	b.installed = in
 	return nil
@@ -152,21 +154,6 @@ func (b *build) builderID() string {
 		return b.rootfs.Digest.String()
 	}
 	return b.rootfs.Digest.String() + " installed " + b.installed.Key
-}
-
-// holdRootfs holds the unpacked tree name at dir for the rest of the
-// build; a prune that removed it in between is an error (the next build
-// makes it again).
-func (b *build) holdRootfs(name, dir string) error {
-	release, err := b.env.Cache.Use(cachedir.KindRootfs, name)
-	if err != nil {
-		return err
-	}
-	b.releases = append(b.releases, release)
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("builder rootfs: %w", err)
-	}
-	return nil
 }
 
 // installedRootfs returns the builder rootfs with in installed: from the
