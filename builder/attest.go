@@ -153,7 +153,7 @@ func (b *build) statement(digest v1.Hash) Statement {
 		"builderImage": b.t.BuilderPull,
 		"noUcode":      b.t.Request.NoUcode,
 	}
-	for k, v := range map[string]string{"series": q.Series, "extra": q.Extra, "org": q.Org, "image": q.Image,
+	for k, v := range map[string]string{"series": q.Series, "extra": q.Extra, "org": q.Org, "image": q.Image, "tool": q.Tool,
 		"sourceMirror": b.env.SourceMirror, "ucodeRepo": b.env.UcodeRepo, "crossImage": b.env.CrossImage} {
 		if v != "" {
 			ext[k] = withoutUserinfo(v)
@@ -254,6 +254,11 @@ func (b *build) sbomInfo(d sandboxDirs, digest v1.Hash) (sbom.KernelInfo, error)
 		Builder:      sbom.Image{Name: p.BuilderImage, Digest: p.BuilderDigest},
 		Created:      b.plan.Epoch,
 		Tool:         "lkbuild-" + b.pol.Version,
+		Program:      b.plan.Tool,
+	}
+	if b.plan.Tool != "" {
+		// A tool is built from the source alone, not the kernel's config.
+		info.ConfigSHA256 = ""
 	}
 	for _, pd := range p.Patches {
 		info.Source.Patches = append(info.Source.Patches, sbom.File{Name: path.Base(pd.File), SHA256: pd.SHA256})

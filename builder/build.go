@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -410,7 +411,7 @@ func (b *build) image(ctx context.Context, d sandboxDirs) (v1.Image, []oci.Attac
 		Annotations: b.res.Provenance.Annotations(),
 		// Nothing here names the image: the same build pushed under
 		// another repository is the same image.
-		Layers: []oci.ImageLayer{{Layer: layer, CreatedBy: "lkbuild build", Comment: "kernel " + b.res.Release}},
+		Layers: []oci.ImageLayer{{Layer: layer, CreatedBy: "lkbuild build", Comment: b.layerComment()}},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("package: %w", err)
@@ -435,14 +436,24 @@ func (b *build) image(ctx context.Context, d sandboxDirs) (v1.Image, []oci.Attac
 	return img, atts, nil
 }
 
+// layerComment describes the image's layer: the kernel release, or the
+// tool and the version it was built from.
+func (b *build) layerComment() string {
+	if b.plan.Tool != "" {
+		return b.plan.Tool + " " + b.plan.Version.String() + b.plan.Extra
+	}
+	return "kernel " + b.res.Release
+}
+
 // builderForLayout puts the builder image into the output layout, for its
 // -builder tag (the FROM of LinuxKit's out-of-tree module recipe), and
-// returns it with its platform; nil when the build has no image of it.
+// returns it with its platform; nil when the build has no image of it or
+// no -builder tag (a tool image).
 // Its blobs are hard-linked from the cache (or the builder's own layout)
 // where the file system allows, else copied once per layout.
 func (b *build) builderForLayout(ctx context.Context) (v1.Image, v1.Platform, error) {
 	img := b.rootfs.Image
-	if img == nil {
+	if img == nil || !slices.ContainsFunc(b.t.Tags, func(t kernel.Tag) bool { return t.Kind == kernel.TagBuilder }) {
 		return nil, v1.Platform{}, nil
 	}
 	var from []*oci.Store

@@ -19,7 +19,12 @@ func (b *build) openLog() error {
 		return fmt.Errorf("build log: %w", err)
 	}
 	tag := b.t.Ref[strings.LastIndex(b.t.Ref, ":")+1:]
-	b.res.Log = filepath.Join(dir, b.logPrefix+tag+".log")
+	prefix := b.logPrefix
+	if b.plan.Tool != "" {
+		// A tool image has the kernel's tags.
+		prefix += b.plan.Tool + "-"
+	}
+	b.res.Log = filepath.Join(dir, prefix+tag+".log")
 	f, err := os.Create(b.res.Log)
 	if err != nil {
 		return fmt.Errorf("build log: %w", err)
@@ -62,7 +67,11 @@ func (b *build) saveObjectCount(n int64) {
 }
 
 func (b *build) statsFile() string {
-	s := sha256.Sum256(append(append([]byte(b.plan.Version.String()+"\n"+b.plan.Arch.Uname+"\n"), b.plan.Config...), strings.Join(b.plan.Patches, "\n")...))
+	key := b.plan.Version.String() + "\n" + b.plan.Arch.Uname + "\n"
+	if b.plan.Tool != "" {
+		key = "tool " + b.plan.Tool + "\n" + key // a kernel's key stays as it was
+	}
+	s := sha256.Sum256(append(append([]byte(key), b.plan.Config...), strings.Join(b.plan.Patches, "\n")...))
 	return filepath.Join(b.env.Cache.Stats(), hex.EncodeToString(s[:8])+".objects")
 }
 

@@ -40,6 +40,11 @@ func (b *build) treeKey() string {
 // the build's upper dir at it. Without it (another build of the target
 // holds it) the build runs in its scratch dir, as a clean build.
 func (b *build) openTree(d *sandboxDirs) error {
+	if b.plan.Tool != "" {
+		// A tool builds in a minute or two, and kbuild's object tracking,
+		// which makes a kept tree safe, is the kernel's, not tools/'.
+		return nil
+	}
 	slot, err := objtree.Open(filepath.Join(b.env.Cache.Trees(), b.treeKey()))
 	if errors.Is(err, objtree.ErrBusy) {
 		b.emit(Event{Kind: EventNote, Message: "another build of this target is using its object tree: building clean in scratch space"})

@@ -30,6 +30,9 @@ const (
 	AnnotationSeriesHash    = AnnotationPrefix + "series.hash"
 	AnnotationUcodeCommit   = AnnotationPrefix + "ucode.commit"
 	AnnotationSourceXZ      = AnnotationPrefix + "source.xz"
+	// AnnotationTool names the tool of a tool image (perf), absent on a
+	// kernel image.
+	AnnotationTool = AnnotationPrefix + "tool"
 	// AnnotationToolchain is "cross" on a --cross build's image, and
 	// absent otherwise: a native, emulated and fast-path build give one
 	// image.
@@ -55,6 +58,9 @@ type Provenance struct {
 	SeriesHash    string        `json:"seriesHash"`
 	UcodeCommit   string        `json:"ucodeCommit,omitempty"`
 	SourceXZ      string        `json:"sourceXZ"`
+	// Tool is the tool a tool image holds (kernel.ToolPerf), "" for a
+	// kernel.
+	Tool string `json:"tool,omitempty"`
 
 	// Facts about the run that do not change the image.
 	LkbuildVersion string `json:"lkbuildVersion,omitempty"`
@@ -114,6 +120,9 @@ func (p Provenance) Annotations() map[string]string {
 	if p.UcodeCommit != "" {
 		a[AnnotationUcodeCommit] = p.UcodeCommit
 	}
+	if p.Tool != "" {
+		a[AnnotationTool] = p.Tool
+	}
 	return a
 }
 
@@ -135,6 +144,7 @@ func (b *build) provenance() Provenance {
 		Variant:        variant,
 		SeriesHash:     b.t.Hash,
 		SourceXZ:       "-" + strconv.Itoa(b.pol.XZLevel),
+		Tool:           b.plan.Tool,
 		LkbuildVersion: b.pol.Version,
 		BuilderPulled:  b.t.BuilderPull,
 		Toolchain:      ToolchainNative,

@@ -81,7 +81,7 @@ func (e *PackagesError) Error() string {
 // builder image (its digest is what the image records), with Dir the
 // provisioned tree.
 func (b *build) provision(ctx context.Context) error {
-	bp, err := b.t.Dir.BuildPackages()
+	bp, err := b.t.Dir.BuildPackages(b.plan.Tool)
 	if err != nil || bp == nil {
 		return err
 	}

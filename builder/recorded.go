@@ -97,6 +97,11 @@ func ReadRecorded(img v1.Image) (*Recorded, error) {
 		return nil, err
 	}
 	p.UcodeCommit = a[AnnotationUcodeCommit]
+	if p.Tool = a[AnnotationTool]; p.Tool != "" {
+		if err := kernel.CheckTool(p.Tool); err != nil {
+			return nil, fmt.Errorf("the image's annotation %s: %w", AnnotationTool, err)
+		}
+	}
 	p.Toolchain = ToolchainNative
 	if a[AnnotationToolchain] == ToolchainCross {
 		p.Toolchain = ToolchainCross

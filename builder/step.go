@@ -126,12 +126,16 @@ func stepMain(stdin io.Reader, stdout io.Writer) int {
 func (r *stepRequest) do(note *string) error {
 	switch {
 	case r.Content != nil:
-		return writeFileAtomic(r.Content.Path, func(w io.Writer) error {
+		return writeFileAtomic(r.Content.Path, 0o644, func(w io.Writer) error {
 			_, err := w.Write(r.Content.Data)
 			return err
 		})
 	case r.Copy != nil:
-		return copyFirst(r.Copy.From, r.Copy.To)
+		perm := os.FileMode(0o644)
+		if r.Copy.Exec {
+			perm = 0o755
+		}
+		return copyFirst(r.Copy.From, r.Copy.To, perm)
 	case r.Tar != nil:
 		return r.tar(note)
 	case r.Config != nil:
@@ -159,7 +163,7 @@ func (r *stepRequest) tar(note *string) error {
 			opts.Include = withoutForeignELF(tree, a.Machine, opts.Include, os.Stderr)
 		}
 	}
-	return writeFileAtomic(a.To, func(w io.Writer) error {
+	return writeFileAtomic(a.To, 0o644, func(w io.Writer) error {
 		if !a.XZ {
 			return oci.WriteTar(w, tree, opts)
 		}
@@ -183,10 +187,10 @@ func (r *stepRequest) tar(note *string) error {
 	})
 }
 
-// writeFileAtomic writes a file through a temporary one renamed into place:
-// a new inode, so a hard link or an overlay's lower file is never changed,
-// and no half-written file under the final name.
-func writeFileAtomic(name string, write func(io.Writer) error) error {
+// writeFileAtomic writes a file with permissions perm through a temporary
+// one renamed into place: a new inode, so a hard link or an overlay's lower
+// file is never changed, and no half-written file under the final name.
+func writeFileAtomic(name string, perm os.FileMode, write func(io.Writer) error) error {
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return err
 	}
@@ -199,7 +203,7 @@ func writeFileAtomic(name string, write func(io.Writer) error) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
+		err = os.Chmod(f.Name(), perm)
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), name)
@@ -211,8 +215,9 @@ func writeFileAtomic(name string, write func(io.Writer) error) error {
 	return nil
 }
 
-// copyFirst copies the first of from that exists to to.
-func copyFirst(from []string, to string) error {
+// copyFirst copies the first of from that exists to to, with permissions
+// perm.
+func copyFirst(from []string, to string, perm os.FileMode) error {
 	for _, p := range from {
 		fi, err := os.Stat(p)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -229,7 +234,7 @@ func copyFirst(from []string, to string) error {
 			return err
 		}
 		defer src.Close()
-		return writeFileAtomic(to, func(w io.Writer) error {
+		return writeFileAtomic(to, perm, func(w io.Writer) error {
 			_, err := io.Copy(w, src)
 			return err
 		})

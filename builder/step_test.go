@@ -106,6 +106,20 @@ func TestStepActions(t *testing.T) {
 			},
 		},
 		{
+			name:   "copy of a program",
+			action: &kernel.FileCopy{From: []string{filepath.Join(src, "a.txt")}, To: filepath.Join(dir, "out/usr/bin/a"), Exec: true},
+			check: func(t *testing.T, res stepResult) {
+				fi, err := os.Stat(filepath.Join(dir, "out/usr/bin/a"))
+				if err != nil || fi.Mode().Perm() != 0o755 {
+					t.Errorf("copy of a program: %v, mode %v, want 0755", err, fi.Mode())
+				}
+				// Without Exec the copy is 0644, whatever the source's mode.
+				if fi, err := os.Stat(filepath.Join(dir, "out/b")); err != nil || fi.Mode().Perm() != 0o644 {
+					t.Errorf("copy: %v, mode %v, want 0644", err, fi.Mode())
+				}
+			},
+		},
+		{
 			name:    "copy with nothing to copy",
 			action:  &kernel.FileCopy{From: []string{filepath.Join(src, "x"), filepath.Join(src, "y")}, To: filepath.Join(dir, "out/none")},
 			wantErr: "none of",
@@ -322,7 +336,7 @@ func TestWriteFileAtomicKeepsLinks(t *testing.T) {
 	if err := os.Link(orig, link); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(link, func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }); err != nil {
+	if err := writeFileAtomic(link, 0o644, func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(orig); string(got) != "cached" {
@@ -331,7 +345,7 @@ func TestWriteFileAtomicKeepsLinks(t *testing.T) {
 	if got, _ := os.ReadFile(link); string(got) != "new" {
 		t.Errorf("the file is %q", got)
 	}
-	err := writeFileAtomic(filepath.Join(dir, "failed"), func(w io.Writer) error { return errors.New("boom") })
+	err := writeFileAtomic(filepath.Join(dir, "failed"), 0o644, func(w io.Writer) error { return errors.New("boom") })
 	if err == nil {
 		t.Fatal("no error")
 	}

@@ -240,6 +240,7 @@ func (r Request) Args() []string {
 	if q.Debug {
 		args = append(args, "--debug")
 	}
+	add("tool", q.Tool)
 	add("org", q.Org)
 	add("image", q.Image)
 	if r.HashCommit != "HEAD" {

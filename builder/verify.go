@@ -50,7 +50,7 @@ func (e *InputError) Error() string {
 }
 
 // VerifyTarget resolves the build that made an image recording rec: the
-// same kernel (version, variant, debug), arch, epoch, builder (by digest)
+// same kernel (version, variant, debug) or tool image, arch, epoch, builder (by digest)
 // and microcode choice, from the kernel directory at the recorded commit.
 func VerifyTarget(ctx context.Context, rec *Recorded, r VerifyRequest) (*Target, error) {
 	p := rec.Provenance
@@ -61,7 +61,7 @@ func VerifyTarget(ctx context.Context, rec *Recorded, r VerifyRequest) (*Target,
 	epoch := time.Unix(p.Epoch, 0).UTC()
 	req := Request{
 		KernelDir: r.KernelDir,
-		Query:     kernel.Query{Version: rec.Version, Extra: rec.Extra, Debug: rec.Debug},
+		Query:     kernel.Query{Version: rec.Version, Extra: rec.Extra, Debug: rec.Debug, Tool: p.Tool},
 		Arch:      p.Arch,
 		// The builder recorded, whatever it is pulled from.
 		BuilderImage: r.BuilderImage,

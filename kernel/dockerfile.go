@@ -35,11 +35,17 @@ type BuildPackages struct {
 	Packages []string
 }
 
-// BuildPackages reads the packages common/Dockerfile installs in its first
-// stage. It returns nil and no error when the directory has no Dockerfile
-// or its first stage installs nothing.
-func (d *Dir) BuildPackages() (*BuildPackages, error) {
-	f, err := d.FS.Open(DockerfileName)
+// BuildPackages reads the packages the Dockerfile of a build installs
+// into BUILD_IMAGE: common/Dockerfile's for the kernel (tool ""), the
+// tool's Dockerfile (ToolDockerfile) for a tool image. It returns nil and
+// no error when the directory has no such Dockerfile or it installs
+// nothing.
+func (d *Dir) BuildPackages(tool string) (*BuildPackages, error) {
+	name := DockerfileName
+	if tool != "" {
+		name = d.ToolDockerfile(tool)
+	}
+	f, err := d.FS.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -47,20 +53,23 @@ func (d *Dir) BuildPackages() (*BuildPackages, error) {
 		return nil, fmt.Errorf("build packages: %w", err)
 	}
 	defer f.Close()
-	return ParseBuildPackages(d.file(DockerfileName), io.LimitReader(f, 1<<20))
+	return ParseBuildPackages(d.file(name), io.LimitReader(f, 1<<20))
 }
 
 // ParseBuildPackages reads a Dockerfile and returns what the RUN
-// instructions of its first stage install with `apk add`, `apt-get
-// install` or `apt install`; nil when they install nothing. It does not
-// run a shell: a package name that needs one to expand ($VAR, globs,
-// command substitution) is an error, as is a stage that calls two package
+// instructions of its build stage install with `apk add`, `apt-get
+// install` or `apt install`; nil when they install nothing. The build
+// stage is the first FROM ${BUILD_IMAGE} (Dockerfile.perf's second stage:
+// its first is the kernel image), else the first stage. It does not run a
+// shell: a package name that needs one to expand ($VAR, globs, command
+// substitution) is an error, as is a stage that calls two package
 // managers.
 func ParseBuildPackages(name string, r io.Reader) (*BuildPackages, error) {
 	insts, err := dockerInstructions(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	stage := buildStage(insts)
 	bp := &BuildPackages{File: name}
 	froms := 0
 	for _, in := range insts {
@@ -68,14 +77,14 @@ func ParseBuildPackages(name string, r io.Reader) (*BuildPackages, error) {
 		case "FROM":
 			froms++
 		case "RUN":
-			if froms != 1 {
+			if froms != stage {
 				continue
 			}
 			if err := bp.addRun(in.args); err != nil {
 				return nil, fmt.Errorf("%s:%d: %w", name, in.line, err)
 			}
 		}
-		if froms > 1 {
+		if froms > stage {
 			break
 		}
 	}
@@ -83,6 +92,28 @@ func ParseBuildPackages(name string, r io.Reader) (*BuildPackages, error) {
 		return nil, nil
 	}
 	return bp, nil
+}
+
+// buildStage is the number (from 1) of the stage whose FROM is the build
+// image, ${BUILD_IMAGE} or $BUILD_IMAGE; 1 when none is.
+func buildStage(insts []dockerInstruction) int {
+	n := 0
+	for _, in := range insts {
+		if in.cmd != "FROM" {
+			continue
+		}
+		n++
+		for _, f := range strings.Fields(in.args) {
+			if strings.HasPrefix(f, "--") {
+				continue // --platform=...
+			}
+			if f == "${"+KeyBuildImage+"}" || f == "$"+KeyBuildImage {
+				return n
+			}
+			break
+		}
+	}
+	return 1
 }
 
 type dockerInstruction struct {

@@ -137,8 +137,12 @@ type Plan struct {
 	Version Version
 	Extra   string // EXTRA, "-rt" or ""
 	Debug   bool
-	Epoch   time.Time
-	Jobs    int
+	// Tool is the tool image built instead of the kernel (ToolPerf), ""
+	// for the kernel. A tool's plan builds from the patched source alone:
+	// no config steps, no microcode.
+	Tool  string
+	Epoch time.Time
+	Jobs  int
 	// BuilderImage is the image the steps run in.
 	BuilderImage string
 	// CrossCompile is PlanOptions.CrossCompile: a --cross build.
@@ -222,11 +226,13 @@ type FileContent struct {
 	Data []byte
 }
 
-// FileCopy copies the first of From that exists, a regular file, to To.
-// None existing is an error that names them all.
+// FileCopy copies the first of From that exists, a regular file, to To,
+// mode 0644, or 0755 with Exec. None existing is an error that names them
+// all.
 type FileCopy struct {
 	From []string
 	To   string
+	Exec bool `json:",omitempty"`
 }
 
 // TarArchive writes the tree at Dir as a deterministic tar (oci.WriteTar)
@@ -376,7 +382,11 @@ func NewPlan(d *Dir, q Query, a Arch, opts PlanOptions) (*Plan, error) {
 	if p.BuilderImage == "" {
 		return nil, &FileError{File: argsFile(d, s), Err: fmt.Errorf("no %s, and no builder image was given", KeyBuildImage)}
 	}
-	if a.Uname == "x86_64" && !opts.NoUcode {
+	if q.Tool != "" && opts.CrossCompile != "" {
+		return nil, fmt.Errorf("plan: %s links the builder's libraries for the target statically: build it natively, emulated or on the fast path, not with a cross compiler", q.Tool)
+	}
+	p.Tool = q.Tool
+	if a.Uname == "x86_64" && !opts.NoUcode && p.Tool == "" {
 		p.Ucode = &Ucode{Repo: UcodeRepo, Ref: UcodeRef, Dir: "/ucode", Firmware: "/lib/firmware/intel-ucode"}
 	}
 	if err := p.assembleConfig(d, s, a); err != nil {
@@ -384,7 +394,11 @@ func NewPlan(d *Dir, q Query, a Arch, opts PlanOptions) (*Plan, error) {
 	}
 	p.Env = p.env(s, opts)
 	p.CrossCompile = opts.CrossCompile
-	p.plan(d)
+	if p.Tool == ToolPerf {
+		p.planPerf(d)
+	} else {
+		p.plan(d)
+	}
 	return p, nil
 }
 
@@ -541,6 +555,17 @@ func (b *planner) produce(rel string, kind OutputKind, s Step) {
 // out is the sandbox path of output rel.
 func (b *planner) out(rel string) string { return path.Join(b.p.Paths.Out, rel) }
 
+// patches adds one step per patch, so that a failure names it. -i rather
+// than upstream's `< file`, which needs a shell; patch reads the same
+// bytes.
+func (b *planner) patches(d *Dir) {
+	for _, rel := range b.p.Patches {
+		s := b.run("patch "+path.Base(rel), b.p.Paths.Source, "patch", "-t", "-F0", "-N", "-u", "-p1", "-i", path.Join(b.p.Paths.Kernel, rel))
+		s.Patch, s.PatchFile = d.file(rel), rel
+		b.add(s)
+	}
+}
+
 // plan sets Steps and Outputs: what the build does, in the order of
 // upstream's Dockerfile.
 func (p *Plan) plan(d *Dir) {
@@ -559,13 +584,7 @@ func (p *Plan) plan(d *Dir) {
 			Action: &FileCopy{From: []string{path.Join(u.Dir, "license")}, To: b.out("intel-ucode-license.txt")}})
 	}
 
-	// One step per patch, so that a failure names it. -i rather than
-	// upstream's `< file`, which needs a shell; patch reads the same bytes.
-	for _, rel := range p.Patches {
-		s := b.run("patch "+path.Base(rel), src, "patch", "-t", "-F0", "-N", "-u", "-p1", "-i", path.Join(p.Paths.Kernel, rel))
-		s.Patch, s.PatchFile = d.file(rel), rel
-		b.add(s)
-	}
+	b.patches(d)
 
 	// The patched, unbuilt tree, as upstream's
 	// `tar cJf /out/src/linux.tar.xz /linux`: here, before the build
@@ -695,7 +714,7 @@ func (s Step) Expand(release string) (Step, error) {
 		for i, f := range a.From {
 			from[i] = r(f)
 		}
-		out.Action = &FileCopy{From: from, To: r(a.To)}
+		out.Action = &FileCopy{From: from, To: r(a.To), Exec: a.Exec}
 	case *TarArchive:
 		c := *a
 		c.Dir, c.To, c.Prefix = r(a.Dir), r(a.To), r(a.Prefix)

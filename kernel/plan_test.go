@@ -491,7 +491,10 @@ func checkPlanInvariants(t *testing.T, p *Plan) {
 			}
 		}
 	}
-	if releaseAt < 0 || firstNeed <= releaseAt {
+	switch {
+	case p.Tool != "" && (releaseAt >= 0 || firstNeed >= 0):
+		t.Errorf("a tool's plan prints the release at step %d, needs it at %d: it builds no kernel", releaseAt, firstNeed)
+	case p.Tool == "" && (releaseAt < 0 || firstNeed <= releaseAt):
 		t.Errorf("release printed by step %d, first needed by step %d", releaseAt, firstNeed)
 	}
 	// Every output is written by its step; every file an action writes

@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -22,6 +23,10 @@ type Query struct {
 	Debug bool
 	// Org and Image default to DefaultOrg and DefaultImage.
 	Org, Image string
+	// Tool names a tool image of the kernel (ToolPerf) instead of the
+	// kernel: <org>/<image>-<tool>, with the kernel's tags but -builder.
+	// A tool has no debug build.
+	Tool string
 }
 
 // Resolve finds the series q names and the image name to use for it.
@@ -64,10 +69,20 @@ func (c *Checkout) Resolve(q Query) (*Series, Name, error) {
 	if version.IsZero() {
 		version = s.Version
 	}
+	image := q.Image
+	if q.Tool != "" {
+		if err := CheckTool(q.Tool); err != nil {
+			return nil, Name{}, err
+		}
+		if q.Debug {
+			return nil, Name{}, fmt.Errorf("%s has no debug build: the debug kernel's source is the plain one's", q.Tool)
+		}
+		image = ToolImage(image, q.Tool)
+	}
 	if version.IsZero() {
 		return nil, Name{}, fmt.Errorf("%s: %w (no build-args with %s)", c.Dir.file(s.Name), ErrNoVersion, KeyKernelVersion)
 	}
-	return s, Name{Org: q.Org, Image: q.Image, Version: version, Extra: s.Extra, Debug: q.Debug}, nil
+	return s, Name{Org: q.Org, Image: image, Version: version, Extra: s.Extra, Debug: q.Debug}, nil
 }
 
 // ShowTag returns what `make show-tag-<version>` prints for q:
@@ -98,7 +113,12 @@ func (c *Checkout) Tags(q Query, a Arch) ([]Tag, error) {
 	if err != nil {
 		return nil, err
 	}
-	return name.Tags(hash, a)
+	tags, err := name.Tags(hash, a)
+	if err != nil || q.Tool == "" {
+		return tags, err
+	}
+	// A tool image has no builder of its own to publish.
+	return slices.DeleteFunc(tags, func(t Tag) bool { return t.Kind == TagBuilder }), nil
 }
 
 // Listing is what `make list` prints.

@@ -76,6 +76,16 @@ and package list (cached); the provenance records what it installed. A
 package neither in the builder nor in its repository stops the build
 before it starts, naming the package.
 
+--tool perf builds the kernel's perf image instead (LinuxKit's
+kernel-perf, make buildtool-<version>-perf): perf linked statically from
+the series' patched source, stripped, as /usr/bin/perf in an image named
+<org>/<image>-perf with the kernel's tags (no -builder). It needs no
+kernel build. Its packages come from the build stage of
+common/Dockerfile.perf, installed as above; perf leaves out what the
+builder lacks the static libraries of (its build log lists them).
+--with-tools adds each version's tool images to a build of kernels. bcc
+needs LLVM and is not built.
+
 The full log of the build's commands goes to a file under the cache
 directory; a failure prints its last lines and its path.
 
@@ -87,14 +97,16 @@ Examples:
        --cross-image oci:fixtures:cross
    lkbuild build --series 6.6.x --debug --source-mirror /srv/kernel.org --no-ucode
    lkbuild build --series 6.6.x --json > events.jsonl
-   lkbuild build --with-debug      # every series, plain and debug: make build
-   lkbuild build --version 6.6.71 --with-debug --push   # make push-6.6.71`
+   lkbuild build --with-debug --with-tools   # every series, plain, debug and perf: make build
+   lkbuild build --version 6.6.71 --with-debug --with-tools --push   # make push-6.6.71
+   lkbuild build --series 6.6.x --tool perf     # make buildtool-6.6.71-perf`
 
 // buildFlags are the flags of lkbuild build, also taken by lkbuild itself.
 func buildFlags() []cli.Flag {
 	return append(append(queryFlags(),
 		archFlag("arch to build"),
 		&cli.BoolFlag{Name: "with-debug", Usage: "build each version's debug kernel (-dbg) after its plain one, as make build-<version> does"},
+		&cli.BoolFlag{Name: "with-tools", Usage: "build each version's tool images after its kernels, as make build-<version> does: perf (LinuxKit's bcc needs LLVM: not built)"},
 		&cli.StringFlag{Name: "builder-image", Usage: "image the build runs in (registry reference or oci:DIR:NAME); default: the series' BUILD_IMAGE"},
 		&cli.StringFlag{Name: "builder-name", Usage: "the builder's name recorded in the image (buildimage label, /kernel-builder); default: --builder-image, or NAME of oci:DIR:NAME"},
 		&cli.StringFlag{Name: "source-mirror", Usage: "kernel.org-style mirror of the sources: URL or local directory", Value: kernel.DefaultSourceMirror, EnvVars: []string{"LKBUILD_SOURCE_MIRROR"}},
@@ -224,17 +236,27 @@ func buildQueries(c *cli.Context) ([]kernel.Query, error) {
 			return nil, fmt.Errorf("%s has no series to build (every one is deprecated or has no build-args): name one with --series", dir)
 		}
 	}
-	if !c.Bool("with-debug") {
-		return qs, nil
+	if (c.Bool("with-debug") || c.Bool("with-tools")) && q.Tool != "" {
+		return nil, errors.New("--tool builds one tool image, --with-debug and --with-tools add to kernels: give one")
 	}
-	if q.Debug {
+	if c.Bool("with-debug") && q.Debug {
 		return nil, errors.New("--debug builds only the debug kernel, --with-debug the plain one and the debug one: give one")
 	}
 	var out []kernel.Query
 	for _, q := range qs {
-		d := q
-		d.Debug = true
-		out = append(out, q, d)
+		out = append(out, q)
+		if c.Bool("with-debug") {
+			d := q
+			d.Debug = true
+			out = append(out, d)
+		}
+		if c.Bool("with-tools") {
+			for _, tool := range kernel.SupportedTools() {
+				t := q
+				t.Debug, t.Tool = false, tool
+				out = append(out, t)
+			}
+		}
 	}
 	return out, nil
 }
@@ -281,6 +303,9 @@ func buildAction(c *cli.Context) error {
 			}
 			if q.Debug {
 				name += " (debug)"
+			}
+			if q.Tool != "" {
+				name += " (" + q.Tool + ")"
 			}
 			fmt.Fprintf(c.App.ErrWriter, "lkbuild: kernel %d of %d: %s\n", i+1, len(qs), name)
 		}

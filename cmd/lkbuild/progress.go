@@ -143,7 +143,12 @@ func (r *renderer) result(res *builder.BuildResult) error {
 	if res.Incremental {
 		how = "built incrementally"
 	}
-	fmt.Fprintf(r.out, "%s %s@%s\n  release %s\n  layout  %s\n  log     %s\n", how, res.Ref, res.Digest, res.Release, res.Layout, res.Log)
+	fmt.Fprintf(r.out, "%s %s@%s\n", how, res.Ref, res.Digest)
+	if res.Release != "" {
+		// A tool image has no kernel release of its own.
+		fmt.Fprintf(r.out, "  release %s\n", res.Release)
+	}
+	fmt.Fprintf(r.out, "  layout  %s\n  log     %s\n", res.Layout, res.Log)
 	for _, p := range res.Pushed {
 		fmt.Fprintf(r.out, "  pushed  %s\n", p)
 	}

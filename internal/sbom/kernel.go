@@ -48,6 +48,11 @@ type KernelInfo struct {
 	// Tool names the program that made the document, e.g. "lkbuild-v0.3.0";
 	// "" means "lkbuild".
 	Tool string
+	// Program, when set, is what the image holds instead of a kernel: a
+	// program built from the kernel's source (LinuxKit's tool images,
+	// "perf"). The document then describes it, built from the same source
+	// and patches.
+	Program string
 }
 
 // Source is a kernel source tarball and the patches applied to it.
@@ -158,18 +163,23 @@ func Kernel(k KernelInfo) ([]byte, error) {
 	}
 	slices.SortFunc(notes, func(a, b annotation) int { return strings.Compare(a.Comment, b.Comment) })
 	desc := "Linux kernel " + release
+	name, purpose := "linux", "OPERATING-SYSTEM"
+	if k.Program != "" {
+		desc = k.Program + " from the source of Linux " + release
+		name, purpose = k.Program, "APPLICATION"
+	}
 	if k.Arch != "" {
 		desc += " for " + k.Arch
 	}
 	add(spdxPackage{
-		Name:                  "linux",
+		Name:                  name,
 		SPDXID:                kernelID,
 		VersionInfo:           k.Version,
 		LicenseConcluded:      kernelLicense,
 		LicenseDeclared:       kernelLicense,
 		Description:           desc + ", image " + k.Name,
 		ExternalRefs:          purlRef(imagePURL(k.Name, k.ImageDigest)),
-		PrimaryPackagePurpose: "OPERATING-SYSTEM",
+		PrimaryPackagePurpose: purpose,
 		Annotations:           notes,
 	})
 	rel(documentID, "DESCRIBES", kernelID)
