@@ -35,6 +35,8 @@ func TestProvisionDecides(t *testing.T) {
 		// give.
 		kconfig bool
 		note    string
+		// tool builds a tool image, whose packages perfDockerfile lists.
+		tool, perfDockerfile string
 	}{
 		{name: "no Dockerfile", rootfs: map[string]string{"usr/bin/apt-get": ""}},
 		{name: "a first stage that installs nothing", dockerfile: "FROM x\nRUN make\n", rootfs: map[string]string{"usr/bin/apt-get": ""}},
@@ -54,12 +56,21 @@ func TestProvisionDecides(t *testing.T) {
 			"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc"),
 			"etc/apt/sources.list": "deb [trusted=yes] file:/mirror ./\n", "mirror/Packages": "Package: make\n"},
 			err: "lacks bc, which kernel/common/Dockerfile installs, and its local package repository does not hold them"},
+		{name: "perf: Dockerfile.perf's list", dockerfile: dockerfile, tool: kernel.ToolPerf,
+			perfDockerfile: "FROM linuxkit/kernel AS ksrc\nFROM ${BUILD_IMAGE} AS build\nRUN apt-get install -y gcc libtraceevent-dev\n",
+			rootfs:         map[string]string{"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc", "make", "bc")},
+			err:            "lacks libtraceevent-dev, which kernel/common/Dockerfile.perf installs, and it has no local package repository"},
+		{name: "perf without a Dockerfile.perf", dockerfile: dockerfile, tool: kernel.ToolPerf,
+			rootfs: map[string]string{"usr/bin/apt-get": "", "var/lib/dpkg/status": dpkg("gcc")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fsys := fstest.MapFS{"6.12.x/build-args": {Data: []byte("KERNEL_VERSION=6.12.117\n")}}
 			if tc.dockerfile != "" {
 				fsys["common/Dockerfile"] = &fstest.MapFile{Data: []byte(tc.dockerfile)}
+			}
+			if tc.perfDockerfile != "" {
+				fsys["common/Dockerfile.perf"] = &fstest.MapFile{Data: []byte(tc.perfDockerfile)}
 			}
 			dir, err := kernel.Load(fsys, "kernel")
 			if err != nil {
@@ -80,6 +91,7 @@ func TestProvisionDecides(t *testing.T) {
 			defer logF.Close()
 			b := &build{
 				t:       &Target{Dir: dir, BuilderPull: "registry.example/builder:1", BuilderArch: kernel.Arch{Uname: "x86_64", OCI: "amd64"}},
+				plan:    &kernel.Plan{Tool: tc.tool},
 				rootfs:  toolchain.Rootfs{Dir: root},
 				logF:    logF,
 				kconfig: tc.kconfig,

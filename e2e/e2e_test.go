@@ -371,6 +371,8 @@ func TestKernelBuild(t *testing.T) {
 	// kconfig works on the source and the provisioned builder cache1
 	// holds now: it fetches and installs nothing.
 	t.Run("kconfig", func(t *testing.T) { e.kconfig(t, cache1) })
+	// The perf image of the same kernel, on the same cache.
+	t.Run("perf", func(t *testing.T) { e.perf(t, cache1, kdir, org, builderRef) })
 
 	t.Run("boot", func(t *testing.T) {
 		ko := e.outOfTreeModule(t, img, builderTag)
@@ -632,8 +634,9 @@ func (e *env) incremental(t *testing.T, cache, org string) incrementalBuild {
 	return incrementalBuild{kdir: kdir, layout: out, archTag: res.Ref, digest: res.Digest, seriesHash: m.Annotations["dev.lkbuild.series.hash"]}
 }
 
-// checkEvents checks the phases and the compile progress of a --json build.
-func checkEvents(t *testing.T, r result) {
+// checkEvents checks a --json build's events: its phases in order (a kernel
+// build's when want is empty) and object counts as progress.
+func checkEvents(t *testing.T, r result, want ...string) {
 	t.Helper()
 	var phases []string
 	objects := int64(0)
@@ -648,7 +651,9 @@ func checkEvents(t *testing.T, r result) {
 			objects = max(objects, ev.Done)
 		}
 	}
-	want := []string{"fetch", "rootfs", "patch", "config", "compile", "modules", "package", "push"}
+	if len(want) == 0 {
+		want = []string{"fetch", "rootfs", "patch", "config", "compile", "modules", "package", "push"}
+	}
 	if !slices.Equal(phases, want) {
 		t.Errorf("phases %v, want %v", phases, want)
 	}
@@ -738,15 +743,16 @@ type image struct {
 		} `json:"config"`
 	}
 	rawConfig []byte
-	root      string   // the unpacked layer
-	entries   []string // the layer's entry names
+	root      string           // the unpacked layer
+	entries   []string         // the layer's entry names
+	modes     map[string]int64 // and their modes
 }
 
 func (e *env) unpack(t *testing.T, ref string) *image {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "skopeo")
 	e.skopeo(t, "copy", "--src-tls-verify=false", "docker://"+ref, "oci:"+dir+":kernel")
-	img := &image{root: filepath.Join(t.TempDir(), "root")}
+	img := &image{root: filepath.Join(t.TempDir(), "root"), modes: map[string]int64{}}
 	var index struct{ Manifests []struct{ Digest string } }
 	readJSON(t, filepath.Join(dir, "index.json"), &index)
 	blob := func(d string) string { return filepath.Join(dir, "blobs", strings.Replace(d, ":", "/", 1)) }
@@ -782,6 +788,7 @@ func (e *env) unpack(t *testing.T, ref string) *image {
 			t.Fatal(err)
 		}
 		img.entries = append(img.entries, h.Name)
+		img.modes[h.Name] = h.Mode
 		p := filepath.Join(img.root, filepath.FromSlash(h.Name))
 		switch h.Typeflag {
 		case tar.TypeDir:

@@ -19,13 +19,13 @@ import (
 // make olddefconfig only restores its "is not set" line.
 const staleLine = "# CONFIG_SOUND is not set\n"
 
-// kconfig checks lkbuild kconfig on the cache the first build filled
-// (the source, and the builder with common/Dockerfile's packages
-// installed), so it fetches and installs nothing: a command in the
-// sandbox with the patched tree and the stored config in place, its exit
-// status; the refresh of a stored config that lacks a line, as a CI gate
-// (--check) and for real; and the interactive shell on a pty, driven by
-// tmux.
+// kconfig checks lkbuild kconfig on the cache the first build filled (the
+// source), so it fetches nothing; it installs common/Dockerfile's packages
+// and libncurses-dev (for make menuconfig) from the builder's /mirror once:
+// a command in the sandbox with the patched tree and the stored config in
+// place, its exit status; the refresh of a stored config that lacks a
+// line, as a CI gate (--check) and for real; and the interactive shell on
+// a pty, driven by tmux, with an edit in make menuconfig.
 func (e *env) kconfig(t *testing.T, cache string) {
 	kdir := e.checkout(t, func(kdir string) {
 		file := filepath.Join(kdir, series, "config-x86_64")
@@ -94,20 +94,27 @@ touch /src/written-in-kconfig && exit 3`, tree, series)
 		if now, _ := os.ReadFile(stored); string(now) != string(orig) {
 			t.Errorf("--refresh wrote a %s that is not testdata's", file)
 		}
-
-		r = e.lkbuild(t, nil, args("--refresh", "--check")...)
-		t.Logf("kconfig --refresh --check (final): %s", r.elapsed.Round(100*time.Millisecond))
-		if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, file+" is final") {
-			t.Errorf("--check after --refresh: exit %d, want 0 and no diff:\n%s\n%s", r.code, r.stdout, r.stderr)
-		}
 	})
 
-	t.Run("terminal", func(t *testing.T) { e.kconfigTerminal(t, args("--series", series)) })
+	// An edit with make menuconfig in the shell, saved to /src: final, so
+	// that --refresh --check (the next build's own check) passes.
+	t.Run("terminal", func(t *testing.T) {
+		e.kconfigTerminal(t, args("--series", series))
+		if data, _ := os.ReadFile(stored); !strings.Contains(string(data), "\n# CONFIG_CRC4 is not set\n") {
+			t.Fatalf("%s does not hold menuconfig's edit (CRC4 off)", stored)
+		}
+		r := e.lkbuild(t, nil, args("--refresh", "--check")...)
+		t.Logf("kconfig --refresh --check (menuconfig's config): %s", r.elapsed.Round(100*time.Millisecond))
+		if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, file+" is final") {
+			t.Errorf("--check of the config menuconfig saved: exit %d, want 0 and no diff:\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+	})
 }
 
 // kconfigTerminal drives the interactive shell in tmux: the prompt, the
 // window size and a resize, Ctrl-C reaching the shell's command and not
-// lkbuild, and the shell's exit status as lkbuild's.
+// lkbuild, tty, an edit with make menuconfig saved to /src, and the
+// shell's exit status as lkbuild's.
 func (e *env) kconfigTerminal(t *testing.T, args []string) {
 	tmuxBin := testenv.LookPath(t, "tmux", "tmux")
 	dir := t.TempDir()
@@ -167,6 +174,32 @@ func (e *env) kconfigTerminal(t *testing.T, args []string) {
 	await("Ctrl-C to the shell's command", regexp.MustCompile(`(?m)^sleep=130$`))
 	tmux("send-keys", "-t", "kc", "clear; cd /linux-"+version+" && test -f arch/x86/configs/x86_64_defconfig && echo tree=ok", "Enter")
 	await("the tree, from the shell", regexp.MustCompile(`(?m)^tree=ok$`))
+	tmux("send-keys", "-t", "kc", "clear; tty", "Enter")
+	await("tty naming the terminal", regexp.MustCompile(`(?m)^/dev/console$`))
+
+	// The docs' workflow: make menuconfig (ncurses installed from the
+	// builder's repository) on the stored config, CRC4 (a module) turned
+	// off through its search, saved, and copied back to /src.
+	tmux("send-keys", "-t", "kc", "clear; make defconfig >/dev/null && make menuconfig", "Enter")
+	await("make menuconfig's screen", regexp.MustCompile(`Linux/x86 `+version+` Kernel Configuration`))
+	tmux("send-keys", "-t", "kc", "/")
+	await("menuconfig's search", regexp.MustCompile(`Search Configuration Parameter`))
+	tmux("send-keys", "-t", "kc", "CRC4", "Enter")
+	await("the search's result", regexp.MustCompile(`Symbol: CRC4 \[=m\]`))
+	tmux("send-keys", "-t", "kc", "1")
+	await("the jump to CRC4", regexp.MustCompile(`<M> CRC4 functions`))
+	tmux("send-keys", "-t", "kc", "n")
+	await("CRC4 off", regexp.MustCompile(`< > CRC4 functions`))
+	tmux("send-keys", "-t", "kc", "Escape", "Escape")
+	await("back to the search", regexp.MustCompile(`Symbol: CRC4 \[=n\]`))
+	tmux("send-keys", "-t", "kc", "Escape", "Escape")
+	await("back to the main menu", regexp.MustCompile(`Press <Esc><Esc> to exit`))
+	tmux("send-keys", "-t", "kc", "Escape", "Escape")
+	await("the question to save", regexp.MustCompile(`Do you wish to save your new configuration\?`))
+	tmux("send-keys", "-t", "kc", "Enter")
+	await("menuconfig's end", regexp.MustCompile(`(?m)^\*\*\* End of the configuration\.`))
+	tmux("send-keys", "-t", "kc", "clear; grep CRC4 .config && cp .config /src/"+series+"/config-x86_64 && echo saved", "Enter")
+	await("the config saved to /src", regexp.MustCompile(`(?m)^# CONFIG_CRC4 is not set\nsaved$`))
 
 	tmux("send-keys", "-t", "kc", "exit 7", "Enter")
 	await("the shell's exit status as lkbuild's", regexp.MustCompile(`(?m)^EXIT=7$`))

@@ -25,8 +25,10 @@ type initConfig struct {
 	HostNetwork bool      `json:"hostNetwork"`
 	Emulator    *Emulator `json:"emulator,omitempty"`
 	// Terminal makes the command a session leader with its standard
-	// input, a pty's slave, as its controlling terminal.
-	Terminal bool `json:"terminal,omitempty"`
+	// input, a pty's slave, as its controlling terminal. TerminalPath is
+	// the slave's name on the host (/dev/pts/N), bound at /dev/console.
+	Terminal     bool   `json:"terminal,omitempty"`
+	TerminalPath string `json:"terminalPath,omitempty"`
 }
 
 // initReport is one line the init writes back over fd 4.

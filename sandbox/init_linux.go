@@ -177,7 +177,7 @@ func setupRoot(cfg *initConfig, note func(string)) (string, error) {
 		// builds read little from it, so do without where refused.
 		mountAt("sysfs", root, "/sys", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	}
-	if err := mountDev(root); err != nil {
+	if err := mountDev(root, cfg.TerminalPath); err != nil {
 		return "set up /dev", err
 	}
 	if err := mountAt("tmpfs", root, "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
@@ -259,7 +259,9 @@ func mountAt(source, root, target, fstype string, flags uintptr, data string) er
 
 // mountDev builds a minimal /dev: a tmpfs holding the host's harmless
 // character devices bound in, a private devpts instance, and /dev/shm.
-func mountDev(root string) error {
+// With a terminal (the host's name of the pty that is the init's standard
+// input), the pty is bound at /dev/console as well.
+func mountDev(root, terminal string) error {
 	if err := mountAt("tmpfs", root, "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=65536k"); err != nil {
 		return err
 	}
@@ -284,6 +286,22 @@ func mountDev(root string) error {
 	if err := mountAt("shm", root, "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=65536k"); err != nil {
 		return err
 	}
+	if terminal != "" && sameFile(0, terminal) {
+		// The pty is the host devpts' (Terminal), absent from the private
+		// instance: ttyname(3) finds no name for it, unless a node of /dev
+		// is that very file, which it looks for next (runc binds its
+		// console the same way). The command holds the pty already. A
+		// name that is not the pty (lkbuild in a container whose
+		// /dev/pts is not /dev/ptmx's) binds nothing: tty then finds no
+		// name, and the rest works.
+		p := filepath.Join(dev, "console")
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			return err
+		}
+		if err := unix.Mount(terminal, p, "", unix.MS_BIND, ""); err != nil {
+			return &os.PathError{Op: "bind mount the terminal " + terminal + " at", Path: "/dev/console", Err: err}
+		}
+	}
 	links := map[string]string{"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
 	for name, target := range links {
 		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
@@ -291,6 +309,15 @@ func mountDev(root string) error {
 		}
 	}
 	return nil
+}
+
+// sameFile reports whether the open file fd is the file at path.
+func sameFile(fd int, path string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(fd, &a) != nil || unix.Stat(path, &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino && a.Rdev == b.Rdev
 }
 
 // ensureDir makes p a real directory. A rootfs may hold a symlink where a

@@ -124,7 +124,7 @@ func Run(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("sandbox: %w", err)
 		}
 		defer term.close()
-		cfg.Terminal = true
+		cfg.Terminal, cfg.TerminalPath = true, term.slave.Name()
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = term.slave, term.slave, term.slave
 	}
 	repR, err := launchInit(cmd, ids, cfg)

@@ -10,8 +10,8 @@ package sandbox
 // terminal should be in raw mode (MakeRaw) meanwhile.
 //
 // The slave belongs to the host's devpts, not to the sandbox's own
-// /dev/pts instance, so ttyname(3) (the tty command) finds no name for it
-// inside; /dev/tty, job control and curses programs work.
+// /dev/pts instance: it is bound at /dev/console, where ttyname(3) (the
+// tty command) finds it. /dev/tty, job control and curses programs work.
 type Terminal struct {
 	// Size is the terminal's window size at the start; zero leaves the
 	// kernel's default (0x0, which curses programs take for 80x24).

@@ -58,7 +58,7 @@ func TestSandboxTerminal(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatalf("run: %v; output %q", err, lines)
 			}
-			want := []string{"tty=true ctty=true leader=true size=33x101", "ready", tt.want}
+			want := []string{"tty=true ctty=true leader=true console=true size=33x101", "ready", tt.want}
 			if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 				t.Errorf("output %q, want %q", lines, want)
 			}

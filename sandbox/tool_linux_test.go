@@ -175,8 +175,13 @@ func toolActions() map[string]toolAction {
 			pgrp, perr := unix.IoctlGetInt(0, unix.TIOCGPGRP)
 			sid, _ := unix.Getsid(0)
 			ws, werr := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
-			return fmt.Sprintf("tty=%v ctty=%v leader=%v size=%s", err == nil, perr == nil && pgrp == os.Getpid(), sid == os.Getpid(),
-				result(fmt.Sprintf("%dx%d", ws.Row, ws.Col), werr))
+			// /dev/console is the terminal itself, where ttyname(3)
+			// looks for it.
+			var in, console unix.Stat_t
+			named := unix.Fstat(0, &in) == nil && unix.Stat("/dev/console", &console) == nil &&
+				in.Rdev == console.Rdev && in.Ino == console.Ino && in.Dev == console.Dev
+			return fmt.Sprintf("tty=%v ctty=%v leader=%v console=%v size=%s", err == nil, perr == nil && pgrp == os.Getpid(), sid == os.Getpid(),
+				named, result(fmt.Sprintf("%dx%d", ws.Row, ws.Col), werr))
 		}},
 		"await": {1, func(a []string) string {
 			// Prints "ready", then waits for the signal a[0] and names

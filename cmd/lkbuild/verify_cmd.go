@@ -17,12 +17,13 @@ import (
 	"github.com/lkbuild/lkbuild/oci"
 )
 
-const verifyDescription = `Rebuilds a kernel image from the inputs it records and compares the
-rebuild with it. The image (a registry reference, or oci:DIR:NAME for an
+const verifyDescription = `Rebuilds a kernel image (or a tool image, such as kernel-perf) from the
+inputs it records and compares the rebuild with it. The image (a registry reference, or oci:DIR:NAME for an
 image in an OCI layout) records its inputs in its manifest annotations:
 the source release and its SHA-256, the builder image by digest, the
 config and patch hashes, the epoch, the arch and variant, the microcode
-commit, and in its labels the kernel directory's commit. The rebuild
+commit, the tool of a tool image, and in its labels the kernel
+directory's commit. The rebuild
 takes the kernel directory (--kernel-dir, checked out at that commit, no
 uncommitted changes), the source, the builder and the microcode from the
 usual places (--source-mirror, --ucode-repo, the registry, or --bundle /
