@@ -32,6 +32,9 @@ type BuildResult struct {
 	// (in the output layout its names are then written again, in the
 	// current form).
 	Skipped bool
+	// InRegistry is set when a skipped build found its image in the
+	// registry (a build with Policy.Push), not the output layout.
+	InRegistry bool
 	// Incremental is true when the build started from the object tree of
 	// the target's last build instead of an empty one.
 	Incremental bool
@@ -128,6 +131,10 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 		}
 		if exists {
 			b.res.Skipped = true
+			if b.pol.Push {
+				b.res.InRegistry = true
+				return &b.res, b.completePush(ctx)
+			}
 			return &b.res, nil
 		}
 	}
@@ -167,6 +174,58 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 	}
 	b.endPhase()
 	return &b.res, nil
+}
+
+// completePush pushes every tag of an image the registry already holds,
+// merging it into the indexes again: a build whose push stopped part way
+// (a CI job killed after the single-arch tag) left the image without some
+// of its tags or index entries, and its retry, skipped, finishes the job.
+// Each step is idempotent. The image is read from the registry, lazily:
+// nothing is downloaded. Its provenance and SBOM are attached only by the
+// build that made it.
+func (b *build) completePush(ctx context.Context) error {
+	img, err := b.env.Registry.Image(ctx, b.res.Ref)
+	if err != nil {
+		return err
+	}
+	if b.res.Digest, err = img.Digest(); err != nil {
+		return fmt.Errorf("read %s: %w", b.res.Ref, err)
+	}
+	platform := toolchain.Platform(b.t.Arch)
+	var missing []kernel.Tag
+	for _, t := range b.t.Tags {
+		var ok bool
+		switch t.Kind {
+		case kernel.TagArchImage, kernel.TagReleaseArchImage:
+			var d v1.Descriptor
+			if d, err = b.env.Registry.Head(ctx, t.String()); err == nil {
+				ok = d.Digest == b.res.Digest
+			}
+		case kernel.TagIndex, kernel.TagReleaseIndex:
+			ok, err = b.env.Registry.IndexHolds(ctx, t.String(), img, platform)
+		case kernel.TagBuilder:
+			ok, err = b.env.Registry.Exists(ctx, t.String())
+		}
+		if err != nil && !errors.Is(err, oci.ErrNotFound) {
+			return fmt.Errorf("check %s: %w", t, err)
+		}
+		if !ok {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	b.emit(Event{Kind: EventNote, Message: fmt.Sprintf("%s exists, without %d of its tags or index entries (a push that stopped part way): pushing them", b.res.Ref, len(missing))})
+	pushed, err := Push(ctx, PushOptions{
+		Registry: b.env.Registry, Image: img, Platform: platform, Tags: missing,
+		BuilderImage: b.t.BuilderPull, Notify: func(s string) { b.emit(Event{Kind: EventNote, Message: s}) },
+	})
+	b.res.Pushed = pushed
+	if err != nil {
+		return fmt.Errorf("complete the tags of %s: %w", b.res.Ref, err)
+	}
+	return nil
 }
 
 // prepare does what every use of the builder's sandbox does first: it

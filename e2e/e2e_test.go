@@ -222,10 +222,16 @@ func (r result) final() event {
 // once it runs (to signal it).
 func (e *env) lkbuild(t *testing.T, onStart func(*os.Process, *syncBuffer), args ...string) result {
 	t.Helper()
+	return e.lkbuildWith(t, nil, onStart, args...)
+}
+
+// lkbuildWith is lkbuild with env added to the environment.
+func (e *env) lkbuildWith(t *testing.T, env []string, onStart func(*os.Process, *syncBuffer), args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+e.dockerConfig)
+	cmd.Env = append(append(os.Environ(), "DOCKER_CONFIG="+e.dockerConfig), env...)
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	began := time.Now()

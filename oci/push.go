@@ -201,6 +201,31 @@ func (r *Registry) readIndexEntries(tag name.Tag, opts []remote.Option) ([]v1.De
 	}}, nil
 }
 
+// IndexHolds reports whether the tag indexRef holds img for platform p: an
+// index with that entry, or the image itself.
+func (r *Registry) IndexHolds(ctx context.Context, indexRef string, img v1.Image, p v1.Platform) (bool, error) {
+	n, err := r.parse(indexRef)
+	if err != nil {
+		return false, err
+	}
+	tag, ok := n.(name.Tag)
+	if !ok {
+		return false, fmt.Errorf("index %s: not a tag", indexRef)
+	}
+	if err := r.online("read index", indexRef); err != nil {
+		return false, err
+	}
+	entry, err := platformDescriptor(img, p)
+	if err != nil {
+		return false, fmt.Errorf("index %s: %w", indexRef, err)
+	}
+	held, err := r.holds(tag, entry, r.remoteOptions(ctx))
+	if err != nil {
+		return false, fmt.Errorf("index %s: %w", indexRef, err)
+	}
+	return held, nil
+}
+
 // holds reports whether the index at tag has entry for entry's platform.
 func (r *Registry) holds(tag name.Tag, entry v1.Descriptor, opts []remote.Option) (bool, error) {
 	entries, err := r.readIndexEntries(tag, opts)

@@ -373,6 +373,27 @@ func (r *Registry) Exists(ctx context.Context, ref string) (bool, error) {
 	return err == nil, err
 }
 
+// Image is the single image ref names in the registry, read lazily: its
+// manifest now, its config and layers only if asked for (a push of it to
+// its own repository checks its blobs and moves none).
+func (r *Registry) Image(ctx context.Context, ref string) (v1.Image, error) {
+	n, err := r.parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.online("read", ref); err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(n, r.remoteOptions(ctx)...)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("read %s: %w", ref, ErrNotFound)
+		}
+		return nil, fmt.Errorf("read %s: %w", ref, err)
+	}
+	return img, nil
+}
+
 // Pull resolves ref for platform and makes sure the image's manifest,
 // config and layers are in store, fetching only the blobs that are not
 // there yet. The image returned is read from the store. A second pull of

@@ -127,6 +127,9 @@ func buildFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cross-image", Usage: "for a foreign --arch: an image for this host's arch with the cross gcc and binutils of the builder's versions (registry reference or oci:DIR:NAME); the compilers, and make, sh, sed, ... where its packages are the builder's versions, then run natively; the output is the fully emulated build's", EnvVars: []string{"LKBUILD_CROSS_IMAGE"}},
 		&cli.BoolFlag{Name: "no-fast-path", Usage: "build a foreign arch fully emulated even with --cross-image"},
 		&cli.BoolFlag{Name: "cross", Usage: "build a foreign --arch with the cross compiler of a builder for this host's arch (CROSS_COMPILE), no emulation: fast, but the image differs from a native build's and is annotated as such"},
+		&cli.StringFlag{Name: "matrix-target", Usage: "build the target of lkbuild matrix with this id (series/arch/variant, e.g. 6.6.x/aarch64/debug) instead of --series, --arch, --debug, --tool"},
+		&cli.IntFlag{Name: "matrix-index", Usage: "build the Nth target (from 0) of --matrix-targets, or without it of the whole matrix lkbuild matrix --all prints; Kubernetes' JOB_COMPLETION_INDEX sets it", EnvVars: []string{"JOB_COMPLETION_INDEX"}},
+		&cli.StringFlag{Name: "matrix-targets", Usage: "the ids of a matrix's targets, separated by spaces, for --matrix-index (what lkbuild matrix --format k8s puts in its Job)", EnvVars: []string{"LKBUILD_MATRIX_TARGETS"}},
 	), registryFlags()...)
 }
 
@@ -290,6 +293,20 @@ func listedVersions(c *cli.Context, arch kernel.Arch, base bool) (versions []str
 func buildAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see lkbuild --help)", c.Args().First())
+	}
+	if t, m, which, ok, err := pickMatrixTarget(c); err != nil || ok {
+		if err != nil {
+			return err
+		}
+		if !c.Bool("json") {
+			if which != "" {
+				which = " " + which
+			}
+			fmt.Fprintf(c.App.ErrWriter, "lkbuild: matrix target%s: %s\n", which, t.ID)
+		}
+		req := buildRequest(c)
+		req.Query, req.Arch = t.Query(m), t.Arch
+		return buildOne(c, req)
 	}
 	qs, err := buildQueries(c)
 	if err != nil {

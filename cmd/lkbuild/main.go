@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lkbuild/lkbuild/builder"
+	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/sandbox"
 )
 
@@ -64,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if ctx.Err() != nil {
 			// Interrupted (Ctrl-C, SIGTERM): the command has cleaned up.
 			fmt.Fprintln(stderr, "lkbuild: interrupted:", err)
-			return 130
+			return exitInterrupted
 		}
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
@@ -74,7 +75,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return ec.ExitCode()
 		}
 		fmt.Fprintln(stderr, "lkbuild:", err)
-		return 1
+		if oci.IsRegistryFault(err) {
+			// For a CI engine: worth a retry, unlike a failed build.
+			return exitRegistryFault
+		}
+		return exitFailure
 	}
 	return 0
 }
@@ -124,7 +129,7 @@ lkbuild build --series 6.6.x --arch x86_64 (see lkbuild build --help).`,
 			return buildAction(c)
 		},
 		Commands: withRootFlags([]*cli.Command{
-			buildCommand(), fetchCommand(), pushCommand(), versionCommand(), listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(), cacheCommand(), verifyCommand(), sbomCommand(), kconfigCommand(),
+			buildCommand(), fetchCommand(), pushCommand(), versionCommand(), listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(), cacheCommand(), verifyCommand(), sbomCommand(), kconfigCommand(), matrixCommand(),
 		}),
 		// A repeatable flag's value is one value: --env LDFLAGS=-Wl,-z,relro
 		// and --run 'echo "one,two"' must not be split at the commas.

@@ -131,9 +131,13 @@ func (r *renderer) result(res *builder.BuildResult) error {
 			"release": res.Release, "layout": res.Layout, "log": res.Log, "pushed": res.Pushed})
 		return nil
 	}
+	if res.Skipped && len(res.Pushed) > 0 {
+		fmt.Fprintf(r.out, "%s already exists in the registry; its %d tags and index entries are in place (--force rebuilds)\n", res.Ref, len(res.Pushed))
+		return nil
+	}
 	if res.Skipped {
 		where := "the layout " + res.Layout
-		if len(res.Pushed) == 0 && res.Digest.Hex == "" {
+		if res.InRegistry {
 			where = "the registry"
 		}
 		fmt.Fprintf(r.out, "%s already exists in %s; nothing to do (--force rebuilds)\n", res.Ref, where)
