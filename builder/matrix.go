@@ -70,9 +70,9 @@ func (t MatrixTarget) Query(m MatrixRequest) kernel.Query {
 	return q
 }
 
-// BuildArgs are the lkbuild build flags that build t alone, after the
-// kernel dir, org and image of m.
-func (t MatrixTarget) BuildArgs(m MatrixRequest) []string {
+// Args are the lkbuild build flags every target of m shares: the kernel
+// directory, the hash commit, org and image.
+func (m MatrixRequest) Args() []string {
 	var args []string
 	add := func(flag, v string) {
 		if v != "" {
@@ -83,17 +83,22 @@ func (t MatrixTarget) BuildArgs(m MatrixRequest) []string {
 	if m.HashCommit != "HEAD" {
 		add("hash-commit", m.HashCommit)
 	}
-	add("series", t.Series)
-	add("arch", t.Arch)
+	add("org", m.Org)
+	add("image", m.Image)
+	return args
+}
+
+// BuildArgs are the lkbuild build flags that build t alone: m's (Args),
+// then t's series, arch and variant.
+func (t MatrixTarget) BuildArgs(m MatrixRequest) []string {
+	args := append(m.Args(), "--series", t.Series, "--arch", t.Arch)
 	switch t.Variant {
 	case VariantPlain:
 	case VariantDebug:
 		args = append(args, "--debug")
 	default:
-		add("tool", t.Variant)
+		args = append(args, "--tool", t.Variant)
 	}
-	add("org", m.Org)
-	add("image", m.Image)
 	return args
 }
 

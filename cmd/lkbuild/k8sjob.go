@@ -132,18 +132,7 @@ func k8sJob(m builder.MatrixRequest, ts []builder.MatrixTarget, o jobOptions) k8
 	for i, t := range ts {
 		ids[i] = t.ID
 	}
-	args := []string{"build", "--push"}
-	add := func(flag, v string) {
-		if v != "" {
-			args = append(args, "--"+flag, v)
-		}
-	}
-	add("kernel-dir", m.KernelDir)
-	if m.HashCommit != "HEAD" {
-		add("hash-commit", m.HashCommit)
-	}
-	add("org", m.Org)
-	add("image", m.Image)
+	args := append([]string{"build", "--push"}, m.Args()...)
 	if o.Insecure {
 		args = append(args, "--insecure-registry")
 	}

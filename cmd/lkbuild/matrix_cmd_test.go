@@ -82,7 +82,7 @@ func TestMatrix(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &e); err != nil || len(e) != 1 {
 		t.Fatalf("%v: %s", err, out)
 	}
-	want := []string{"build", "--push", "--kernel-dir", k, "--series", "6.6.x", "--arch", "x86_64", "--debug", "--org", "registry.example/lk", "--image", "kernel"}
+	want := []string{"build", "--push", "--kernel-dir", k, "--org", "registry.example/lk", "--image", "kernel", "--series", "6.6.x", "--arch", "x86_64", "--debug"}
 	if !slices.Equal(e[0].Args, want) || e[0].Version != "6.6.71" || !strings.HasPrefix(e[0].Ref, "registry.example/lk/kernel:6.6.71-dbg-") || !strings.HasSuffix(e[0].Ref, "-amd64") {
 		t.Errorf("entry %+v\nwant args %q", e[0], want)
 	}
@@ -241,7 +241,7 @@ func TestGitHubMatrixExample(t *testing.T) {
 				t.Errorf("entry %v has no %s, which the workflow reads", e, k)
 			}
 		}
-		if args := e["args"].(string); !strings.HasPrefix(args, "build --push --kernel-dir kernel --series 6.12.x --arch ") {
+		if args := e["args"].(string); !strings.HasPrefix(args, "build --push --kernel-dir kernel --org registry.example/linuxkit --image kernel --series 6.12.x --arch ") {
 			t.Errorf("entry %v: args %q", e, args)
 		}
 	}

@@ -11,31 +11,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 	"github.com/lkbuild/lkbuild/toolchain"
 )
-
-func archImage(t *testing.T, arch string) v1.Image {
-	t.Helper()
-	img, err := random.Image(256, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", arch
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
 
 // A build whose image the registry holds, with --push, finishes what a
 // push that stopped part way left: the image's other tags and its index
@@ -61,7 +41,7 @@ func TestSkippedPushCompletesTags(t *testing.T) {
 	for _, tg := range tags {
 		byKind[tg.Kind] = tg.String()
 	}
-	img, arm := archImage(t, "amd64"), archImage(t, "arm64")
+	img, arm := platformImage(t, "amd64"), platformImage(t, "arm64")
 	// The killed job pushed its first tag; another job merged arm64.
 	if _, err := reg.Push(ctx, img, byKind[kernel.TagArchImage]); err != nil {
 		t.Fatal(err)
@@ -70,7 +50,7 @@ func TestSkippedPushCompletesTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A stale image under the release arch tag is replaced.
-	if _, err := reg.Push(ctx, archImage(t, "amd64"), byKind[kernel.TagReleaseArchImage]); err != nil {
+	if _, err := reg.Push(ctx, platformImage(t, "amd64"), byKind[kernel.TagReleaseArchImage]); err != nil {
 		t.Fatal(err)
 	}
 	complete := func() []string {
