@@ -80,6 +80,9 @@ func matrixCommand() *cli.Command {
 				if c.String("job-image") == "" {
 					return errors.New("--format k8s needs --job-image: the image its pods run, with lkbuild and the kernel directory's checkout")
 				}
+				if n := c.String("job-name"); !isDNSLabel(n) {
+					return fmt.Errorf("--job-name %q: a Job's name is a DNS label: lowercase letters, digits and '-', 1 to 63, starting and ending with a letter or digit", n)
+				}
 			default:
 				return fmt.Errorf("--format %q: want json, github or k8s", c.String("format"))
 			}
@@ -166,6 +169,20 @@ func githubMatrix(m builder.MatrixRequest, ts []builder.MatrixTarget) map[string
 			Arch: e.Arch, Variant: e.Variant, Args: shellJoin(e.Args)})
 	}
 	return map[string][]githubEntry{"include": include}
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label, as Kubernetes wants
+// object names such as a Job's.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // shellJoin joins args for a shell, quoting those that need it.

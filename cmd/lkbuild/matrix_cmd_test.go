@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -58,6 +59,7 @@ func TestMatrix(t *testing.T) {
 		{name: "a bad arch", args: []string{"--arch", "sparc"}, err: "sparc"},
 		{name: "a bad format", args: []string{"--format", "yaml"}, err: `--format "yaml": want json, github or k8s`},
 		{name: "k8s without its image", args: []string{"--format", "k8s"}, err: "--format k8s needs --job-image"},
+		{name: "a Job name Kubernetes refuses", args: []string{"--format", "k8s", "--job-image", "x", "--job-name", "Kernels_1"}, err: `--job-name "Kernels_1": a Job's name is a DNS label`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, stderr, code := lkbuild(t, append([]string{"matrix", "--all", "--kernel-dir", k}, tc.args...)...)
@@ -259,4 +261,29 @@ func TestKubernetesJobExample(t *testing.T) {
 		"--job-image", "registry.example/lkbuild-kernel:1", "--job-secret", "registry-push")
 	compareExample(t, examples, "k8s-job.json", []byte(out))
 	checkBatchV1Job(t, []byte(out), 6)
+}
+
+func TestShellJoin(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"build", "--org", "ghcr.io/me", "--arch", "x86_64"}, "build --org ghcr.io/me --arch x86_64"},
+		{[]string{"--kernel-dir", "my kernels"}, "--kernel-dir 'my kernels'"},
+		{[]string{"--org", "$(touch pwned)"}, "--org '$(touch pwned)'"},
+		{[]string{"it's"}, `'it'\''s'`},
+		{[]string{""}, "''"},
+	} {
+		got := shellJoin(tc.args)
+		if got != tc.want {
+			t.Errorf("shellJoin(%q) = %s, want %s", tc.args, got, tc.want)
+		}
+		// sh makes the arguments of it again.
+		cmd := exec.Command("sh", "-c", "set -- "+got+`; for a; do printf '%s\n' "$a"; done`)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.Output()
+		if err != nil || string(out) != strings.Join(tc.args, "\n")+"\n" {
+			t.Errorf("sh read %q back as %q (%v)", got, out, err)
+		}
+	}
 }
