@@ -89,6 +89,12 @@ needs LLVM and is not built.
 The full log of the build's commands goes to a file under the cache
 directory; a failure prints its last lines and its path.
 
+Exit status: 0 built (or already there), 3 a registry or network fault
+(worth a retry: what CI engines and lkbuild matrix's Kubernetes Job
+retry), 130 interrupted, 1 anything else. --matrix-target,
+--matrix-index (or Kubernetes' JOB_COMPLETION_INDEX) and --matrix-targets
+build one target of lkbuild matrix (see lkbuild matrix --help).
+
 Examples:
    lkbuild --series 6.6.x --arch x86_64 --builder-image registry.example/kbuilder:1
    lkbuild build --series 6.6.x --arch arm64 --push --org registry.example/linuxkit
