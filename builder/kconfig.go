@@ -312,7 +312,7 @@ func RefreshConfig(ctx context.Context, t *Target, env Environment, opts Refresh
 		}
 	}
 	if opts.Write && !bytes.Equal(res.Stored, res.Final) {
-		if err := writeConfig(res.Path, res.Final); err != nil {
+		if err := ReplaceFile(res.Path, res.Final); err != nil {
 			return res, err
 		}
 		res.Written = true
@@ -370,14 +370,15 @@ func refreshSteps(p *kernel.Plan, answers bool) []kernel.Step {
 		Action: &kernel.FileCopy{From: []string{path.Join(src, ".config")}, To: path.Join(p.Paths.Out, refreshedName)}})
 }
 
-// writeConfig replaces the stored config at file with data, atomically,
-// keeping its mode.
-func writeConfig(file string, data []byte) error {
+// ReplaceFile replaces file with data atomically (a new file renamed over
+// it: never half written), keeping its mode (0644 for a new file): the
+// stored configs kconfig refreshes, the files update-yamls rewrites.
+func ReplaceFile(file string, data []byte) error {
 	mode := os.FileMode(0o644)
 	if fi, err := os.Stat(file); err == nil {
 		mode = fi.Mode().Perm()
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".config-*")
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".lkbuild-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", file, err)
 	}

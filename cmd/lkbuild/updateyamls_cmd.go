@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lkbuild/lkbuild/builder"
 	"github.com/lkbuild/lkbuild/internal/kernelgit"
 	"github.com/lkbuild/lkbuild/kernel"
 )
@@ -135,28 +136,8 @@ func updateRefsIn(c *cli.Context, u *kernel.RefUpdater, p string, yaml bool) (in
 	if len(changes) == 0 || c.Bool("check") {
 		return len(changes), nil
 	}
-	fi, err := os.Stat(p)
-	if err != nil {
+	if err := builder.ReplaceFile(p, out); err != nil {
 		return 0, err
-	}
-	// A new file renamed over the old: never half written.
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".lkbuild-")
-	if err != nil {
-		return 0, err
-	}
-	_, err = tmp.Write(out)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), fi.Mode().Perm())
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), p)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return 0, fmt.Errorf("write %s: %w", p, err)
 	}
 	return len(changes), nil
 }
