@@ -23,6 +23,8 @@ type StepError struct {
 	// holds the hunks patch rejected, as they are in the patch.
 	Patch    string
 	Rejected []string
+	// Output is what the patch printed, for a patch step.
+	Output string
 	// Code is the command's exit status (0 for a step lkbuild did itself,
 	// or a command that never started).
 	Code int

@@ -170,7 +170,7 @@ func (b *build) command(ctx context.Context, spec sandbox.Spec, s kernel.Step) (
 		se.Code = ee.Code
 	}
 	if s.Patch != "" {
-		se.Patch = s.Patch
+		se.Patch, se.Output = s.Patch, stdout.String()
 		se.Rejected = rejectedHunks(stdout.String(), filepath.Join(b.t.KernelDir, filepath.FromSlash(s.PatchFile)))
 	}
 	se.Tail = b.tail()

@@ -55,6 +55,12 @@ type Request struct {
 	// the host's arch (CROSS_COMPILE), no emulation: fast, but the output
 	// differs from a native build's (see kernel.PlanOptions.CrossCompile).
 	Cross bool
+	// Bump plans Query.Version where the series' build-args name another
+	// release of the series: the kernel directory as it will be once
+	// build-args say KERNEL_VERSION=<Query.Version>, what lkbuild bump
+	// and lkbuild patches check try before anything is written. Query
+	// must name the series itself (not a variant of it).
+	Bump bool
 }
 
 // Target is a resolved build: everything Build, Push and the commands to
@@ -124,6 +130,11 @@ func Resolve(ctx context.Context, r Request) (*Target, error) {
 		return nil, fmt.Errorf("kernel dir: %w", err)
 	}
 	r.KernelDir = t.KernelDir
+	if r.Bump {
+		if err := bumpVersion(co.Dir, r.Query); err != nil {
+			return nil, err
+		}
+	}
 	s, _, err := co.Resolve(r.Query)
 	if err != nil {
 		return nil, err
@@ -181,6 +192,16 @@ func Resolve(ctx context.Context, r Request) (*Target, error) {
 	}
 	t.Request = r
 	return t, nil
+}
+
+// bumpVersion sets the version q names as its series' in d.
+func bumpVersion(d *kernel.Dir, q kernel.Query) error {
+	v, err := kernel.ParseVersion(q.Version)
+	if err != nil {
+		return fmt.Errorf("bump: %w", err)
+	}
+	_, err = d.SetVersion(v.Series(), v)
+	return err
 }
 
 // epoch is r.Epoch, else SOURCE_DATE_EPOCH, else head (HEAD's commit
