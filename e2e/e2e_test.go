@@ -379,6 +379,8 @@ func TestKernelBuild(t *testing.T) {
 	t.Run("kconfig", func(t *testing.T) { e.kconfig(t, cache1) })
 	// The perf image of the same kernel, on the same cache.
 	t.Run("perf", func(t *testing.T) { e.perf(t, cache1, kdir, org, builderRef) })
+	// lkbuild bump to a made-up next release, on the same cache.
+	t.Run("bump", func(t *testing.T) { e.bump(t, cache1) })
 
 	t.Run("boot", func(t *testing.T) {
 		ko := e.outOfTreeModule(t, img, builderTag)

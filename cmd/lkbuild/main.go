@@ -129,7 +129,7 @@ lkbuild build --series 6.6.x --arch x86_64 (see lkbuild build --help).`,
 			return buildAction(c)
 		},
 		Commands: withRootFlags([]*cli.Command{
-			buildCommand(), fetchCommand(), pushCommand(), versionCommand(), listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(), cacheCommand(), verifyCommand(), sbomCommand(), kconfigCommand(), matrixCommand(), updateYamlsCommand(),
+			buildCommand(), fetchCommand(), pushCommand(), versionCommand(), listCommand(), showTagCommand(), tagsCommand(), runCommand(), doctorCommand(), builderImageCommand(), cacheCommand(), verifyCommand(), sbomCommand(), kconfigCommand(), matrixCommand(), updateYamlsCommand(), bumpCommand(), patchesCommand(),
 		}),
 		// A repeatable flag's value is one value: --env LDFLAGS=-Wl,-z,relro
 		// and --run 'echo "one,two"' must not be split at the commas.

@@ -5,6 +5,7 @@
 //	kernelsrc mirror -src FILE.tar.xz -version V -fixtures DIR
 //	kernelsrc fetch -mirror DIR -keys FILE -version V -cache DIR [-workers N] [-cpuprofile FILE]
 //	kernelsrc decode [-workers N] FILE.tar.xz
+//	kernelsrc next -src FILE.tar.xz -version V -fixtures DIR
 //
 // mirror (untimed setup) makes, or finds in DIR, a kernel.org-style mirror
 // that serves FILE.tar.xz as linux-V.tar.xz, signed by a key it generates,
@@ -12,7 +13,11 @@
 // kernelsrc.Fetch (get, verify, extract, or find in the cache) and prints
 // "cached=<bool> dir=<tree>". decode decodes the file to nowhere with
 // kernel.XZReader and prints the decoded size; -workers 1 is the
-// sequential decoder of github.com/ulikunitz/xz.
+// sequential decoder of github.com/ulikunitz/xz. next (a fixture of the
+// lkbuild bump tests, not a benchmark) makes, or finds in DIR, a mirror
+// serving FILE.tar.xz as linux-V.tar.xz and a made-up next patch release
+// (next.go says what differs), signed by a key it generates, and prints
+// "<mirror dir> <keys.asc>".
 package main
 
 import (
@@ -39,7 +44,8 @@ import (
 const usage = `usage:
   kernelsrc mirror -src FILE.tar.xz -version V -fixtures DIR
   kernelsrc fetch -mirror DIR -keys FILE -version V -cache DIR [-workers N] [-cpuprofile FILE]
-  kernelsrc decode [-workers N] FILE.tar.xz`
+  kernelsrc decode [-workers N] FILE.tar.xz
+  kernelsrc next -src FILE.tar.xz -version V -fixtures DIR`
 
 // mirrorFormat names the layout of the mirror fixture; change it to make
 // new fixtures.
@@ -58,6 +64,8 @@ func main() {
 		err = fetchCmd(os.Args[2:])
 	case "decode":
 		err = decodeCmd(os.Args[2:])
+	case "next":
+		err = nextCmd(os.Args[2:])
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
