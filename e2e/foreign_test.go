@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"debug/elf"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -45,11 +48,20 @@ make -s -C /src O=/build -j2 init/ lib/sort.o lib/string.o lib/bsearch.o lib/kas
 make -s -C /src O=/build -j2 INSTALL_HDR_PATH=/build/hdr headers_install
 `
 
+// identityEnv is the environment of identityScript, besides ARCH.
+var identityEnv = []string{"LC_ALL=C", "KBUILD_BUILD_TIMESTAMP=Thu Jan  1 00:00:00 UTC 1970",
+	"KBUILD_BUILD_USER=lkbuild", "KBUILD_BUILD_HOST=lkbuild", "SOURCE_DATE_EPOCH=0"}
+
 // TestFastPathIdentity builds the same slice of the kernel twice for each
 // foreign arch, in the same builder: fully emulated, and with the cross
 // compilers of the fast path running natively, and compares every byte of
 // the two object trees. This is the fast path's contract at a scale CI
 // can afford (the whole-image comparison is in bench/foreign.sh).
+//
+// The emulated build is the slow reference (8-9 minutes an arch): with
+// $LKBUILD_E2E_RESULTS set (scripts/test.sh sets it), its digests are kept
+// there, keyed by everything that makes it (identityKey), and a later run
+// with the same inputs compares its fast-path build with them.
 func TestFastPathIdentity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles parts of two kernels twice")
@@ -61,7 +73,16 @@ func TestFastPathIdentity(t *testing.T) {
 			builder := testenv.Getenv(t, a.builderVar, "run scripts/fixtures/e2e.sh and export its output")
 			trees := map[string]string{}
 			took := map[string]time.Duration{}
-			for _, mode := range []string{"emulated", "fast"} {
+			modes := []string{"emulated", "fast"}
+			key := identityKey(t, a.arch, builder)
+			ref, cached := loadIdentity(t, key)
+			if cached {
+				modes = modes[1:]
+				took["emulated"] = time.Duration(ref.Seconds * float64(time.Second))
+				t.Logf("%s: the emulated reference comes from %s (%s): made %s, emulated in %s",
+					a.arch, os.Getenv(resultsVar), key[:16], ref.Made, took["emulated"].Round(time.Second))
+			}
+			for _, mode := range modes {
 				build, out := filepath.Join(e.work, a.arch+"-"+mode), filepath.Join(e.work, a.arch+"-"+mode+"-out")
 				for _, d := range []string{build, out} {
 					if err := os.MkdirAll(d, 0o755); err != nil {
@@ -69,9 +90,10 @@ func TestFastPathIdentity(t *testing.T) {
 					}
 				}
 				args := []string{"--cache-dir", e.cache, "run", "--arch", a.arch, "--builder-image", builder,
-					"--bind", src + ":/src:ro", "--bind", build + ":/build", "--bind", out + ":/out",
-					"--env", "ARCH=" + a.make, "--env", "LC_ALL=C", "--env", "KBUILD_BUILD_TIMESTAMP=Thu Jan  1 00:00:00 UTC 1970",
-					"--env", "KBUILD_BUILD_USER=lkbuild", "--env", "KBUILD_BUILD_HOST=lkbuild", "--env", "SOURCE_DATE_EPOCH=0"}
+					"--bind", src + ":/src:ro", "--bind", build + ":/build", "--bind", out + ":/out", "--env", "ARCH=" + a.make}
+				for _, kv := range identityEnv {
+					args = append(args, "--env", kv)
+				}
 				if mode == "fast" {
 					args = append(args, "--cross-image", e.cross)
 				}
@@ -104,7 +126,14 @@ func TestFastPathIdentity(t *testing.T) {
 					}
 				}
 			}
-			emu, fast := treeDigests(t, trees["emulated"]), treeDigests(t, trees["fast"])
+			var emu map[string]string
+			if cached {
+				emu = ref.Digests
+			} else {
+				emu = treeDigests(t, trees["emulated"])
+				saveIdentity(t, key, identityResult{Digests: emu, Seconds: took["emulated"].Seconds(), Made: time.Now().UTC().Format(time.RFC3339)})
+			}
+			fast := treeDigests(t, trees["fast"])
 			var differ []string
 			for name, d := range emu {
 				if fast[name] != d {
@@ -276,5 +305,118 @@ func TestForeignBuild(t *testing.T) {
 			res := boot(t, img, a.arch, busybox, boottest.Module{Path: "kernel/lib/crc7.ko"}, boottest.Module{Path: "kernel/lib/crc8.ko"})
 			checkConsole(t, res, []string{"crc7", "crc8"})
 		})
+	}
+}
+
+// resultsVar names the directory where e2e tests keep results they may
+// reuse (outside the clone, the test user's own); unset, nothing is kept.
+const resultsVar = "LKBUILD_E2E_RESULTS"
+
+// identityResult is an emulated reference build of TestFastPathIdentity.
+type identityResult struct {
+	Digests map[string]string
+	Seconds float64
+	Made    string
+}
+
+// identityKey hashes every input of the emulated reference build of
+// arch in builder: the script and its environment, the builder image
+// (its layout's index names it by digest), the kernel source, the QEMU
+// that runs it, and lkbuild's code on its path (the sandbox, the
+// toolchain and emulation, the run command). A change to any of them
+// makes a new reference.
+func identityKey(t *testing.T, arch, builder string) string {
+	t.Helper()
+	h := sha256.New()
+	fmt.Fprintf(h, "identity-v1\n%s\n%s\n%q\n", arch, identityScript, identityEnv)
+	hashFile := func(name string) {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		fmt.Fprintf(h, "%s\n", filepath.Base(name))
+		if _, err := io.Copy(h, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	layout, ok := strings.CutPrefix(builder, "oci:")
+	if i := strings.LastIndex(layout, ":"); ok && i > 0 {
+		hashFile(filepath.Join(layout[:i], "index.json"))
+	} else {
+		fmt.Fprintf(h, "%s\n", builder) // a registry reference: fixtures use layouts
+	}
+	hashFile("/usr/src/linux-source-6.12.tar.xz")
+	qemu := map[string]string{"aarch64": "qemu-aarch64", "riscv64": "qemu-riscv64"}[arch]
+	for _, name := range []string{qemu + "-static", qemu} {
+		if p, err := exec.LookPath(name); err == nil {
+			hashFile(p)
+			break
+		}
+	}
+	root := repoRoot(t)
+	var code []string
+	for _, pattern := range []string{"sandbox/*.go", "toolchain/*.go", "cmd/lkbuild/run_cmd.go"} {
+		m, err := filepath.Glob(filepath.Join(root, pattern))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code = append(code, m...)
+	}
+	sort.Strings(code)
+	for _, f := range code {
+		if !strings.HasSuffix(f, "_test.go") {
+			hashFile(f)
+		}
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// loadIdentity reads the reference kept under key, if any.
+func loadIdentity(t *testing.T, key string) (identityResult, bool) {
+	t.Helper()
+	dir := os.Getenv(resultsVar)
+	if dir == "" {
+		return identityResult{}, false
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "identity-"+key+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return identityResult{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r identityResult
+	if err := json.Unmarshal(data, &r); err != nil || len(r.Digests) == 0 {
+		t.Logf("the kept reference %s is unreadable (%v): building it again", key[:16], err)
+		return identityResult{}, false
+	}
+	return r, true
+}
+
+// saveIdentity keeps r under key, written whole or not at all.
+func saveIdentity(t *testing.T, key string, r identityResult) {
+	t.Helper()
+	dir := os.Getenv(resultsVar)
+	if dir == "" {
+		return
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.CreateTemp(dir, ".identity-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := tmp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, "identity-"+key+".json")); err != nil {
+		t.Fatal(err)
 	}
 }

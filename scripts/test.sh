@@ -125,6 +125,12 @@ if ! id "$testuser" >/dev/null 2>&1; then
 	useradd -m "$testuser"
 fi
 home=$(getent passwd "$testuser" | cut -d: -f6)
+# Results the end-to-end suite may reuse from run to run, keyed by all their
+# inputs (TestFastPathIdentity's emulated reference builds, 17 minutes):
+# outside the clone, next to the fixtures, the test user's own.
+LKBUILD_E2E_RESULTS=${LKBUILD_FIXTURES:-/var/cache/lkbuild-fixtures}/e2e-results
+install -d -m 0700 -o "$testuser" -g "$testuser" "$LKBUILD_E2E_RESULTS"
+export LKBUILD_E2E_RESULTS
 
 # A copy of the tree that the test user owns: the clone may sit under a
 # directory it cannot enter (/root), and tests may write next to their sources.
