@@ -593,39 +593,9 @@ func (p *Plan) plan(d *Dir) {
 		Dir: src, To: b.out("src/linux.tar.xz"), Prefix: path.Base(src) + "/", XZ: true, SourceTime: true,
 	}})
 
-	b.phase = PhaseConfig
-	b.add(
-		Step{Name: "install config", Action: &FileContent{Path: path.Join(src, p.Arch.Defconfig), Data: p.Config}},
-		b.make("defconfig", "defconfig"),
-		b.make("oldconfig", "oldconfig"),
-	)
-	if p.Extra == "" && !p.Debug {
-		// Upstream runs `diff -u .config <defconfig>` for a plain kernel.
-		// That defconfig is the stored config: the LOCALVERSION
-		// substitution puts back what it finds.
-		b.add(Step{Name: "check config", Action: &ConfigCheck{
-			Path: path.Join(src, ".config"), Want: p.Config, File: p.ConfigFiles[0],
-			IgnoreToolchain: p.CrossCompile != "",
-		}})
-	}
-
-	// KCFLAGS goes to this make only, exactly as upstream, so that the
-	// later makes see the command lines upstream's see: kbuild rebuilds an
-	// object whose recorded command line changed.
-	// The installs below get the same -j (upstream runs them serially):
-	// their files do not depend on it, and under emulation headers_install
-	// alone, a shell script per header, took 5 minutes on one of two cores.
+	b.configure()
+	b.compile()
 	jobs := "-j" + strconv.Itoa(p.Jobs)
-	b.phase = PhaseCompile
-	compile := b.make("make", jobs, "KCFLAGS=-fno-pie")
-	compile.CountsObjects = true
-	b.add(compile)
-	// The release comes from include/config/auto.conf, which the build
-	// writes; before it `make kernelrelease` fails ("run 'make prepare'").
-	// -s keeps make's own messages out of the output.
-	release := b.make("kernelrelease", "-s", "kernelrelease")
-	release.PrintsRelease = true
-	b.add(release)
 
 	var boot []string
 	for _, img := range p.Arch.BootImages {
@@ -637,18 +607,7 @@ func (p *Plan) plan(d *Dir) {
 		b.produce("vmlinux", OutputFile, Step{Name: "vmlinux", Action: &FileCopy{From: []string{path.Join(src, "vmlinux")}, To: b.out("vmlinux")}})
 	}
 
-	// lib/modules/<release>/build must point at the headers kernel-dev.tar
-	// installs, and source (a link into /linux) must go. Two commands with
-	// the release filled in do what upstream's subshell does with
-	// `find | basename`, without a shell, and the runner follows no
-	// symlink of the build's on the host side.
-	relDir := path.Join(modules, "lib/modules", ReleasePlaceholder)
-	b.phase = PhaseModules
-	b.add(
-		b.make("modules_install", jobs, "INSTALL_MOD_PATH="+modules, "modules_install"),
-		b.run("remove modules build and source links", "/", "rm", "-f", path.Join(relDir, "build"), path.Join(relDir, "source")),
-		b.run("link modules build to headers", "/", "ln", "-s", "/"+strings.TrimSuffix(DevPrefix(ReleasePlaceholder), "/"), path.Join(relDir, "build")),
-	)
+	b.modulesInstall()
 	if p.Arch.Uname == "aarch64" {
 		b.add(b.make("dtbs_install", jobs, "INSTALL_DTBS_PATH="+path.Join(modules, "boot/dtb"), "dtbs_install"))
 	}
@@ -674,6 +633,65 @@ func (p *Plan) plan(d *Dir) {
 
 	slices.SortFunc(b.outputs, func(x, y Output) int { return strings.Compare(x.Path, y.Path) })
 	p.Steps, p.Outputs = b.steps, b.outputs
+}
+
+// configure adds the config steps: the stored config as the arch's
+// defconfig, make defconfig and oldconfig, and for a plain kernel the
+// final-config check.
+func (b *planner) configure() {
+	p, src := b.p, b.p.Paths.Source
+	b.phase = PhaseConfig
+	b.add(
+		Step{Name: "install config", Action: &FileContent{Path: path.Join(src, p.Arch.Defconfig), Data: p.Config}},
+		b.make("defconfig", "defconfig"),
+		b.make("oldconfig", "oldconfig"),
+	)
+	if p.Extra == "" && !p.Debug {
+		// Upstream runs `diff -u .config <defconfig>` for a plain kernel.
+		// That defconfig is the stored config: the LOCALVERSION
+		// substitution puts back what it finds.
+		b.add(Step{Name: "check config", Action: &ConfigCheck{
+			Path: path.Join(src, ".config"), Want: p.Config, File: p.ConfigFiles[0],
+			IgnoreToolchain: p.CrossCompile != "",
+		}})
+	}
+}
+
+// compile adds the kernel's make and the step that prints the release.
+func (b *planner) compile() {
+	// KCFLAGS goes to this make only, exactly as upstream, so that the
+	// later makes see the command lines upstream's see: kbuild rebuilds an
+	// object whose recorded command line changed.
+	// The installs after it get the same -j (upstream runs them serially):
+	// their files do not depend on it, and under emulation headers_install
+	// alone, a shell script per header, took 5 minutes on one of two cores.
+	b.phase = PhaseCompile
+	compile := b.make("make", "-j"+strconv.Itoa(b.p.Jobs), "KCFLAGS=-fno-pie")
+	compile.CountsObjects = true
+	b.add(compile)
+	// The release comes from include/config/auto.conf, which the build
+	// writes; before it `make kernelrelease` fails ("run 'make prepare'").
+	// -s keeps make's own messages out of the output.
+	release := b.make("kernelrelease", "-s", "kernelrelease")
+	release.PrintsRelease = true
+	b.add(release)
+}
+
+// modulesInstall adds make modules_install into the modules root under
+// Paths.Work, with lib/modules/<release>/build pointing at the headers
+// kernel-dev.tar installs and source (a link into /linux) gone. Two
+// commands with the release filled in do what upstream's subshell does
+// with `find | basename`, without a shell, and the runner follows no
+// symlink of the build's on the host side.
+func (b *planner) modulesInstall() {
+	modules := path.Join(b.p.Paths.Work, modulesDir)
+	relDir := path.Join(modules, "lib/modules", ReleasePlaceholder)
+	b.phase = PhaseModules
+	b.add(
+		b.make("modules_install", "-j"+strconv.Itoa(b.p.Jobs), "INSTALL_MOD_PATH="+modules, "modules_install"),
+		b.run("remove modules build and source links", "/", "rm", "-f", path.Join(relDir, "build"), path.Join(relDir, "source")),
+		b.run("link modules build to headers", "/", "ln", "-s", "/"+strings.TrimSuffix(DevPrefix(ReleasePlaceholder), "/"), path.Join(relDir, "build")),
+	)
 }
 
 // SourceURL is the URL kernel-source-info records: kernel.org's, wherever
