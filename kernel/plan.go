@@ -109,6 +109,9 @@ type PlanOptions struct {
 	// NoUcode leaves the Intel microcode out of an x86_64 build: no clone,
 	// no intel-ucode.cpio. The image then differs from upstream's.
 	NoUcode bool
+	// ZFSVersion is the OpenZFS release a ToolZFS plan builds; "" is the
+	// one the kernel directory's ZFS Dockerfile names (Dir.ZFSVersion).
+	ZFSVersion string
 }
 
 // Plan is everything a build does, as data: the config it installs, the
@@ -150,6 +153,8 @@ type Plan struct {
 	Paths        Paths
 	// Ucode is the microcode to provide; nil when the build has none.
 	Ucode *Ucode
+	// ZFS is the OpenZFS source to provide, for ToolZFS; nil otherwise.
+	ZFS *ZFS
 
 	// ConfigFiles are the files Config is made from, as the user knows
 	// them: config-<arch>, the variant's fragment, config-dbg.
@@ -213,6 +218,8 @@ const (
 	PhaseConfig  Phase = "config"
 	PhaseCompile Phase = "compile"
 	PhaseModules Phase = "modules"
+	// PhaseZFS builds OpenZFS's modules (ToolZFS).
+	PhaseZFS     Phase = "zfs"
 	PhasePackage Phase = "package"
 )
 
@@ -305,6 +312,9 @@ const (
 	OutputTarXZ
 	// OutputCpio is a cpio archive.
 	OutputCpio
+	// OutputTree is a directory: every file under it is the image's
+	// (ToolZFS's lib/modules).
+	OutputTree
 )
 
 func (k OutputKind) String() string {
@@ -319,6 +329,8 @@ func (k OutputKind) String() string {
 		return "tar.xz"
 	case OutputCpio:
 		return "cpio"
+	case OutputTree:
+		return "tree"
 	}
 	return fmt.Sprintf("OutputKind(%d)", int(k))
 }
@@ -394,9 +406,21 @@ func NewPlan(d *Dir, q Query, a Arch, opts PlanOptions) (*Plan, error) {
 	}
 	p.Env = p.env(s, opts)
 	p.CrossCompile = opts.CrossCompile
-	if p.Tool == ToolPerf {
+	switch p.Tool {
+	case ToolPerf:
 		p.planPerf(d)
-	} else {
+	case ToolZFS:
+		v := opts.ZFSVersion
+		if v == "" {
+			if v, err = d.ZFSVersion(); err != nil {
+				return nil, err
+			}
+		} else if err := CheckZFSVersion(v); err != nil {
+			return nil, err
+		}
+		p.ZFS = &ZFS{Version: v, Dir: "/zfs"}
+		p.planZFS(d)
+	default:
 		p.plan(d)
 	}
 	return p, nil

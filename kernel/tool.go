@@ -24,7 +24,13 @@ const (
 var ErrToolUnsupported = errors.New("tool not supported")
 
 // SupportedTools are the tools lkbuild builds.
-func SupportedTools() []string { return []string{ToolPerf} }
+func SupportedTools() []string { return []string{ToolPerf, ToolZFS} }
+
+// BuildsKernel reports whether tool's plan builds the kernel (the kernel
+// itself, "", and ToolZFS, whose modules need it): its builder is
+// provisioned as the kernel's, from the kernel's Dockerfile, and it
+// starts from the kernel's kept object tree.
+func BuildsKernel(tool string) bool { return tool == "" || tool == ToolZFS }
 
 // CheckTool checks a Query.Tool: "" (the kernel) or a supported tool.
 func CheckTool(tool string) error {
@@ -39,8 +45,11 @@ func CheckTool(tool string) error {
 }
 
 // ToolImage is the image name of tool's images: "<image>-<tool>",
-// kernel-perf for the default image name.
+// kernel-perf for the default image name; ZFSImage for ToolZFS.
 func ToolImage(image, tool string) string {
+	if tool == ToolZFS {
+		return ZFSImage
+	}
 	if image == "" {
 		image = DefaultImage
 	}

@@ -67,7 +67,7 @@ func TestToolQuery(t *testing.T) {
 		{name: "perf of another image", q: Query{Series: "6.6.x", Tool: "perf", Org: "example", Image: "k"}, image: "example/k-perf"},
 		{name: "kernel", q: Query{Series: "6.6.x"}, image: "linuxkit/kernel"},
 		{name: "bcc", q: Query{Series: "6.6.x", Tool: "bcc"}, is: ErrToolUnsupported, err: "bcc needs LLVM"},
-		{name: "unknown", q: Query{Series: "6.6.x", Tool: "gdb"}, err: `"gdb" is not a tool lkbuild builds (perf)`},
+		{name: "unknown", q: Query{Series: "6.6.x", Tool: "gdb"}, err: `"gdb" is not a tool lkbuild builds (perf, zfs-kmod)`},
 		{name: "debug", q: Query{Series: "6.6.x", Tool: "perf", Debug: true}, err: "perf has no debug build"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
