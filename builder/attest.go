@@ -91,6 +91,7 @@ const (
 	depBuilder   = "builder"
 	depCross     = "cross-toolchain"
 	depUcode     = "intel-ucode"
+	depZFS       = "openzfs"
 	depPatch     = "patch:"
 )
 
@@ -122,6 +123,7 @@ func (s *Statement) Check(rec *Recorded) error {
 		{depConfig, "sha256", p.ConfigSHA256},
 		{depKernelDir, "gitCommit", rec.Revision},
 		{depUcode, "gitCommit", p.UcodeCommit},
+		{depZFS, "sha256", p.ZFSSHA256},
 	} {
 		d := s.Dependency(c.dep)
 		got := ""
@@ -196,6 +198,9 @@ func (b *build) statement(digest v1.Hash) Statement {
 	}
 	if p.CrossDigest != "" {
 		deps = append(deps, ResourceDesc{Name: depCross, URI: p.CrossImage, Digest: map[string]string{"sha256": strings.TrimPrefix(p.CrossDigest, "sha256:")}})
+	}
+	if p.ZFSSHA256 != "" {
+		deps = append(deps, ResourceDesc{Name: depZFS, URI: p.ZFSURL, Digest: map[string]string{"sha256": p.ZFSSHA256}})
 	}
 	if b.ucode != nil && b.plan.Ucode != nil {
 		deps = append(deps, ResourceDesc{Name: depUcode, URI: withoutUserinfo(b.plan.Ucode.Repo), Digest: map[string]string{"gitCommit": b.ucode.Commit},

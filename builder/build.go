@@ -105,8 +105,10 @@ type build struct {
 	installed *Installed
 	// fast is the fast path's cross toolchain, nil for a native or fully
 	// emulated build.
-	fast  *FastPath
-	src   kernelsrc.Tree
+	fast *FastPath
+	src  kernelsrc.Tree
+	// zfs is the verified OpenZFS source of a zfs-kmod build.
+	zfs   kernelsrc.Tree
 	ucode *gitfetch.Checkout
 	// releases let go of the cache entries the build holds (fetchHeld).
 	releases []func()
@@ -372,6 +374,9 @@ func (b *build) fetch(ctx context.Context) error {
 		return b.missing(fmt.Sprintf("the kernel %s source (sha256sums.asc, the .tar.sign and the tarball, from %s)", b.plan.Version, b.sourceMirror()), err)
 	}
 	b.logf("source %s sha256 %s (cached %v) in %s", b.src.URL, b.src.SHA256, b.src.Cached, b.src.Dir)
+	if err := b.fetchZFS(ctx); err != nil {
+		return err
+	}
 	if u := b.plan.Ucode; u != nil {
 		repo := u.Repo
 		if b.env.UcodeRepo != "" {

@@ -40,7 +40,7 @@ func (b *build) treeKey() string {
 // the build's upper dir at it. Without it (another build of the target
 // holds it) the build runs in its scratch dir, as a clean build.
 func (b *build) openTree(d *sandboxDirs) error {
-	if b.plan.Tool != "" {
+	if !kernel.BuildsKernel(b.plan.Tool) {
 		// A tool builds in a minute or two, and kbuild's object tracking,
 		// which makes a kept tree safe, is the kernel's, not tools/'.
 		return nil

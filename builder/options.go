@@ -31,6 +31,10 @@ type Environment struct {
 	// UcodeRepo overrides the microcode repository (a URL or a local
 	// mirror); the tag is the plan's.
 	UcodeRepo string
+	// ZFSMirror is where the zfs-kmod tool's OpenZFS release comes from:
+	// a URL or a directory holding zfs-<version>/zfs-<version>.tar.gz and
+	// its .asc; "" is kernel.DefaultZFSMirror (OpenZFS's GitHub releases).
+	ZFSMirror string
 	// Emulation runs a foreign arch's builder; nil for the host's arch.
 	Emulation *toolchain.Emulation
 	// CrossImage, with Emulation, is an image for the host's arch holding
@@ -105,6 +109,7 @@ func (p Policy) check() error {
 // put fakes in their place (Option).
 type (
 	fetchSourceFunc   func(context.Context, kernelsrc.Options, kernel.Version) (kernelsrc.Tree, error)
+	fetchArchiveFunc  func(context.Context, kernelsrc.Options, kernelsrc.Archive) (kernelsrc.Tree, error)
 	fetchGitFunc      func(ctx context.Context, url, ref, dir string, opts ...gitfetch.Option) (gitfetch.Checkout, error)
 	prepareRootfsFunc func(context.Context, string, kernel.Arch, toolchain.RootfsOptions) (toolchain.Rootfs, error)
 	runFunc           func(context.Context, sandbox.Spec) error
@@ -113,6 +118,7 @@ type (
 // deps are the functions a build calls out to.
 type deps struct {
 	fetchSource   fetchSourceFunc
+	fetchArchive  fetchArchiveFunc
 	fetchGit      fetchGitFunc
 	prepareRootfs prepareRootfsFunc
 	run           runFunc
@@ -125,6 +131,7 @@ type Option func(*deps)
 func makeDeps(opts []Option) deps {
 	d := deps{
 		fetchSource:   kernelsrc.Fetch,
+		fetchArchive:  kernelsrc.FetchArchive,
 		fetchGit:      gitfetch.Fetch,
 		prepareRootfs: toolchain.PrepareRootfs,
 		run:           sandbox.Run,
@@ -137,6 +144,9 @@ func makeDeps(opts []Option) deps {
 
 // withSources replaces kernelsrc.Fetch.
 func withSources(f fetchSourceFunc) Option { return func(d *deps) { d.fetchSource = f } }
+
+// withArchive replaces kernelsrc.FetchArchive.
+func withArchive(f fetchArchiveFunc) Option { return func(d *deps) { d.fetchArchive = f } }
 
 // withGit replaces gitfetch.Fetch.
 func withGit(f fetchGitFunc) Option { return func(d *deps) { d.fetchGit = f } }

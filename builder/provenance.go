@@ -33,6 +33,10 @@ const (
 	// AnnotationTool names the tool of a tool image (perf), absent on a
 	// kernel image.
 	AnnotationTool = AnnotationPrefix + "tool"
+	// AnnotationZFSURL and AnnotationZFSSHA256 record the OpenZFS release
+	// of a zfs-kmod image.
+	AnnotationZFSURL    = AnnotationPrefix + "zfs.url"
+	AnnotationZFSSHA256 = AnnotationPrefix + "zfs.sha256"
 	// AnnotationToolchain is "cross" on a --cross build's image, and
 	// absent otherwise: a native, emulated and fast-path build give one
 	// image.
@@ -61,6 +65,9 @@ type Provenance struct {
 	// Tool is the tool a tool image holds (kernel.ToolPerf), "" for a
 	// kernel.
 	Tool string `json:"tool,omitempty"`
+	// ZFSURL and ZFSSHA256 are the OpenZFS release of a zfs-kmod image.
+	ZFSURL    string `json:"zfsURL,omitempty"`
+	ZFSSHA256 string `json:"zfsSHA256,omitempty"`
 
 	// Facts about the run that do not change the image.
 	LkbuildVersion string `json:"lkbuildVersion,omitempty"`
@@ -123,6 +130,9 @@ func (p Provenance) Annotations() map[string]string {
 	if p.Tool != "" {
 		a[AnnotationTool] = p.Tool
 	}
+	if p.ZFSSHA256 != "" {
+		a[AnnotationZFSURL], a[AnnotationZFSSHA256] = p.ZFSURL, p.ZFSSHA256
+	}
 	return a
 }
 
@@ -145,6 +155,8 @@ func (b *build) provenance() Provenance {
 		SeriesHash:     b.t.Hash,
 		SourceXZ:       "-" + strconv.Itoa(b.pol.XZLevel),
 		Tool:           b.plan.Tool,
+		ZFSURL:         b.zfsURL(),
+		ZFSSHA256:      b.zfs.SHA256,
 		LkbuildVersion: b.pol.Version,
 		BuilderPulled:  b.t.BuilderPull,
 		Toolchain:      ToolchainNative,

@@ -81,7 +81,13 @@ func (e *PackagesError) Error() string {
 // builder image (its digest is what the image records), with Dir the
 // provisioned tree.
 func (b *build) provision(ctx context.Context) error {
-	bp, err := b.t.Dir.BuildPackages(b.plan.Tool)
+	// A tool that builds the kernel (zfs-kmod) runs in the kernel's
+	// builder: its kept object tree is then the kernel's.
+	tool := b.plan.Tool
+	if kernel.BuildsKernel(tool) {
+		tool = ""
+	}
+	bp, err := b.t.Dir.BuildPackages(tool)
 	if err != nil || bp == nil {
 		return err
 	}

@@ -102,6 +102,10 @@ func ReadRecorded(img v1.Image) (*Recorded, error) {
 			return nil, fmt.Errorf("the image's annotation %s: %w", AnnotationTool, err)
 		}
 	}
+	p.ZFSURL, p.ZFSSHA256 = a[AnnotationZFSURL], a[AnnotationZFSSHA256]
+	if (p.Tool == kernel.ToolZFS) != (p.ZFSSHA256 != "") {
+		return nil, fmt.Errorf("the image's annotations %s=%q and %s=%q do not go together", AnnotationTool, p.Tool, AnnotationZFSSHA256, p.ZFSSHA256)
+	}
 	p.Toolchain = ToolchainNative
 	if a[AnnotationToolchain] == ToolchainCross {
 		p.Toolchain = ToolchainCross

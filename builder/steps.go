@@ -228,8 +228,12 @@ func (b *build) runAction(ctx context.Context, spec sandbox.Spec, s kernel.Step,
 // checkOutputs makes sure out holds exactly the plan's outputs.
 func (b *build) checkOutputs(out string) error {
 	want := map[string]bool{}
+	var trees []string
 	for _, o := range b.plan.Outputs {
 		want[o.Path] = true
+		if o.Kind == kernel.OutputTree {
+			trees = append(trees, o.Path+"/")
+		}
 	}
 	var extra []string
 	err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
@@ -238,6 +242,10 @@ func (b *build) checkOutputs(out string) error {
 		}
 		rel, _ := filepath.Rel(out, p)
 		rel = filepath.ToSlash(rel)
+		if i := slices.IndexFunc(trees, func(t string) bool { return strings.HasPrefix(rel, t) }); i >= 0 {
+			delete(want, strings.TrimSuffix(trees[i], "/"))
+			return nil
+		}
 		if want[rel] {
 			delete(want, rel)
 		} else {

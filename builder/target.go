@@ -55,6 +55,10 @@ type Request struct {
 	// the host's arch (CROSS_COMPILE), no emulation: fast, but the output
 	// differs from a native build's (see kernel.PlanOptions.CrossCompile).
 	Cross bool
+	// ZFSVersion is the OpenZFS release of a zfs-kmod build; "" is the one
+	// the kernel directory's Dockerfile.zfs names. ZFSKeysFile holds the
+	// keys that sign it; "" is KeysFile's (or the kernel directory's).
+	ZFSVersion, ZFSKeysFile string
 	// Bump plans Query.Version where the series' build-args name another
 	// release of the series: the kernel directory as it will be once
 	// build-args say KERNEL_VERSION=<Query.Version>, what lkbuild bump
@@ -169,7 +173,7 @@ func Resolve(ctx context.Context, r Request) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	popts := kernel.PlanOptions{Jobs: r.Jobs, Epoch: epoch, BuilderImage: name, NoUcode: r.NoUcode}
+	popts := kernel.PlanOptions{Jobs: r.Jobs, Epoch: epoch, BuilderImage: name, NoUcode: r.NoUcode, ZFSVersion: r.ZFSVersion}
 	t.BuilderArch = a
 	if r.Cross {
 		host, err := toolchain.HostArch()

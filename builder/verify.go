@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -29,8 +30,9 @@ type VerifyRequest struct {
 	// change the image.
 	Jobs int
 	// KeysFile holds the PGP keys that sign the sources; "" is the kernel
-	// directory's.
-	KeysFile string
+	// directory's. ZFSKeysFile, for a zfs-kmod image, those that sign the
+	// OpenZFS release; "" is KeysFile's.
+	KeysFile, ZFSKeysFile string
 }
 
 // InputError is a rebuild that cannot start from what the image records:
@@ -69,7 +71,16 @@ func VerifyTarget(ctx context.Context, rec *Recorded, r VerifyRequest) (*Target,
 		Jobs:         r.Jobs,
 		Epoch:        &epoch,
 		KeysFile:     r.KeysFile,
+		ZFSKeysFile:  r.ZFSKeysFile,
 		Cross:        p.Toolchain == ToolchainCross,
+	}
+	if p.ZFSURL != "" {
+		// The release the image records, whatever Dockerfile.zfs says.
+		v, ok := strings.CutSuffix(path.Base(p.ZFSURL), ".tar.gz")
+		if v, ok = strings.CutPrefix(v, "zfs-"); !ok || kernel.CheckZFSVersion(v) != nil {
+			return nil, fmt.Errorf("the image's annotation %s=%q names no OpenZFS release", AnnotationZFSURL, p.ZFSURL)
+		}
+		req.ZFSVersion = v
 	}
 	if req.BuilderImage == "" {
 		pinned, err := pinnedBuilder(p.BuilderImage, p.BuilderDigest)
@@ -116,6 +127,10 @@ func (b *build) checkFetched() error {
 	if b.src.SHA256 != want.SourceSHA256 {
 		return &InputError{Input: "source " + b.src.URL, Recorded: "sha256 " + want.SourceSHA256, Have: "sha256 " + b.src.SHA256,
 			Fix: "the mirror (--source-mirror, --bundle) holds another tarball of this release: give one that holds the recorded one"}
+	}
+	if b.zfs.SHA256 != want.ZFSSHA256 {
+		return &InputError{Input: "OpenZFS " + b.zfs.URL, Recorded: "sha256 " + want.ZFSSHA256, Have: "sha256 " + b.zfs.SHA256,
+			Fix: "the mirror (--zfs-mirror) holds another tarball of this release: give one that holds the recorded one"}
 	}
 	if b.ucode != nil && b.ucode.Commit != want.UcodeCommit {
 		return &InputError{Input: "Intel microcode " + b.plan.Ucode.Ref, Recorded: "commit " + want.UcodeCommit, Have: "commit " + b.ucode.Commit,

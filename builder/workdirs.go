@@ -16,6 +16,8 @@ type sandboxDirs struct {
 	patchUpper, patchWk string
 	buildUpper, buildWk string
 	out, work, state    string
+	// zfsUpper and zfsWk are the writable layer of the OpenZFS tree.
+	zfsUpper, zfsWk string
 }
 
 // scratchDirs creates the build's scratch directory under the cache's
@@ -34,8 +36,9 @@ func (b *build) scratchDirs() (sandboxDirs, error) {
 		rootUpper: j("root"), patchUpper: j("linux-patched"), patchWk: j("linux-patched.work"),
 		buildUpper: j("linux-build"), buildWk: j("linux-build.work"),
 		out: j("out"), work: j("work"), state: j("state"),
+		zfsUpper: j("zfs"), zfsWk: j("zfs.work"),
 	}
-	for _, p := range []string{d.rootUpper, d.patchUpper, d.patchWk, d.buildUpper, d.buildWk, d.out, d.work, d.state} {
+	for _, p := range []string{d.rootUpper, d.patchUpper, d.patchWk, d.buildUpper, d.buildWk, d.out, d.work, d.state, d.zfsUpper, d.zfsWk} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return d, fmt.Errorf("build: %w", err)
 		}
@@ -93,6 +96,13 @@ func (b *build) spec(d sandboxDirs, afterPatches, readOnly bool) sandbox.Spec {
 		s.Mounts = append(s.Mounts,
 			sandbox.Mount{Source: b.ucode.Dir, Target: u.Dir, ReadOnly: true},
 			sandbox.Mount{Source: filepath.Join(b.ucode.Dir, "intel-ucode"), Target: u.Firmware, ReadOnly: true})
+	}
+	if z := b.plan.ZFS; z != nil && b.zfs.Dir != "" {
+		m := sandbox.Mount{Target: z.Dir, Overlay: &sandbox.Overlay{Lower: []string{b.zfs.Dir}, Upper: d.zfsUpper, Work: d.zfsWk}}
+		if readOnly {
+			m.Overlay = &sandbox.Overlay{Lower: []string{d.zfsUpper, b.zfs.Dir}}
+		}
+		s.Mounts = append(s.Mounts, m)
 	}
 	if b.env.Emulation != nil {
 		Emulate(&s, *b.env.Emulation)

@@ -1,0 +1,86 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/lkbuild/lkbuild/internal/cachedir"
+	"github.com/lkbuild/lkbuild/internal/kernelsrc"
+	"github.com/lkbuild/lkbuild/kernel"
+)
+
+// zfsMirror is where the OpenZFS release comes from.
+func (b *build) zfsMirror() string {
+	if b.env.ZFSMirror != "" {
+		return b.env.ZFSMirror
+	}
+	return kernel.DefaultZFSMirror
+}
+
+// zfsKeyring reads the keys that sign the OpenZFS release: the request's
+// ZFSKeysFile, else those of the kernel source.
+func (b *build) zfsKeyring() (*kernel.Keyring, error) {
+	file := b.t.Request.ZFSKeysFile
+	if file == "" {
+		return b.keyring()
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("OpenZFS signing keys: %w", err)
+	}
+	defer f.Close()
+	return kernel.ReadKeyring(file, f)
+}
+
+// fetchZFS gets and verifies the OpenZFS release of a zfs-kmod build and
+// checks, before anything is built, that it supports the kernel.
+func (b *build) fetchZFS(ctx context.Context) error {
+	z := b.plan.ZFS
+	if z == nil {
+		return nil
+	}
+	keys, err := b.zfsKeyring()
+	if err != nil {
+		return err
+	}
+	mirror := b.zfsMirror()
+	tarball, signature := kernel.ZFSFiles("", z.Version)
+	a := kernelsrc.Archive{Name: "OpenZFS " + z.Version, Tarball: tarball[1:], Signature: signature[1:]}
+	err = b.fetchHeld(cachedir.KindSource, func() (string, string, error) {
+		b.zfs, err = b.deps.fetchArchive(ctx, kernelsrc.Options{
+			Mirror: mirror, Dir: b.env.Cache.Sources(), Keyring: keys, Offline: b.env.Offline,
+			Progress: func(p kernelsrc.Progress) {
+				b.emit(Event{Kind: EventProgress, Message: p.Phase.String() + " " + p.File, Done: p.Done, Total: p.Total, Unit: "bytes"})
+			},
+		}, a)
+		return b.zfs.SHA256, b.zfs.Dir, err
+	})
+	if err != nil {
+		return b.missing(fmt.Sprintf("OpenZFS %s (%s and its .asc, from %s)", z.Version, a.Tarball, mirror), err)
+	}
+	b.logf("zfs %s sha256 %s (cached %v) in %s", b.zfs.URL, b.zfs.SHA256, b.zfs.Cached, b.zfs.Dir)
+	meta, err := os.ReadFile(filepath.Join(b.zfs.Dir, "META"))
+	if err != nil {
+		return fmt.Errorf("OpenZFS %s: %w: not an OpenZFS release tarball", z.Version, err)
+	}
+	m, err := kernel.ParseZFSMeta(meta)
+	if err != nil {
+		return fmt.Errorf("OpenZFS %s: %w", z.Version, err)
+	}
+	if m.Version != z.Version {
+		return fmt.Errorf("OpenZFS %s: the tarball's META says version %s", z.Version, m.Version)
+	}
+	return m.Supports(b.plan.Version)
+}
+
+// zfsURL is the URL the image records for the OpenZFS release: OpenZFS's
+// own, wherever the bytes came from (as for the kernel source).
+func (b *build) zfsURL() string {
+	if b.plan.ZFS == nil {
+		return ""
+	}
+	tarball, _ := kernel.ZFSFiles(kernel.DefaultZFSMirror, b.plan.ZFS.Version)
+	return tarball
+}
