@@ -26,6 +26,11 @@ var ErrToolUnsupported = errors.New("tool not supported")
 // SupportedTools are the tools lkbuild builds.
 func SupportedTools() []string { return []string{ToolPerf, ToolZFS} }
 
+// KernelTools are the tools of LinuxKit's TOOLS that lkbuild builds,
+// which make build-<version> builds with the kernels: perf. The ZFS
+// modules image is built on its own (make push_zfs_<series>).
+func KernelTools() []string { return []string{ToolPerf} }
+
 // BuildsKernel reports whether tool's plan builds the kernel (the kernel
 // itself, "", and ToolZFS, whose modules need it): its builder is
 // provisioned as the kernel's, from the kernel's Dockerfile, and it

@@ -86,6 +86,24 @@ builder lacks the static libraries of (its build log lists them).
 --with-tools adds each version's tool images to a build of kernels. bcc
 needs LLVM and is not built.
 
+--tool zfs-kmod builds the ZFS modules image (LinuxKit's make
+push_zfs_<series>): <org>/zfs-kmod with the kernel's tags (no -builder,
+no debug: CONFIG_DEBUG_LOCK_ALLOC and ZFS's licence do not mix), holding
+/lib/modules: every module of the kernel plus OpenZFS's spl and zfs built
+against it, with depmod run over them all, so that they can be modprobed.
+It builds the kernel first, in the same builder and object tree as the
+kernel's build (after one, only OpenZFS compiles), then OpenZFS's modules
+(configure --with-config=kernel: the modules only, which need nothing but
+the kernel's toolchain). The OpenZFS release is the VERSION the kernel
+directory's common/Dockerfile.zfs sets (ENV VERSION=2.3.2, as upstream's)
+or --zfs-version, fetched from --zfs-mirror (OpenZFS's GitHub releases,
+or a directory holding zfs-<version>/zfs-<version>.tar.gz and its .asc)
+and checked against its detached signature with the kernel's keys (or
+--zfs-keys) before anything is extracted; the image records its SHA-256.
+A release whose META does not cover the kernel stops the build before it
+compiles, naming both; a module that needs a symbol the kernel lacks
+stops it at depmod.
+
 The full log of the build's commands goes to a file under the cache
 directory; a failure prints its last lines and its path.
 
@@ -105,7 +123,8 @@ Examples:
    lkbuild build --series 6.6.x --json > events.jsonl
    lkbuild build --with-debug --with-tools   # every series, plain, debug and perf: make build
    lkbuild build --version 6.6.71 --with-debug --with-tools --push   # make push-6.6.71
-   lkbuild build --series 6.6.x --tool perf     # make buildtool-6.6.71-perf`
+   lkbuild build --series 6.6.x --tool perf     # make buildtool-6.6.71-perf
+   lkbuild build --series 6.12.x --tool zfs-kmod --push   # make push_zfs_6.12.x`
 
 // buildFlags are the flags of lkbuild build, also taken by lkbuild itself.
 func buildFlags() []cli.Flag {
@@ -119,6 +138,9 @@ func buildFlags() []cli.Flag {
 		&cli.StringFlag{Name: "keys", Usage: "PGP keys that sign the sources (default: <kernel-dir>/common/keys.asc)"},
 		&cli.StringFlag{Name: "ucode-repo", Usage: "git URL or local mirror of the Intel microcode (x86_64)", Value: kernel.UcodeRepo, EnvVars: []string{"LKBUILD_UCODE_REPO"}},
 		&cli.BoolFlag{Name: "no-ucode", Usage: "leave the Intel microcode out of an x86_64 image"},
+		&cli.StringFlag{Name: "zfs-version", Usage: "with --tool zfs-kmod: the OpenZFS release (default: ENV VERSION in common/Dockerfile.zfs)"},
+		zfsMirrorFlag(),
+		&cli.StringFlag{Name: "zfs-keys", Usage: "with --tool zfs-kmod: PGP keys that sign the OpenZFS release (default: --keys's)"},
 		&cli.StringFlag{Name: "output", Usage: "OCI layout the image is written to", Value: defaultOutput(), EnvVars: []string{"LKBUILD_OUTPUT"}},
 		linuxKitCacheFlag("write the image into LinuxKit's cache"),
 		&cli.BoolFlag{Name: "push", Usage: "push every tag to the registry (auth from the docker config) and merge the multi-arch indexes"},
@@ -198,6 +220,10 @@ func buildCommand() *cli.Command {
 	}
 }
 
+func zfsMirrorFlag() cli.Flag {
+	return &cli.StringFlag{Name: "zfs-mirror", Usage: "with --tool zfs-kmod: where OpenZFS releases are, zfs-<version>/zfs-<version>.tar.gz and .asc under a URL or directory", Value: kernel.DefaultZFSMirror, EnvVars: []string{"LKBUILD_ZFS_MIRROR"}}
+}
+
 // buildRequest is the build the flags name.
 func buildRequest(c *cli.Context) builder.Request {
 	r := builder.Request{
@@ -205,7 +231,7 @@ func buildRequest(c *cli.Context) builder.Request {
 		Query: queryOptions(c), Arch: c.String("arch"),
 		BuilderImage: c.String("builder-image"), BuilderName: c.String("builder-name"),
 		Jobs: c.Int("jobs"), NoUcode: c.Bool("no-ucode"), KeysFile: c.String("keys"),
-		Cross: c.Bool("cross"),
+		Cross: c.Bool("cross"), ZFSVersion: c.String("zfs-version"), ZFSKeysFile: c.String("zfs-keys"),
 	}
 	if c.IsSet("epoch") {
 		e := time.Unix(c.Int64("epoch"), 0)
@@ -260,7 +286,7 @@ func buildQueries(c *cli.Context) ([]kernel.Query, error) {
 			out = append(out, d)
 		}
 		if c.Bool("with-tools") {
-			for _, tool := range kernel.SupportedTools() {
+			for _, tool := range kernel.KernelTools() {
 				t := q
 				t.Debug, t.Tool = false, tool
 				out = append(out, t)
@@ -419,7 +445,7 @@ func buildEnv(c *cli.Context, reg *oci.Registry, cache cachedir.Dir, out *oci.St
 	env := builder.Environment{
 		Registry: reg, Cache: cache, Output: out,
 		SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"), Emulation: emu,
-		Offline: offline(c),
+		ZFSMirror: c.String("zfs-mirror"), Offline: offline(c),
 	}
 	if bundle != nil {
 		env.SourceMirror, env.UcodeRepo = bundle.SourceMirror(), bundle.UcodeRepo()

@@ -39,7 +39,7 @@ func queryFlags() []cli.Flag {
 		&cli.StringFlag{Name: "version", Usage: "kernel version, e.g. 6.6.71; picks the series 6.6.x"},
 		&cli.StringFlag{Name: "extra", Usage: "variant suffix (LinuxKit's EXTRA), e.g. -rt for the folder 5.11.x-rt"},
 		&cli.BoolFlag{Name: "debug", Usage: "name the debug kernel (-dbg after the version)"},
-		&cli.StringFlag{Name: "tool", Usage: "name the kernel's tool image instead: perf (<org>/<image>-perf, a static /usr/bin/perf built from the kernel's patched source, LinuxKit's kernel-perf)"},
+		&cli.StringFlag{Name: "tool", Usage: "name the kernel's tool image instead: perf (<org>/<image>-perf, a static /usr/bin/perf built from the kernel's patched source, LinuxKit's kernel-perf) or zfs-kmod (<org>/zfs-kmod, the kernel's modules with OpenZFS's)"},
 		&cli.StringFlag{Name: "org", Usage: "registry org (LinuxKit's ORG)", Value: kernel.DefaultOrg},
 		&cli.StringFlag{Name: "image", Usage: "image name (LinuxKit's IMAGE)", Value: kernel.DefaultImage},
 		hashCommitFlag(),

@@ -70,6 +70,8 @@ func verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "builder-image", Usage: "where to pull the builder from (registry reference or oci:DIR:NAME); default: the recorded builder, by its recorded digest"},
 			&cli.StringFlag{Name: "source-mirror", Usage: "kernel.org-style mirror of the sources: URL or local directory", Value: kernel.DefaultSourceMirror, EnvVars: []string{"LKBUILD_SOURCE_MIRROR"}},
 			&cli.StringFlag{Name: "keys", Usage: "PGP keys that sign the sources (default: <kernel-dir>/common/keys.asc)"},
+			zfsMirrorFlag(),
+			&cli.StringFlag{Name: "zfs-keys", Usage: "for a zfs-kmod image: PGP keys that sign the OpenZFS release (default: --keys's)"},
 			&cli.StringFlag{Name: "ucode-repo", Usage: "git URL or local mirror of the Intel microcode (x86_64)", Value: kernel.UcodeRepo, EnvVars: []string{"LKBUILD_UCODE_REPO"}},
 			&cli.StringFlag{Name: "output", Usage: "OCI layout to keep the rebuild in (default: a temporary one, removed)"},
 			&cli.IntFlag{Name: "jobs", Usage: "make -j (default: the CPUs this process may use); it does not change the image"},
@@ -157,7 +159,7 @@ func runVerify(c *cli.Context, ref string) (*verifyOutput, error) {
 	out := &verifyOutput{Ref: ref, Provenance: builder.CheckAttachedProvenance(ctx, sub, rec)}
 	t, err := builder.VerifyTarget(ctx, rec, builder.VerifyRequest{
 		KernelDir: c.String("kernel-dir"), BuilderImage: c.String("builder-image"),
-		Jobs: c.Int("jobs"), KeysFile: c.String("keys"),
+		Jobs: c.Int("jobs"), KeysFile: c.String("keys"), ZFSKeysFile: c.String("zfs-keys"),
 	})
 	if err != nil {
 		return nil, err
