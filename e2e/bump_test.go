@@ -83,13 +83,17 @@ func (e *env) bump(t *testing.T, cache string) {
 	}
 
 	// The patch mended as a developer would: its hunk takes the new line
-	// as context.
+	// as context, keeping three lines either side (GNU patch reads fewer
+	// lines before than after as a hunk at the start of the file).
 	data, err := os.ReadFile(patch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mended := strings.Replace(string(data), "@@ -893,6 +893,8 @@", "@@ -893,7 +893,9 @@", 1)
-	mended = strings.Replace(mended, " \tpage_address_init();\n", " \tpage_address_init();\n "+nextLine, 1)
+	mended := strings.Replace(string(data), "@@ -893,6 +893,8 @@", "@@ -894,6 +894,8 @@", 1)
+	mended = strings.Replace(mended, " \tboot_cpu_init();\n \tpage_address_init();\n", " \tpage_address_init();\n "+nextLine, 1)
+	if mended == string(data) || !strings.Contains(mended, "@@ -894,6 +894,8 @@") {
+		t.Fatal("the test's edit of the patch did not apply")
+	}
 	if err := os.WriteFile(patch, []byte(mended), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -381,6 +381,8 @@ func TestKernelBuild(t *testing.T) {
 	t.Run("perf", func(t *testing.T) { e.perf(t, cache1, kdir, org, builderRef) })
 	// lkbuild bump to a made-up next release, on the same cache.
 	t.Run("bump", func(t *testing.T) { e.bump(t, cache1) })
+	// The ZFS modules image, on the kernel's kept object tree.
+	t.Run("zfs", func(t *testing.T) { e.zfs(t, cache1, kdir, org, img) })
 
 	t.Run("boot", func(t *testing.T) {
 		ko := e.outOfTreeModule(t, img, builderTag)

@@ -23,6 +23,7 @@ packages=(
 	qemu-system-x86 busybox-static cpio # boot tests (internal/boottest)
 	qemu-system-arm qemu-system-misc opensbi # boots of the aarch64 and riscv64 kernels
 	git make time hyperfine jq curl ca-certificates
+	gpgv                # zfs-source.sh checks Debian's InRelease
 	tmux                # drives lkbuild kconfig's interactive shell in the e2e suite
 	bubblewrap          # the sandbox benchmark's baseline (bench/sandbox.sh)
 )

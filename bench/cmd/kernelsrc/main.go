@@ -6,6 +6,7 @@
 //	kernelsrc fetch -mirror DIR -keys FILE -version V -cache DIR [-workers N] [-cpuprofile FILE]
 //	kernelsrc decode [-workers N] FILE.tar.xz
 //	kernelsrc next -src FILE.tar.xz -version V -fixtures DIR
+//	kernelsrc zfs -src zfs-V.tar.gz -fixtures DIR
 //
 // mirror (untimed setup) makes, or finds in DIR, a kernel.org-style mirror
 // that serves FILE.tar.xz as linux-V.tar.xz, signed by a key it generates,
@@ -17,7 +18,8 @@
 // lkbuild bump tests, not a benchmark) makes, or finds in DIR, a mirror
 // serving FILE.tar.xz as linux-V.tar.xz and a made-up next patch release
 // (next.go says what differs), signed by a key it generates, and prints
-// "<mirror dir> <keys.asc>".
+// "<mirror dir> <keys.asc>". zfs (also a fixture) does the same for an
+// OpenZFS release tarball, in OpenZFS's release layout (zfs.go).
 package main
 
 import (
@@ -45,7 +47,8 @@ const usage = `usage:
   kernelsrc mirror -src FILE.tar.xz -version V -fixtures DIR
   kernelsrc fetch -mirror DIR -keys FILE -version V -cache DIR [-workers N] [-cpuprofile FILE]
   kernelsrc decode [-workers N] FILE.tar.xz
-  kernelsrc next -src FILE.tar.xz -version V -fixtures DIR`
+  kernelsrc next -src FILE.tar.xz -version V -fixtures DIR
+  kernelsrc zfs -src zfs-V.tar.gz -fixtures DIR`
 
 // mirrorFormat names the layout of the mirror fixture; change it to make
 // new fixtures.
@@ -66,6 +69,8 @@ func main() {
 		err = decodeCmd(os.Args[2:])
 	case "next":
 		err = nextCmd(os.Args[2:])
+	case "zfs":
+		err = zfsCmd(os.Args[2:])
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
