@@ -76,8 +76,9 @@ func VerifyTarget(ctx context.Context, rec *Recorded, r VerifyRequest) (*Target,
 	}
 	if p.ZFSURL != "" {
 		// The release the image records, whatever Dockerfile.zfs says.
-		v, ok := strings.CutSuffix(path.Base(p.ZFSURL), ".tar.gz")
-		if v, ok = strings.CutPrefix(v, "zfs-"); !ok || kernel.CheckZFSVersion(v) != nil {
+		v, gz := strings.CutSuffix(path.Base(p.ZFSURL), ".tar.gz")
+		v, zfs := strings.CutPrefix(v, "zfs-")
+		if !gz || !zfs || kernel.CheckZFSVersion(v) != nil {
 			return nil, fmt.Errorf("the image's annotation %s=%q names no OpenZFS release", AnnotationZFSURL, p.ZFSURL)
 		}
 		req.ZFSVersion = v
