@@ -50,14 +50,15 @@ Examples:
    lkbuild fetch --series 6.6.x
    lkbuild fetch --series 6.6.x --arch x86_64 --arch aarch64 --arch riscv64
    lkbuild fetch --series 6.6.x --arch riscv64 --cross-image registry.example/cross:1
-   lkbuild --offline fetch --series 6.6.x --arch aarch64`
+   lkbuild --offline fetch --series 6.6.x --arch aarch64
+   lkbuild fetch --series 6.12.x --tool zfs-kmod   # and the OpenZFS release`
 
 // fetchFlags are the build's flags that name what to fetch, with --arch
 // given once per arch.
 func fetchFlags() []cli.Flag {
 	keep := []string{"kernel-dir", "series", "version", "extra", "debug", "org", "image", "hash-commit",
 		"builder-image", "builder-name", "source-mirror", "keys", "ucode-repo", "no-ucode", "json",
-		"qemu-image", "cross-image", "insecure-registry", "mirror", "bundle"}
+		"qemu-image", "cross-image", "insecure-registry", "mirror", "bundle", "tool", "zfs-version", "zfs-mirror", "zfs-keys"}
 	flags := []cli.Flag{&cli.StringSliceFlag{Name: "arch", Usage: "arch to fetch for (x86_64/amd64, aarch64/arm64, riscv64), once per arch; default: the host's"}}
 	for _, f := range buildFlags() {
 		if slices.Contains(keep, f.Names()[0]) {
@@ -129,7 +130,7 @@ func fetchAction(c *cli.Context) error {
 		env := builder.Environment{
 			Registry: reg, Cache: cache,
 			SourceMirror: c.String("source-mirror"), UcodeRepo: c.String("ucode-repo"),
-			Offline: c.Bool("offline"),
+			ZFSMirror: c.String("zfs-mirror"), Offline: c.Bool("offline"),
 		}
 		foreign := t.BuilderArch.Uname != host.Uname
 		qemu := ""
