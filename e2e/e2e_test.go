@@ -753,9 +753,10 @@ type image struct {
 		} `json:"config"`
 	}
 	rawConfig []byte
-	root      string           // the unpacked layer
-	entries   []string         // the layer's entry names
-	modes     map[string]int64 // and their modes
+	root      string            // the unpacked layer
+	entries   []string          // the layer's entry names
+	links     map[string]string // the layer's symlinks (not unpacked), by name
+	modes     map[string]int64  // and their modes
 }
 
 func (e *env) unpack(t *testing.T, ref string) *image {
@@ -813,6 +814,11 @@ func (e *env) unpack(t *testing.T, ref string) *image {
 				t.Fatal(err)
 			}
 			w.Close()
+		case tar.TypeSymlink:
+			if img.links == nil {
+				img.links = map[string]string{}
+			}
+			img.links[strings.TrimSuffix(h.Name, "/")] = h.Linkname
 		default:
 			t.Errorf("layer entry %s has type %c", h.Name, h.Typeflag)
 		}
