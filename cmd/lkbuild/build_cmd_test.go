@@ -25,6 +25,12 @@ func TestBuildEverySeries(t *testing.T) {
 		{"one series", []string{"--series", "6.6.x"}, 1, []string{"building linuxkit/kernel:6.6.71-"}},
 		{"debug and with-debug", []string{"--debug", "--with-debug"}, 1, []string{"--debug builds only the debug kernel, --with-debug the plain one and the debug one"}},
 		{"an argument", []string{"6.6.x"}, 1, []string{`unexpected argument "6.6.x"`}},
+		// --with-tools is LinuxKit's TOOLS: perf, not the ZFS modules.
+		{"with tools", []string{"--version", "6.6.71", "--with-tools"}, 1, []string{"lkbuild: kernel 1 of 2: 6.6.71\n"}},
+		{"zfs-kmod", []string{"--series", "6.6.x", "--tool", "zfs-kmod"}, 1, []string{"Dockerfile.zfs is missing: it names the OpenZFS release to build (ENV VERSION=2.3.2), or give the version (--zfs-version)"}},
+		{"zfs-kmod version", []string{"--series", "6.6.x", "--tool", "zfs-kmod", "--zfs-version", "2.3.2"}, 1, []string{"building linuxkit/zfs-kmod:6.6.71-"}},
+		{"zfs-kmod bad version", []string{"--series", "6.6.x", "--tool", "zfs-kmod", "--zfs-version", "master"}, 1, []string{`OpenZFS version "master"`}},
+		{"zfs-kmod debug", []string{"--series", "6.6.x", "--tool", "zfs-kmod", "--debug"}, 1, []string{"zfs-kmod has no debug build"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
