@@ -60,12 +60,7 @@ func bumpCommand() *cli.Command {
 			&cli.StringFlag{Name: "arch", Usage: "refresh only this arch's config (x86_64 or amd64, aarch64 or arm64, riscv64); default: every arch the series has a config for"},
 			&cli.BoolFlag{Name: "force", Usage: "write build-args even when a patch does not apply (the configs are then left as they are), or when the release is older than the series'"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "do everything but write: print what would change"},
-			&cli.StringFlag{Name: "builder-image", Usage: "image to run in (registry reference or oci:DIR:NAME); default: the series' BUILD_IMAGE"},
-			sourceMirrorFlag(),
-			&cli.StringFlag{Name: "keys", Usage: "PGP keys that sign the sources (default: <kernel-dir>/common/keys.asc)"},
-			hashCommitFlag(),
-			qemuImageFlag(),
-		}, registryFlags()...),
+		}, sourceFlags()...),
 		Action: bumpAction,
 	}
 }
@@ -94,19 +89,22 @@ Examples:
 				kernelDirFlag(),
 				&cli.StringSliceFlag{Name: "series", Usage: "series or variant folder, e.g. 6.6.x (repeatable); default: every one that is not deprecated"},
 				&cli.StringFlag{Name: "version", Usage: "try the patches of this release's series on this release, e.g. 6.6.72"},
-				&cli.StringFlag{Name: "builder-image", Usage: "image to run in (registry reference or oci:DIR:NAME); default: the series' BUILD_IMAGE"},
-				sourceMirrorFlag(),
-				&cli.StringFlag{Name: "keys", Usage: "PGP keys that sign the sources (default: <kernel-dir>/common/keys.asc)"},
-				hashCommitFlag(),
-				qemuImageFlag(),
-			}, registryFlags()...),
+			}, sourceFlags()...),
 			Action: patchesCheckAction,
 		}},
 	}
 }
 
-func sourceMirrorFlag() cli.Flag {
-	return &cli.StringFlag{Name: "source-mirror", Usage: "kernel.org-style mirror of the sources: URL or local directory", Value: kernel.DefaultSourceMirror, EnvVars: []string{"LKBUILD_SOURCE_MIRROR"}}
+// sourceFlags are the flags of the commands that fetch a kernel's source
+// and run its builder: bump and patches check.
+func sourceFlags() []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "builder-image", Usage: "image to run in (registry reference or oci:DIR:NAME); default: the series' BUILD_IMAGE"},
+		&cli.StringFlag{Name: "source-mirror", Usage: "kernel.org-style mirror of the sources: URL or local directory", Value: kernel.DefaultSourceMirror, EnvVars: []string{"LKBUILD_SOURCE_MIRROR"}},
+		&cli.StringFlag{Name: "keys", Usage: "PGP keys that sign the sources (default: <kernel-dir>/common/keys.asc)"},
+		hashCommitFlag(),
+		qemuImageFlag(),
+	}, registryFlags()...)
 }
 
 // patchKernel is one kernel whose patches are tried.

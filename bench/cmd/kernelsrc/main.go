@@ -105,24 +105,45 @@ func mirrorCmd(args []string) error {
 
 // makeMirror returns the fixture directory for src served as v, making it
 // first if it is missing: <fixtures>/kernel-mirror-<key>/ with keys.asc,
-// mirror/ and INFO, where the key hashes the format, the version and src's
-// contents. It is built under a temporary name and renamed when complete,
-// under a lock.
+// mirror/ and INFO (see fixture).
 func makeMirror(fixtures, src string, v kernel.Version) (string, error) {
+	return fixture(fixtures, "kernel-mirror", mirrorFormat, v.String(), src, func(tmp, digest string) (string, error) {
+		fmt.Fprintf(os.Stderr, "kernelsrc: making the mirror fixture in %s (signing the decompressed tar, a minute or so)\n", fixtures)
+		signer, err := newSigner(tmp, "lkbuild benchmark", "bench@lkbuild.invalid")
+		if err != nil {
+			return "", err
+		}
+		// The C xz decompresses the tar to sign: a decoder independent of the
+		// one the benchmark measures, and faster.
+		tar := func() (io.ReadCloser, error) { return xzDecompress(src) }
+		if err := mirrortest.Write(filepath.Join(tmp, "mirror"), signer, mirrortest.Release{Version: v, XZ: src, Tar: tar}); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("made-by: bench/cmd/kernelsrc mirror (%s)\nsource: %s sha256:%s\nserved as: linux-%s.tar.xz\nsigned by: a key generated then, public part in keys.asc\n",
+			mirrorFormat, src, digest, v), nil
+	})
+}
+
+// fixture returns <fixtures>/<prefix>-<key>/, where key hashes format,
+// version and the contents of src, making it first if it has no INFO: make
+// fills a temporary directory (and returns the text of INFO, to which the
+// date and the seconds it took are added), which is renamed into place
+// when complete, under a lock.
+func fixture(fixtures, prefix, format, version, src string, make func(tmp, digest string) (string, error)) (string, error) {
 	digest, err := fileSHA256(src)
 	if err != nil {
 		return "", err
 	}
-	k := sha256.Sum256([]byte(mirrorFormat + "\n" + v.String() + "\n" + digest))
+	k := sha256.Sum256([]byte(format + "\n" + version + "\n" + digest))
 	key := hex.EncodeToString(k[:8])
-	dir := filepath.Join(fixtures, "kernel-mirror-"+key)
+	dir := filepath.Join(fixtures, prefix+"-"+key)
 	if _, err := os.Stat(filepath.Join(dir, "INFO")); err == nil {
 		return dir, nil
 	}
 	if err := os.MkdirAll(fixtures, 0o755); err != nil {
 		return "", err
 	}
-	lock, err := os.OpenFile(filepath.Join(fixtures, ".kernel-mirror-"+key+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := os.OpenFile(filepath.Join(fixtures, "."+prefix+"-"+key+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return "", err
 	}
@@ -133,32 +154,17 @@ func makeMirror(fixtures, src string, v kernel.Version) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "INFO")); err == nil {
 		return dir, nil
 	}
-	tmp, err := os.MkdirTemp(fixtures, ".kernel-mirror-"+key+".tmp.")
+	tmp, err := os.MkdirTemp(fixtures, "."+prefix+"-"+key+".tmp.")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
 	start := time.Now()
-	fmt.Fprintf(os.Stderr, "kernelsrc: making the mirror fixture %s (signing the decompressed tar, a minute or so)\n", dir)
-	signer, err := pgptest.NewKey("lkbuild benchmark", "bench@lkbuild.invalid", nil)
+	info, err := make(tmp, digest)
 	if err != nil {
 		return "", err
 	}
-	keys, err := signer.Public()
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "keys.asc"), keys, 0o644); err != nil {
-		return "", err
-	}
-	// The C xz decompresses the tar to sign: a decoder independent of the
-	// one the benchmark measures, and faster.
-	tar := func() (io.ReadCloser, error) { return xzDecompress(src) }
-	if err := mirrortest.Write(filepath.Join(tmp, "mirror"), signer, mirrortest.Release{Version: v, XZ: src, Tar: tar}); err != nil {
-		return "", err
-	}
-	info := fmt.Sprintf("made-by: bench/cmd/kernelsrc mirror (%s)\ndate: %s\nsource: %s sha256:%s\nserved as: linux-%s.tar.xz\nsigned by: a key generated then, public part in keys.asc\nseconds: %.0f\n",
-		mirrorFormat, time.Now().UTC().Format(time.RFC3339), src, digest, v, time.Since(start).Seconds())
+	info += fmt.Sprintf("date: %s\nseconds: %.0f\n", time.Now().UTC().Format(time.RFC3339), time.Since(start).Seconds())
 	if err := os.WriteFile(filepath.Join(tmp, "INFO"), []byte(info), 0o644); err != nil {
 		return "", err
 	}
@@ -169,6 +175,19 @@ func makeMirror(fixtures, src string, v kernel.Version) (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// newSigner makes a key and writes its public part to dir/keys.asc.
+func newSigner(dir, name, email string) (*pgptest.Key, error) {
+	signer, err := pgptest.NewKey(name, email, nil)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := signer.Public()
+	if err != nil {
+		return nil, err
+	}
+	return signer, os.WriteFile(filepath.Join(dir, "keys.asc"), keys, 0o644)
 }
 
 func fileSHA256(path string) (string, error) {

@@ -3,8 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,11 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/lkbuild/lkbuild/internal/kernelsrc/mirrortest"
-	"github.com/lkbuild/lkbuild/internal/pgptest"
 	"github.com/lkbuild/lkbuild/kernel"
 )
 
@@ -66,78 +61,32 @@ func nextCmd(args []string) error {
 
 // makeNext returns the fixture directory <fixtures>/kernel-next-<key>/
 // (keys.asc, mirror/, INFO) serving src as v and, made from it with
-// nextEdits, v's next patch release, making it first if it is missing;
-// the key hashes the format, v and src's contents.
+// nextEdits, v's next patch release, making it first if it is missing.
 func makeNext(fixtures, src string, v kernel.Version) (string, error) {
-	digest, err := fileSHA256(src)
-	if err != nil {
-		return "", err
-	}
-	k := sha256.Sum256([]byte(nextFormat + "\n" + v.String() + "\n" + digest))
-	key := hex.EncodeToString(k[:8])
-	dir := filepath.Join(fixtures, "kernel-next-"+key)
-	if _, err := os.Stat(filepath.Join(dir, "INFO")); err == nil {
-		return dir, nil
-	}
-	if err := os.MkdirAll(fixtures, 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(filepath.Join(fixtures, ".kernel-next-"+key+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(filepath.Join(dir, "INFO")); err == nil {
-		return dir, nil
-	}
-	tmp, err := os.MkdirTemp(fixtures, ".kernel-next-"+key+".tmp.")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	start := time.Now()
-	next := kernel.Version{Major: v.Major, Minor: v.Minor, Patch: v.Patch + 1}
-	fmt.Fprintf(os.Stderr, "kernelsrc: making the fixture %s (%s and a made-up %s; a minute or two)\n", dir, v, next)
-	nextXZ := filepath.Join(tmp, "next.tar.xz")
-	if err := writeNext(src, nextXZ, v, next); err != nil {
-		return "", err
-	}
-	signer, err := pgptest.NewKey("lkbuild next release", "next@lkbuild.invalid", nil)
-	if err != nil {
-		return "", err
-	}
-	keys, err := signer.Public()
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "keys.asc"), keys, 0o644); err != nil {
-		return "", err
-	}
-	err = mirrortest.Write(filepath.Join(tmp, "mirror"), signer,
-		mirrortest.Release{Version: v, XZ: src, Tar: func() (io.ReadCloser, error) { return xzDecompress(src) }},
-		mirrortest.Release{Version: next, XZ: nextXZ, Tar: func() (io.ReadCloser, error) { return xzDecompress(nextXZ) }},
-	)
-	if err != nil {
-		return "", err
-	}
-	if err := os.Remove(nextXZ); err != nil {
-		return "", err
-	}
-	info := fmt.Sprintf("made-by: bench/cmd/kernelsrc next (%s)\ndate: %s\nsource: %s sha256:%s, served as linux-%s.tar.xz\nnext: linux-%s.tar.xz, the same with SUBLEVEL %d, a line added to start_kernel (the e2e patch's context) and CONFIG_%s (default y) in init/Kconfig\nsigned by: a key generated then, public part in keys.asc\nseconds: %.0f\n",
-		nextFormat, time.Now().UTC().Format(time.RFC3339), src, digest, v, next, next.Patch, nextSymbol, time.Since(start).Seconds())
-	if err := os.WriteFile(filepath.Join(tmp, "INFO"), []byte(info), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
-	}
-	return dir, nil
+	return fixture(fixtures, "kernel-next", nextFormat, v.String(), src, func(tmp, digest string) (string, error) {
+		next := kernel.Version{Major: v.Major, Minor: v.Minor, Patch: v.Patch + 1}
+		fmt.Fprintf(os.Stderr, "kernelsrc: making the fixture of %s and a made-up %s in %s (a minute or two)\n", v, next, fixtures)
+		nextXZ := filepath.Join(tmp, "next.tar.xz")
+		if err := writeNext(src, nextXZ, v, next); err != nil {
+			return "", err
+		}
+		signer, err := newSigner(tmp, "lkbuild next release", "next@lkbuild.invalid")
+		if err != nil {
+			return "", err
+		}
+		err = mirrortest.Write(filepath.Join(tmp, "mirror"), signer,
+			mirrortest.Release{Version: v, XZ: src, Tar: func() (io.ReadCloser, error) { return xzDecompress(src) }},
+			mirrortest.Release{Version: next, XZ: nextXZ, Tar: func() (io.ReadCloser, error) { return xzDecompress(nextXZ) }},
+		)
+		if err != nil {
+			return "", err
+		}
+		if err := os.Remove(nextXZ); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("made-by: bench/cmd/kernelsrc next (%s)\nsource: %s sha256:%s, served as linux-%s.tar.xz\nnext: linux-%s.tar.xz, the same with SUBLEVEL %d, a line added to start_kernel (the e2e patch's context) and CONFIG_%s (default y) in init/Kconfig\nsigned by: a key generated then, public part in keys.asc\n",
+			nextFormat, src, digest, v, next, next.Patch, nextSymbol), nil
+	})
 }
 
 // writeNext writes the tarball of next, src with nextEdits, as an xz

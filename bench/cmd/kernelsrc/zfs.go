@@ -1,17 +1,13 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 
-	"github.com/lkbuild/lkbuild/internal/pgptest"
 	"github.com/lkbuild/lkbuild/kernel"
 )
 
@@ -41,82 +37,32 @@ func zfsCmd(args []string) error {
 }
 
 // makeZFSMirror returns <fixtures>/zfs-mirror-<key>/ (keys.asc, mirror/,
-// INFO), making it first if it is missing; the key hashes the format and
-// src's contents.
+// INFO), making it first if it is missing.
 func makeZFSMirror(fixtures, src, v string) (string, error) {
-	digest, err := fileSHA256(src)
-	if err != nil {
-		return "", err
-	}
-	k := sha256.Sum256([]byte(zfsFormat + "\n" + v + "\n" + digest))
-	key := hex.EncodeToString(k[:8])
-	dir := filepath.Join(fixtures, "zfs-mirror-"+key)
-	if _, err := os.Stat(filepath.Join(dir, "INFO")); err == nil {
-		return dir, nil
-	}
-	if err := os.MkdirAll(fixtures, 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(filepath.Join(fixtures, ".zfs-mirror-"+key+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(filepath.Join(dir, "INFO")); err == nil {
-		return dir, nil
-	}
-	tmp, err := os.MkdirTemp(fixtures, ".zfs-mirror-"+key+".tmp.")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	signer, err := pgptest.NewKey("lkbuild OpenZFS fixture", "zfs@lkbuild.invalid", nil)
-	if err != nil {
-		return "", err
-	}
-	keys, err := signer.Public()
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "keys.asc"), keys, 0o644); err != nil {
-		return "", err
-	}
-	tarball, signature := kernel.ZFSFiles(filepath.Join(tmp, "mirror"), v)
-	if err := os.MkdirAll(filepath.Dir(tarball), 0o755); err != nil {
-		return "", err
-	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(tarball, data, 0o644); err != nil {
-		return "", err
-	}
-	f, err := os.Open(tarball)
-	if err != nil {
-		return "", err
-	}
-	sig, err := signer.DetachSign(f)
-	f.Close()
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(signature, sig, 0o644); err != nil {
-		return "", err
-	}
-	info := fmt.Sprintf("made-by: bench/cmd/kernelsrc zfs (%s)\ndate: %s\nsource: %s sha256:%s, served as zfs-%s/zfs-%s.tar.gz\nsigned by: a key generated then, public part in keys.asc\n",
-		zfsFormat, time.Now().UTC().Format(time.RFC3339), src, digest, v, v)
-	if err := os.WriteFile(filepath.Join(tmp, "INFO"), []byte(info), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
-	}
-	return dir, nil
+	return fixture(fixtures, "zfs-mirror", zfsFormat, v, src, func(tmp, digest string) (string, error) {
+		signer, err := newSigner(tmp, "lkbuild OpenZFS fixture", "zfs@lkbuild.invalid")
+		if err != nil {
+			return "", err
+		}
+		tarball, signature := kernel.ZFSFiles(filepath.Join(tmp, "mirror"), v)
+		if err := os.MkdirAll(filepath.Dir(tarball), 0o755); err != nil {
+			return "", err
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(tarball, data, 0o644); err != nil {
+			return "", err
+		}
+		sig, err := signer.DetachSign(bytes.NewReader(data))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(signature, sig, 0o644); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("made-by: bench/cmd/kernelsrc zfs (%s)\nsource: %s sha256:%s, served as zfs-%s/zfs-%s.tar.gz\nsigned by: a key generated then, public part in keys.asc\n",
+			zfsFormat, src, digest, v, v), nil
+	})
 }
