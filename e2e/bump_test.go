@@ -72,6 +72,14 @@ func (e *env) bump(t *testing.T, cache string) {
 			t.Errorf("bump: exit %d, want 1, the rejected hunk and nothing written:\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
 		unchanged(t)
+		// --force would write build-args alone: the configs need the
+		// patched tree.
+		r = e.lkbuild(t, nil, args([]string{"bump"}, "--version", next, "--arch", "x86_64", "--force", "--dry-run")...)
+		if r.code != 0 || !strings.Contains(r.stderr, "--force: the configs are not refreshed") || !strings.Contains(r.stdout, "\n+KERNEL_VERSION="+next+"\n") ||
+			!strings.Contains(r.stderr, "--dry-run: 1 file(s) would change, none written") {
+			t.Errorf("bump --force --dry-run: exit %d, want 0 and build-args alone:\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		unchanged(t)
 		// The patches still apply to the release build-args name.
 		r = e.lkbuild(t, nil, args([]string{"patches", "check"})...)
 		if r.code != 0 || !strings.Contains(r.stdout, series+" on "+version+": all 1 patch(es) apply") {
