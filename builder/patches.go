@@ -89,7 +89,9 @@ func CheckPatches(ctx context.Context, t *Target, env Environment, events func(E
 				return rep, err
 			}
 			res.Rejected, res.Output = se.Rejected, se.Output
-			res.Reversed = strings.Contains(se.Output, "Reversed (or previously applied) patch detected")
+			// Already applied as a whole only: a patch with a rejected hunk
+			// elsewhere still needs work.
+			res.Reversed = len(se.Rejected) == 0 && strings.Contains(se.Output, "Reversed (or previously applied) patch detected")
 		}
 		rep.Patches = append(rep.Patches, res)
 	}

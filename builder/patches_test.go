@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,7 +102,7 @@ func TestCheckPatchesMissingPatch(t *testing.T) {
 	}
 	fb := newFakeBuild(t, t.TempDir(), Request{})
 	rep, err := CheckPatches(context.Background(), fb.target, fb.env, nil, w.options()...)
-	if err == nil || !strings.Contains(err.Error(), "patch is not in the builder image") {
+	if !errors.Is(err, sandbox.ErrCommandNotFound) || !strings.Contains(err.Error(), "patch is not in the builder image") {
 		t.Fatalf("got %v, want the missing program", err)
 	}
 	if len(rep.Patches) != 0 {

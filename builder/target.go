@@ -186,6 +186,14 @@ func Resolve(ctx context.Context, r Request) (*Target, error) {
 		popts.CrossCompile = toolchain.Triplet(a) + "-"
 		t.BuilderArch = host
 	}
+	if r.Query.Tool == kernel.ToolZFS && r.ZFSVersion != "" {
+		// The tags stand for the kernel directory: another release under
+		// them would be a different image with the same name.
+		if v, err := co.Dir.ZFSVersion(); err == nil && v != r.ZFSVersion {
+			return nil, fmt.Errorf("--zfs-version %s: %s names OpenZFS %s, and the image's tags stand for the kernel directory: change its VERSION (and commit) to build another release",
+				r.ZFSVersion, co.Dir.ZFSDockerfile(), v)
+		}
+	}
 	t.Plan, err = kernel.NewPlan(co.Dir, r.Query, a, popts)
 	if err != nil {
 		return nil, err

@@ -2,9 +2,9 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/internal/kernelsrc"
@@ -57,11 +57,21 @@ func (b *build) fetchZFS(ctx context.Context) error {
 		}, a)
 		return b.zfs.SHA256, b.zfs.Dir, err
 	})
+	if errors.Is(err, kernel.ErrUnknownKey) {
+		return fmt.Errorf("%w (OpenZFS signs its releases with its own key: add it to the kernel directory's keys.asc or give it with --zfs-keys)", err)
+	}
 	if err != nil {
 		return b.missing(fmt.Sprintf("OpenZFS %s (%s and its .asc, from %s)", z.Version, a.Tarball, mirror), err)
 	}
 	b.logf("zfs %s sha256 %s (cached %v) in %s", b.zfs.URL, b.zfs.SHA256, b.zfs.Cached, b.zfs.Dir)
-	meta, err := os.ReadFile(filepath.Join(b.zfs.Dir, "META"))
+	// Read through a Root: a symlink in the tarball cannot make lkbuild
+	// read a host file.
+	root, err := os.OpenRoot(b.zfs.Dir)
+	if err != nil {
+		return fmt.Errorf("OpenZFS %s: %w", z.Version, err)
+	}
+	meta, err := root.ReadFile("META")
+	root.Close()
 	if err != nil {
 		return fmt.Errorf("OpenZFS %s: %w: not an OpenZFS release tarball", z.Version, err)
 	}

@@ -41,6 +41,9 @@ func zfsWorld(t *testing.T, meta string) (*fakeWorld, []Option, *[]kernelsrc.Arc
 	}
 	var fetched []kernelsrc.Archive
 	opts := append(w.options(), withArchive(func(ctx context.Context, o kernelsrc.Options, a kernelsrc.Archive) (kernelsrc.Tree, error) {
+		if o.Mirror != "/srv/zfs" && o.Mirror != kernel.DefaultZFSMirror {
+			t.Errorf("fetched from %s", o.Mirror)
+		}
 		fetched = append(fetched, a)
 		return kernelsrc.Tree{Dir: zfsDir, SHA256: strings.Repeat("ef", 32), URL: o.Mirror + "/" + a.Tarball}, nil
 	}))

@@ -164,8 +164,18 @@ func (e *env) zfs(t *testing.T, cache, kdir, org string, kernelImg *image) {
 	// before anything compiles, naming both.
 	t.Run("unsupported", func(t *testing.T) {
 		old, oldKeys := oldZFSMirror(t, "2.2.9", "6.10")
-		r := e.lkbuild(t, nil, e.buildArgs(cache, filepath.Join(t.TempDir(), "oci"), kdir, org,
-			"--tool", "zfs-kmod", "--zfs-version", "2.2.9", "--zfs-mirror", old, "--zfs-keys", oldKeys)...)
+		oldDir := e.checkout(t, func(k string) {
+			file := filepath.Join(k, "common", "Dockerfile.zfs")
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, []byte(strings.Replace(string(data), "VERSION="+zfsVersion, "VERSION=2.2.9", 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+		r := e.lkbuild(t, nil, e.buildArgs(cache, filepath.Join(t.TempDir(), "oci"), oldDir, org,
+			"--tool", "zfs-kmod", "--zfs-mirror", old, "--zfs-keys", oldKeys)...)
 		want := "OpenZFS 2.2.9 supports kernels 4.18 to 6.10, not " + version
 		if r.code == 0 || !strings.Contains(r.stderr, want) {
 			t.Errorf("exit %d, want an error saying %q:\n%s", r.code, want, tailString(r.stderr, 20))
@@ -195,9 +205,15 @@ func oldZFSMirror(t *testing.T, v, max string) (string, string) {
 			t.Fatal(err)
 		}
 	}
-	tw.Write([]byte(meta))
-	tw.Close()
-	gz.Close()
+	if _, err := tw.Write([]byte(meta)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
 	key, err := pgptest.NewKey("old OpenZFS", "old-zfs@lkbuild.invalid", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +228,9 @@ func oldZFSMirror(t *testing.T, v, max string) (string, string) {
 	}
 	dir := t.TempDir()
 	tarball := filepath.Join(dir, "mirror", "zfs-"+v, "zfs-"+v+".tar.gz")
-	os.MkdirAll(filepath.Dir(tarball), 0o755)
+	if err := os.MkdirAll(filepath.Dir(tarball), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for name, data := range map[string][]byte{tarball: b.Bytes(), tarball + ".asc": sig, filepath.Join(dir, "keys.asc"): pub} {
 		if err := os.WriteFile(name, data, 0o644); err != nil {
 			t.Fatal(err)

@@ -76,7 +76,7 @@ func TestReplaceBuildArg(t *testing.T) {
 	}{
 		{name: "plain", in: "KERNEL_VERSION=6.6.71\nKERNEL_SERIES=6.6.x\n", key: "KERNEL_VERSION", value: "6.6.72",
 			want: "KERNEL_VERSION=6.6.72\nKERNEL_SERIES=6.6.x\n"},
-		{name: "keeps the rest", in: "# pinned\n\n  KERNEL_VERSION = x\r\nKERNEL_VERSION_X=1\nBUILD_IMAGE=a=b", key: "KERNEL_VERSION", value: "6.6.72",
+		{name: "a key with blanks before = is another key", in: "# pinned\n\n  KERNEL_VERSION = x\r\nKERNEL_VERSION_X=1\nBUILD_IMAGE=a=b", key: "KERNEL_VERSION", value: "6.6.72",
 			wantErr: "no KERNEL_VERSION line"},
 		{name: "indent and CRLF", in: "# pinned\n\n  KERNEL_VERSION=6.6.71\r\nKERNEL_VERSION_X=1\nBUILD_IMAGE=a=b", key: "KERNEL_VERSION", value: "6.6.72",
 			want: "# pinned\n\n  KERNEL_VERSION=6.6.72\r\nKERNEL_VERSION_X=1\nBUILD_IMAGE=a=b"},

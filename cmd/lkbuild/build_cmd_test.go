@@ -65,3 +65,19 @@ func TestBuildNoSeriesLeft(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, stderr)
 	}
 }
+
+// --zfs-version may not name another release than the kernel directory's
+// Dockerfile.zfs: the image's tags stand for the directory.
+func TestBuildZFSVersionIsTheDirectorys(t *testing.T) {
+	testGit(t)
+	files := seriesKernelFiles()
+	files["common/Dockerfile.zfs"] = "FROM scratch\nENV VERSION=2.3.2\n"
+	k := kernelRepo(t, "kernel", files)
+	dir := t.TempDir()
+	_, stderr, code := lkbuild(t, "--cache-dir", filepath.Join(dir, "cache"), "--offline", "build", "--kernel-dir", k, "--arch", "x86_64",
+		"--output", filepath.Join(dir, "oci"), "--series", "6.6.x", "--tool", "zfs-kmod", "--zfs-version", "2.3.3")
+	want := "--zfs-version 2.3.3: common/Dockerfile.zfs names OpenZFS 2.3.2"
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, want 1 and %q:\n%s", code, want, stderr)
+	}
+}

@@ -169,36 +169,39 @@ func toolsRequest(c *cli.Context, k patchKernel, arch kernel.Arch) builder.Reque
 }
 
 // tryPatches tries each kernel's patches and prints the report on w,
-// progress on ew. It returns the number of patches that do not apply.
+// progress on ew. It returns the number of patch files that do not apply
+// to some kernel (a base patch a variant applies too counts once).
 func tryPatches(c *cli.Context, co *kernel.Checkout, cache cachedir.Dir, ks []patchKernel) (int, error) {
 	w, ew := c.App.Writer, c.App.ErrWriter
-	failed := 0
+	failedFiles := map[string]bool{}
 	for _, k := range ks {
 		s, _, err := co.Resolve(kernel.Query{Series: k.name})
 		if err != nil {
-			return failed, err
+			return len(failedFiles), err
 		}
 		arch, err := patchArch(s)
 		if err != nil {
-			return failed, err
+			return len(failedFiles), err
 		}
 		env, err := kconfigEnv(c, cache, arch)
 		if err != nil {
-			return failed, err
+			return len(failedFiles), fmt.Errorf("%s's patches are tried in its %s builder: %w", k.name, arch, err)
 		}
 		t, err := builder.Resolve(c.Context, toolsRequest(c, k, arch))
 		if err != nil {
-			return failed, err
+			return len(failedFiles), err
 		}
 		what := fmt.Sprintf("patches %s", t.Plan.Version.String()+t.Plan.Extra)
 		rep, err := builder.CheckPatches(c.Context, t, env, kconfigEvents(ew, what))
 		if err != nil {
-			return failed, kconfigFailure(ew, err)
+			return len(failedFiles), kconfigFailure(ew, err)
 		}
-		failed += len(rep.Failed())
+		for _, p := range rep.Failed() {
+			failedFiles[p.File] = true
+		}
 		printPatchReport(w, k.name, rep)
 	}
-	return failed, nil
+	return len(failedFiles), nil
 }
 
 // printPatchReport prints what each patch did to one kernel.
@@ -218,7 +221,7 @@ func printPatchReport(w io.Writer, name string, rep *builder.PatchReport) {
 		case p.Applied:
 			fmt.Fprintf(w, "  ok      %s%s\n", p.File, offsets(p.Output))
 		case p.Reversed:
-			fmt.Fprintf(w, "  MERGED  %s: %s already has this change (patch found it applied): remove the patch\n", p.File, rep.Version)
+			fmt.Fprintf(w, "  MERGED  %s: %s already has this change (patch found it applied, no hunk rejected): remove the patch\n", p.File, rep.Version)
 		default:
 			fmt.Fprintf(w, "  FAILED  %s: %d hunk(s) rejected\n", p.File, len(p.Rejected))
 			for _, h := range p.Rejected {

@@ -24,7 +24,7 @@ func TestBumpRefuses(t *testing.T) {
 		want string
 	}{
 		{"no version", []string{"bump"}, "bump needs --version"},
-		{"bad version", []string{"bump", "--version", "6.6"}, "6.6"},
+		{"bad version", []string{"bump", "--version", "6.6"}, `"6.6"`},
 		{"same version", []string{"bump", "--version", "6.6.71"}, "6.6.x is already at 6.6.71"},
 		{"older", []string{"bump", "--version", "6.6.60"}, "6.6.60 is older than 6.6.x's 6.6.71 (--force to go back)"},
 		{"other series", []string{"bump", "--series", "6.6.x", "--version", "6.12.60"}, "version 6.12.60 is not in series 6.6.x"},

@@ -216,7 +216,10 @@ func fetchHint(c *cli.Context, t *builder.Target) string {
 		args = append(args, "--cache-dir", c.String("cache-dir"))
 	}
 	args = append(append(args, "fetch"), t.Request.Args()...)
-	for _, f := range []string{"builder-image", "source-mirror", "ucode-repo", "cross-image", "qemu-image", "keys"} {
+	if v := t.Request.ZFSVersion; v != "" && !c.IsSet("zfs-version") {
+		args = append(args, "--zfs-version", v) // verify's, from the image
+	}
+	for _, f := range []string{"builder-image", "source-mirror", "ucode-repo", "cross-image", "qemu-image", "keys", "zfs-version", "zfs-mirror", "zfs-keys"} {
 		if c.IsSet(f) && !slices.Contains(args, "--"+f) {
 			args = append(args, "--"+f, c.String(f))
 		}

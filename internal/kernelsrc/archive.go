@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/lkbuild/lkbuild/internal/flock"
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/oci"
 )
 
@@ -32,12 +33,12 @@ type Archive struct {
 const maxArchiveSize = 1 << 30
 
 // FetchArchive returns the verified source tree of a: from the cache when
-// an earlier call put it there, with no request, else downloaded from
-// o.Mirror, its signature checked with o.Keyring over every byte, and
-// extracted (owners and device files left out, no entry outside the
-// tree). The tree is kept under the tarball's SHA-256, and a record of
-// a's mirror path names it for the next call. Options.Workers does not
-// apply. Like Fetch, a failure leaves the cache as it was and wraps
+// an earlier call put it there and the kept tarball's kept signature still
+// verifies with o.Keyring (no request), else downloaded from o.Mirror, its
+// signature checked with o.Keyring over every byte, and extracted (owners
+// and device files left out, no entry outside the tree). The tree is kept
+// under the tarball's SHA-256, and a record of a's mirror path names it
+// for the next call. Options.Workers does not apply. Like Fetch, a failure leaves the cache as it was and wraps
 // kernel.ErrUnknownKey, kernel.ErrBadSignature or ErrNotFound where they
 // are the cause.
 func FetchArchive(ctx context.Context, o Options, a Archive) (Tree, error) {
@@ -76,7 +77,7 @@ func fetchArchive(ctx context.Context, o Options, a Archive) (Tree, error) {
 	loc := strings.TrimSuffix(m.base(), "/") + "/" + a.Tarball
 	record := c.archiveRecord(a.Tarball)
 	tree := Tree{URL: loc}
-	if t, ok, err := c.recordedTree(record); ok || err != nil {
+	if t, ok, err := c.recordedTree(record, o.Keyring); ok || err != nil {
 		t.URL = loc
 		return t, err
 	}
@@ -86,7 +87,7 @@ func fetchArchive(ctx context.Context, o Options, a Archive) (Tree, error) {
 		return Tree{}, fmt.Errorf("lock the source cache: %w", err)
 	}
 	defer unlock()
-	if t, ok, err := c.recordedTree(record); ok || err != nil {
+	if t, ok, err := c.recordedTree(record, o.Keyring); ok || err != nil {
 		t.URL = loc
 		return t, err
 	}
@@ -136,7 +137,7 @@ func fetchArchive(ctx context.Context, o Options, a Archive) (Tree, error) {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return Tree{}, err
 		}
-		if err := extractGzip(ctx, c, f, sum, loc); err != nil {
+		if err := extractGzip(ctx, c, f, key, sum, loc); err != nil {
 			return Tree{}, err
 		}
 	} else {
@@ -153,6 +154,7 @@ func fetchArchive(ctx context.Context, o Options, a Archive) (Tree, error) {
 			return Tree{}, err
 		}
 	}
+	c.keep(c.archiveSignature(sum), sig.buf.Bytes())
 	if err := writeAtomic(record, []byte(sum+"\n")); err != nil {
 		return Tree{}, err
 	}
@@ -166,8 +168,16 @@ func (c cache) archiveRecord(rel string) string {
 	return filepath.Join(c.dir, "archives", "archive-"+hex.EncodeToString(h[:16]))
 }
 
-// recordedTree is the tree record names, when it and its tree are there.
-func (c cache) recordedTree(record string) (Tree, bool, error) {
+// archiveSignature is where the signature of the archive sum is kept.
+func (c cache) archiveSignature(sum string) string {
+	return filepath.Join(c.dir, "signatures", sum+".asc")
+}
+
+// recordedTree is the tree record names, when it and its tree are there
+// and the kept tarball's kept signature verifies with keys: a cache an
+// earlier call filled with other keys (or a test's) is not taken on
+// trust.
+func (c cache) recordedTree(record string, keys *kernel.Keyring) (Tree, bool, error) {
 	data, err := os.ReadFile(record)
 	if err != nil {
 		return Tree{}, false, nil
@@ -180,13 +190,44 @@ func (c cache) recordedTree(record string) (Tree, bool, error) {
 	if !ok || err != nil {
 		return Tree{}, false, err
 	}
+	if !keptArchiveVerifies(c, keys, sum) {
+		return Tree{}, false, nil
+	}
 	return Tree{Dir: dir, SHA256: sum, Tarball: c.tarball(sum), Cached: true}, true, nil
 }
 
+// keptArchiveVerifies checks the kept tarball of sum against its kept
+// signature with keys, and its digest against sum.
+func keptArchiveVerifies(c cache, keys *kernel.Keyring, sum string) bool {
+	sig, err := os.ReadFile(c.archiveSignature(sum))
+	if err != nil || len(sig) > maxSignatureSize {
+		return false
+	}
+	f, err := os.Open(c.tarball(sum))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	v, err := keys.NewDetachedVerifier(c.archiveSignature(sum), sig)
+	if err != nil {
+		return false
+	}
+	defer v.Close()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(v, h), f); err != nil {
+		return false
+	}
+	if _, err := v.Verify(); err != nil {
+		return false
+	}
+	return hex.EncodeToString(h.Sum(nil)) == sum
+}
+
 // extractGzip extracts the gzip-compressed tar r into the cache's tree
-// for sum.
-func extractGzip(ctx context.Context, c cache, r io.Reader, sum, loc string) (err error) {
-	tmp, err := os.MkdirTemp(c.tmp(), sum+".tree-*")
+// for sum; its temporary directory is named after key, the lock held, so
+// that the next call under that lock removes what a killed one left.
+func extractGzip(ctx context.Context, c cache, r io.Reader, key, sum, loc string) (err error) {
+	tmp, err := os.MkdirTemp(c.tmp(), key+".tree-*")
 	if err != nil {
 		return err
 	}

@@ -105,6 +105,12 @@ func TestFetchArchive(t *testing.T) {
 			if err != nil || !again.Cached || again.Dir != tree.Dir || again.SHA256 != tree.SHA256 || requests != before {
 				t.Errorf("second fetch: %+v, %v (requests %d -> %d)", again, err, before, requests)
 			}
+			// With keys that do not sign it, the cached tree is not taken on
+			// trust: the fetch goes to the mirror (gone: an error).
+			o.Keyring = keyringOf(t, newKey(t, "Someone Else"))
+			if other, err := FetchArchive(context.Background(), o, a); err == nil {
+				t.Errorf("a tree cached under other keys was used: %+v", other)
+			}
 		})
 	}
 }
