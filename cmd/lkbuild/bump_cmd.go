@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -16,7 +12,6 @@ import (
 	"github.com/lkbuild/lkbuild/internal/cachedir"
 	"github.com/lkbuild/lkbuild/internal/kernelgit"
 	"github.com/lkbuild/lkbuild/kernel"
-	"github.com/lkbuild/lkbuild/toolchain"
 )
 
 const bumpDescription = `The documented "adding a new kernel version" in one command: for the
@@ -107,101 +102,26 @@ func sourceFlags() []cli.Flag {
 	}, registryFlags()...)
 }
 
-// patchKernel is one kernel whose patches are tried.
-type patchKernel struct {
-	// name is the series or variant folder; q names the kernel.
-	name string
-	q    kernel.Query
-	// bump is set when q.Version is not yet the series' KERNEL_VERSION.
-	bump bool
-}
-
-// bumpSeries is the series a bump changes, and its kernels whose patches
-// are tried at v: the series and each variant that is built and takes its
-// version from it.
-func bumpSeries(co *kernel.Checkout, series string, v kernel.Version) (*kernel.Series, []patchKernel, error) {
-	if series == "" {
-		series = v.Series()
-	}
-	s, err := co.Dir.Lookup(series)
-	if err != nil {
-		return nil, nil, err
-	}
-	if s.Extra != "" {
-		return nil, nil, fmt.Errorf("%s is a variant: name its series, %s (its variants follow)", s.Name, s.Base)
-	}
-	if v.Series() != s.Base {
-		return nil, nil, fmt.Errorf("version %s is not in series %s", v, s.Name)
-	}
-	ks := []patchKernel{{name: s.Name, q: kernel.Query{Series: s.Name, Version: v.String()}, bump: true}}
-	for _, o := range co.Dir.Series {
-		if o.BaseSeries() == s && o.BuildArgs == nil && !o.Deprecated {
-			ks = append(ks, patchKernel{name: o.Name, q: kernel.Query{Series: s.Name, Version: v.String(), Extra: o.Extra}, bump: true})
-		}
-	}
-	return s, ks, nil
-}
-
-// patchArch is the arch whose builder applies the patches: this host's
-// when the series has a config for it (no emulation), else its first.
-func patchArch(s *kernel.Series) (kernel.Arch, error) {
-	arches := s.Arches()
-	if len(arches) == 0 {
-		return kernel.Arch{}, fmt.Errorf("series %s has no config: no arch to try its patches for", s.Name)
-	}
-	if host, err := toolchain.HostArch(); err == nil {
-		for _, a := range arches {
-			if a.Uname == host.Uname {
-				return a, nil
-			}
-		}
-	}
-	return arches[0], nil
-}
-
-// toolsRequest is the Request of a bump or patches check target.
-func toolsRequest(c *cli.Context, k patchKernel, arch kernel.Arch) builder.Request {
-	return builder.Request{
-		KernelDir: c.String("kernel-dir"), HashCommit: c.String("hash-commit"),
-		Query: k.q, Arch: arch.Uname, BuilderImage: c.String("builder-image"),
-		KeysFile: c.String("keys"), NoUcode: true, Bump: k.bump,
+// patchTrial is how bump and patches check reach the builders: the
+// flags' request, each arch's environment, progress on stderr.
+func patchTrial(c *cli.Context, cache cachedir.Dir) builder.PatchTrial {
+	return builder.PatchTrial{
+		Base: builder.Request{
+			KernelDir: c.String("kernel-dir"), HashCommit: c.String("hash-commit"),
+			BuilderImage: c.String("builder-image"), KeysFile: c.String("keys"),
+		},
+		Env: func(a kernel.Arch) (builder.Environment, error) { return kconfigEnv(c, cache, a) },
+		Events: func(what string, e builder.Event) {
+			kconfigEvents(c.App.ErrWriter, what)(e)
+		},
 	}
 }
 
-// tryPatches tries each kernel's patches and prints the report on w,
-// progress on ew. It returns the number of patch files that do not apply
-// to some kernel (a base patch a variant applies too counts once).
-func tryPatches(c *cli.Context, co *kernel.Checkout, cache cachedir.Dir, ks []patchKernel) (int, error) {
-	w, ew := c.App.Writer, c.App.ErrWriter
-	failedFiles := map[string]bool{}
-	for _, k := range ks {
-		s, _, err := co.Resolve(kernel.Query{Series: k.name})
-		if err != nil {
-			return len(failedFiles), err
-		}
-		arch, err := patchArch(s)
-		if err != nil {
-			return len(failedFiles), err
-		}
-		env, err := kconfigEnv(c, cache, arch)
-		if err != nil {
-			return len(failedFiles), fmt.Errorf("%s's patches are tried in its %s builder: %w", k.name, arch, err)
-		}
-		t, err := builder.Resolve(c.Context, toolsRequest(c, k, arch))
-		if err != nil {
-			return len(failedFiles), err
-		}
-		what := fmt.Sprintf("patches %s", t.Plan.Version.String()+t.Plan.Extra)
-		rep, err := builder.CheckPatches(c.Context, t, env, kconfigEvents(ew, what))
-		if err != nil {
-			return len(failedFiles), kconfigFailure(ew, err)
-		}
-		for _, p := range rep.Failed() {
-			failedFiles[p.File] = true
-		}
-		printPatchReport(w, k.name, rep)
+// printPatches prints each kernel's report.
+func printPatches(w io.Writer, kps []builder.KernelPatches) {
+	for _, kp := range kps {
+		printPatchReport(w, kp.Name, kp.Report)
 	}
-	return len(failedFiles), nil
 }
 
 // printPatchReport prints what each patch did to one kernel.
@@ -265,7 +185,7 @@ func patchesCheckAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var ks []patchKernel
+	var ks []builder.PatchKernel
 	switch names := c.StringSlice("series"); {
 	case c.String("version") != "":
 		if len(names) > 1 {
@@ -279,14 +199,14 @@ func patchesCheckAction(c *cli.Context) error {
 		if len(names) == 1 {
 			series = names[0]
 		}
-		s, bks, err := bumpSeries(co, series, v)
+		s, bks, err := builder.BumpKernels(co.Dir, series, v)
 		if err != nil {
 			return err
 		}
 		ks = bks
 		if s.Version == v {
 			for i := range ks {
-				ks[i].bump = false
+				ks[i].Bump = false
 			}
 		}
 	case len(names) > 0:
@@ -294,12 +214,12 @@ func patchesCheckAction(c *cli.Context) error {
 			if _, err := co.Dir.Lookup(n); err != nil {
 				return err
 			}
-			ks = append(ks, patchKernel{name: n, q: kernel.Query{Series: n}})
+			ks = append(ks, builder.PatchKernel{Name: n, Query: kernel.Query{Series: n}})
 		}
 	default:
 		for _, s := range co.Dir.Series {
 			if !s.Deprecated && !s.Version.IsZero() {
-				ks = append(ks, patchKernel{name: s.Name, q: kernel.Query{Series: s.Name}})
+				ks = append(ks, builder.PatchKernel{Name: s.Name, Query: kernel.Query{Series: s.Name}})
 			}
 		}
 		if len(ks) == 0 {
@@ -310,21 +230,15 @@ func patchesCheckAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	failed, err := tryPatches(c, co, cache, ks)
+	kps, failed, err := builder.TryPatches(c.Context, patchTrial(c, cache), ks)
+	printPatches(c.App.Writer, kps)
 	if err != nil {
-		return err
+		return kconfigFailure(c.App.ErrWriter, err)
 	}
 	if failed > 0 {
 		return cli.Exit(fmt.Sprintf("patches check: %d patch(es) do not apply", failed), 1)
 	}
 	return nil
-}
-
-// bumpChange is one file bump writes.
-type bumpChange struct {
-	// file is the file as the user knows it; path on this host.
-	file, path string
-	old, new   []byte
 }
 
 func bumpAction(c *cli.Context) error {
@@ -338,133 +252,55 @@ func bumpAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	co, err := kernelgit.Open(openOptions(c))
-	if err != nil {
-		return err
-	}
-	s, ks, err := bumpSeries(co, c.String("series"), v)
-	if err != nil {
-		return err
-	}
-	if s.Deprecated {
-		return fmt.Errorf("bump: series %s is deprecated", s.Name)
-	}
-	if s.BuildArgs == nil {
-		return fmt.Errorf("bump: series %s has no build-args to write", s.Name)
-	}
-	old := s.Version
-	switch cmp := v.Compare(old); {
-	case cmp == 0:
-		return fmt.Errorf("bump: %s is already at %s", s.Name, v)
-	case cmp < 0 && !c.Bool("force"):
-		return fmt.Errorf("bump: %s is older than %s's %s (--force to go back)", v, s.Name, old)
-	}
-	arches, err := bumpArches(c, s)
-	if err != nil {
-		return err
+	var arches []kernel.Arch
+	if name := c.String("arch"); name != "" {
+		a, err := kernel.ParseArch(name)
+		if err != nil {
+			return err
+		}
+		arches = []kernel.Arch{a}
 	}
 	cache, err := cacheDir(c)
 	if err != nil {
 		return err
 	}
-	// Every arch needs its emulator: find out before any work.
-	envs := map[string]builder.Environment{}
-	for _, a := range arches {
-		if envs[a.Uname], err = kconfigEnv(c, cache, a); err != nil {
-			return fmt.Errorf("bump: %w", err)
-		}
-	}
 	w, ew := c.App.Writer, c.App.ErrWriter
-	fmt.Fprintf(ew, "lkbuild: bump %s: %s -> %s\n", s.Name, old, v)
-	failed, err := tryPatches(c, co, cache, ks)
+	res, err := builder.Bump(c.Context, builder.BumpRequest{
+		PatchTrial: patchTrial(c, cache), Series: c.String("series"), Version: v,
+		Arches: arches, Force: c.Bool("force"),
+	})
+	if res != nil {
+		printPatches(w, res.Patches)
+	}
 	if err != nil {
-		return err
+		return kconfigFailure(ew, err)
 	}
-	if failed > 0 && !c.Bool("force") {
-		return cli.Exit(fmt.Sprintf("bump: %d patch(es) do not apply to %s: nothing written (fix them and bump again, or --force to write build-args alone)", failed, v), 1)
+	s := res.Series
+	if res.Failed > 0 && !c.Bool("force") {
+		return cli.Exit(fmt.Sprintf("bump: %d patch(es) do not apply to %s: nothing written (fix them and bump again, or --force to write build-args alone)", res.Failed, v), 1)
 	}
-	var changes []bumpChange
-	if failed == 0 {
-		for _, a := range arches {
-			t, err := builder.Resolve(c.Context, toolsRequest(c, ks[0], a))
-			if err != nil {
-				return err
-			}
-			res, err := builder.RefreshConfig(c.Context, t, envs[a.Uname], builder.RefreshOptions{
-				Events: kconfigEvents(ew, fmt.Sprintf("kconfig %s %s", v, a.Uname)),
-			})
-			if err != nil {
-				return kconfigFailure(ew, err)
-			}
-			if !bytes.Equal(res.Stored, res.Final) {
-				changes = append(changes, bumpChange{file: res.File, path: res.Path, old: res.Stored, new: res.Final})
-				fmt.Fprint(w, configDiff(res.File, res.Stored, res.Final))
-			} else {
-				fmt.Fprintf(ew, "lkbuild: %s needs no change for %s\n", res.File, v)
-			}
-		}
-	} else {
+	if res.ConfigsSkipped {
 		fmt.Fprintf(ew, "lkbuild: --force: the configs are not refreshed (the patches do not apply); once they do: lkbuild kconfig --refresh --series %s\n", s.Name)
 	}
-	for _, a := range s.Arches() {
-		if !slices.ContainsFunc(arches, func(b kernel.Arch) bool { return b.Uname == a.Uname }) {
-			fmt.Fprintf(ew, "lkbuild: config-%s not refreshed (--arch): lkbuild kconfig --refresh --series %s --arch %s\n", a.Uname, s.Name, a.Uname)
-		}
+	for _, f := range res.Final {
+		fmt.Fprintf(ew, "lkbuild: %s needs no change for %s\n", f, v)
 	}
-	args, err := buildArgsChange(kernelgit.KernelDir(openOptions(c)), s, v)
-	if err != nil {
-		return err
-	}
-	changes = append(changes, args)
-	fmt.Fprint(w, configDiff(args.file, args.old, args.new))
-	if c.Bool("dry-run") {
-		fmt.Fprintf(ew, "lkbuild: --dry-run: %d file(s) would change, none written\n", len(changes))
-		return nil
-	}
-	// build-args last: a bump cut short leaves the series at its old
-	// version, which a second bump takes up again.
-	for _, ch := range changes {
-		if err := builder.ReplaceFile(ch.path, ch.new); err != nil {
-			return fmt.Errorf("bump: %w", err)
-		}
+	for _, a := range res.Left {
+		fmt.Fprintf(ew, "lkbuild: config-%s not refreshed (--arch): lkbuild kconfig --refresh --series %s --arch %s\n", a.Uname, s.Name, a.Uname)
 	}
 	var names []string
-	for _, ch := range changes {
-		names = append(names, ch.file)
+	for _, ch := range res.Changes {
+		fmt.Fprint(w, configDiff(ch.File, ch.Old, ch.New))
+		names = append(names, ch.File)
 	}
-	fmt.Fprintf(ew, "lkbuild: %s is now %s: wrote %s\n", s.Name, v, strings.Join(names, ", "))
+	if c.Bool("dry-run") {
+		fmt.Fprintf(ew, "lkbuild: --dry-run: %d file(s) would change, none written\n", len(res.Changes))
+		return nil
+	}
+	if err := res.Write(); err != nil {
+		return err
+	}
+	fmt.Fprintf(ew, "lkbuild: %s is now %s (was %s): wrote %s\n", s.Name, v, res.Old, strings.Join(names, ", "))
 	fmt.Fprintf(ew, "lkbuild: next: lkbuild build --series %s, then commit\n", s.Name)
 	return nil
-}
-
-// bumpArches are the arches whose configs bump refreshes.
-func bumpArches(c *cli.Context, s *kernel.Series) ([]kernel.Arch, error) {
-	all := s.Arches()
-	name := c.String("arch")
-	if name == "" {
-		return all, nil
-	}
-	a, err := kernel.ParseArch(name)
-	if err != nil {
-		return nil, err
-	}
-	if !slices.ContainsFunc(all, func(b kernel.Arch) bool { return b.Uname == a.Uname }) {
-		return nil, fmt.Errorf("bump: series %s has no config-%s", s.Name, a.Uname)
-	}
-	return []kernel.Arch{a}, nil
-}
-
-// buildArgsChange is s's build-args, in the kernel directory kdir, with
-// KERNEL_VERSION set to v.
-func buildArgsChange(kdir string, s *kernel.Series, v kernel.Version) (bumpChange, error) {
-	path := filepath.Join(kdir, s.Name, "build-args")
-	old, err := os.ReadFile(path)
-	if err != nil {
-		return bumpChange{}, fmt.Errorf("bump: %w", err)
-	}
-	data, err := kernel.ReplaceBuildArg(old, kernel.KeyKernelVersion, v.String())
-	if err != nil {
-		return bumpChange{}, fmt.Errorf("bump: %s: %w", s.BuildArgs.File, err)
-	}
-	return bumpChange{file: s.BuildArgs.File, path: path, old: old, new: data}, nil
 }
