@@ -268,6 +268,11 @@ func (b *build) sbomInfo(d sandboxDirs, digest v1.Hash) (sbom.KernelInfo, error)
 	for _, pd := range p.Patches {
 		info.Source.Patches = append(info.Source.Patches, sbom.File{Name: path.Base(pd.File), SHA256: pd.SHA256})
 	}
+	if z := b.plan.ZFS; z != nil {
+		// OpenZFS's own declaration (its META's License); the kernel's
+		// modules in the image stay GPL-2.0-only.
+		info.ZFS = &sbom.Release{Version: z.Version, URL: p.ZFSURL, SHA256: p.ZFSSHA256, License: "CDDL-1.0"}
+	}
 	if b.ucode != nil && b.plan.Ucode != nil {
 		info.Ucode = &sbom.Git{URL: b.plan.Ucode.Repo, Ref: b.plan.Ucode.Ref, Commit: b.ucode.Commit}
 	}

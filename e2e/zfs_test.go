@@ -109,6 +109,14 @@ func (e *env) zfs(t *testing.T, cache, kdir, org string, kernelImg *image) {
 		}
 	})
 
+	// The SBOM attached to it names OpenZFS, with its own license.
+	t.Run("sbom", func(t *testing.T) {
+		r := e.lkbuild(t, nil, "sbom", "--insecure-registry", archTag)
+		if r.code != 0 || !strings.Contains(r.stdout, `"name": "openzfs"`) || !strings.Contains(r.stdout, `"licenseDeclared": "CDDL-1.0"`) {
+			t.Errorf("lkbuild sbom: exit %d, want OpenZFS listed:\n%s%s", r.code, tailString(r.stdout, 40), r.stderr)
+		}
+	})
+
 	// The test kernel boots and loads zfs, with spl and zlib_deflate, from
 	// the image's own tree: what LinuxKit's yml does with the image in
 	// init.

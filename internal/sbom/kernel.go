@@ -53,6 +53,18 @@ type KernelInfo struct {
 	// "perf"). The document then describes it, built from the same source
 	// and patches.
 	Program string
+	// ZFS, for the ZFS modules image (Program "zfs-kmod"), is the OpenZFS
+	// release whose modules it holds beside the kernel's; nil otherwise.
+	ZFS *Release
+}
+
+// Release is a released source tarball other than the kernel's.
+type Release struct {
+	Version string
+	URL     string // where it is published
+	SHA256  string // hex SHA-256 of the tarball
+	// License is its SPDX license expression.
+	License string
 }
 
 // Source is a kernel source tarball and the patches applied to it.
@@ -106,6 +118,7 @@ const (
 	sourceID  = "SPDXRef-Kernel-Source"
 	configID  = "SPDXRef-Kernel-Config"
 	ucodeID   = "SPDXRef-Ucode"
+	zfsID     = "SPDXRef-OpenZFS-Source"
 	builderID = "SPDXRef-Builder"
 )
 
@@ -225,6 +238,25 @@ func Kernel(k KernelInfo) ([]byte, error) {
 		rel(pid, "PATCH_APPLIED", sourceID)
 	}
 
+	if z := k.ZFS; z != nil {
+		zs := spdxPackage{
+			Name:                  "openzfs",
+			SPDXID:                zfsID,
+			VersionInfo:           z.Version,
+			DownloadLocation:      z.URL,
+			Checksums:             sha256Sum(z.SHA256),
+			LicenseConcluded:      firstNonEmpty(z.License, noAssertion),
+			LicenseDeclared:       firstNonEmpty(z.License, noAssertion),
+			Description:           "OpenZFS, whose spl and zfs modules the image holds",
+			PrimaryPackagePurpose: "SOURCE",
+		}
+		if u, err := url.Parse(z.URL); err == nil && path.Base(u.Path) != "." && path.Base(u.Path) != "/" {
+			zs.PackageFileName = path.Base(u.Path)
+		}
+		add(zs)
+		rel(kernelID, "GENERATED_FROM", zfsID)
+	}
+
 	if g := k.Ucode; g != nil {
 		add(spdxPackage{
 			Name:                  repoName(g.URL),
@@ -331,6 +363,14 @@ func checkKernel(k *KernelInfo) error {
 	}
 	hash("config", &k.ConfigSHA256)
 	hash("source", &k.Source.SHA256)
+	if k.ZFS != nil {
+		z := *k.ZFS
+		hash("OpenZFS", &z.SHA256)
+		if z.Version == "" {
+			errs = append(errs, errors.New("OpenZFS release without a version"))
+		}
+		k.ZFS = &z
+	}
 	k.Source.Patches = slices.Clone(k.Source.Patches)
 	for i := range k.Source.Patches {
 		p := &k.Source.Patches[i]

@@ -375,6 +375,29 @@ func TestKernelMinimal(t *testing.T) {
 	}
 }
 
+// TestKernelZFS: the ZFS modules image names OpenZFS's release as a
+// source of its own, with its license.
+func TestKernelZFS(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	out, err := Kernel(KernelInfo{Name: "zfs-kmod:6.12.117", Version: "6.12.117", Created: time.Unix(0, 0), Program: "zfs-kmod",
+		ZFS: &Release{Version: "2.3.2", URL: "https://github.com/openzfs/zfs/releases/download/zfs-2.3.2/zfs-2.3.2.tar.gz", SHA256: strings.ToUpper(sum), License: "CDDL-1.0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDocument(t, out)
+	for _, want := range []string{`"name": "openzfs"`, `"licenseDeclared": "CDDL-1.0"`, `"packageFileName": "zfs-2.3.2.tar.gz"`, `"checksumValue": "` + sum + `"`,
+		`"spdxElementId": "SPDXRef-Kernel",
+      "relationshipType": "GENERATED_FROM",
+      "relatedSpdxElement": "SPDXRef-OpenZFS-Source"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the document lacks %s:\n%s", want, out)
+		}
+	}
+	if _, err := Kernel(KernelInfo{Name: "z", Version: "6.12.117", Created: time.Unix(0, 0), ZFS: &Release{SHA256: "nothex"}}); err == nil {
+		t.Errorf("an OpenZFS release with a bad digest and no version was accepted")
+	}
+}
+
 func TestKernelInvalid(t *testing.T) {
 	for name, edit := range map[string]func(*KernelInfo){
 		"no name":        func(k *KernelInfo) { k.Name = "" },
