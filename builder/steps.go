@@ -45,8 +45,10 @@ func (b *build) steps(ctx context.Context, d sandboxDirs) error {
 		}
 		if !reconciled && (s.Background || s.Phase != kernel.PhasePatch) {
 			// The patches are in: the kept object tree, if any, can be
-			// matched to them before anything reads the patched tree.
-			reconciled = true
+			// matched to them before anything reads the patched tree, and
+			// from here on the steps write the build's layer, not the
+			// patches' (which the kept tree records as the patches).
+			reconciled, after = true, true
 			if err := b.reconcileTree(d); err != nil {
 				return err
 			}
@@ -66,7 +68,6 @@ func (b *build) steps(ctx context.Context, d sandboxDirs) error {
 			if !ok || !strings.HasPrefix(t.To, b.plan.Paths.Out+"/") {
 				return fmt.Errorf("step %s: only a source archive into %s runs in the background", s.Name, b.plan.Paths.Out)
 			}
-			after = true
 			spec := b.spec(d, true, true)
 			if b.fast != nil && b.fast.nativeXZ {
 				b.fast.archiveSpec(&spec)

@@ -28,6 +28,16 @@ func zfsWorld(t *testing.T, meta string) (*fakeWorld, []Option, *[]kernelsrc.Arc
 		}
 	}
 	w.fail = func(spec sandbox.Spec) (string, error) {
+		if isCompile(spec) {
+			// The kernel compiles into the build's layer (the kept object
+			// tree), never the patches' layer, which the kept tree
+			// records as the patches.
+			for _, m := range spec.Mounts {
+				if m.Target == "/linux" && (m.Overlay == nil || filepath.Base(m.Overlay.Upper) == "linux-patched") {
+					t.Errorf("the compile writes /linux into %+v", m.Overlay)
+				}
+			}
+		}
 		if spec.Args[0] == "cp" {
 			host, ok := hostPath(spec, "/out/lib/modules/6.12.117-linuxkit/extra")
 			if !ok {
