@@ -150,7 +150,7 @@ func (b *build) run(ctx context.Context) (*BuildResult, error) {
 		b.closeTree(d, err)
 		return nil, err
 	}
-	err = b.patch(ctx, d)
+	err = b.patch(ctx, d, nil)
 	if err == nil {
 		err = b.steps(ctx, d)
 	}
@@ -272,8 +272,10 @@ func (b *build) close() {
 }
 
 // patch applies the plan's patches to the source overlay's patch layer,
-// each step as the build runs it.
-func (b *build) patch(ctx context.Context, d sandboxDirs) error {
+// each step as the build runs it, and stops at the first that fails. With
+// each, every patch's outcome (what patch printed, its error) goes to
+// each instead, which returns the error that stops it, or nil to go on.
+func (b *build) patch(ctx context.Context, d sandboxDirs, each func(s kernel.Step, out []byte, err error) error) error {
 	for _, s := range b.plan.Steps {
 		if s.Patch == "" {
 			continue
@@ -281,7 +283,11 @@ func (b *build) patch(ctx context.Context, d sandboxDirs) error {
 		b.startPhase(string(s.Phase))
 		b.emit(Event{Kind: EventStep, Step: s.Name, Message: s.String()})
 		b.logf("step %s", s)
-		if _, err := b.command(ctx, b.spec(d, false, false), s); err != nil {
+		out, err := b.command(ctx, b.spec(d, false, false), s)
+		if each != nil {
+			err = each(s, out, err)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -332,13 +338,17 @@ func (b *build) readPatches() error {
 // keyring reads the keys that sign the sources: the request's file, else
 // the kernel directory's.
 func (b *build) keyring() (*kernel.Keyring, error) {
-	file := b.t.Request.KeysFile
-	if file == "" {
+	if b.t.Request.KeysFile == "" {
 		return b.t.Dir.Keyring()
 	}
+	return readKeyring(b.t.Request.KeysFile, "source signing keys")
+}
+
+// readKeyring reads the keys in file; what names them in errors.
+func readKeyring(file, what string) (*kernel.Keyring, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, fmt.Errorf("source signing keys: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer f.Close()
 	return kernel.ReadKeyring(file, f)

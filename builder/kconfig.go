@@ -141,7 +141,7 @@ func prepareTree(ctx context.Context, t *Target, env Environment, events func(Ev
 	if err != nil {
 		return b, d, err
 	}
-	if err := b.patch(ctx, d); err != nil {
+	if err := b.patch(ctx, d, nil); err != nil {
 		return b, d, err
 	}
 	b.endPhase()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/lkbuild/lkbuild/kernel"
 	"github.com/lkbuild/lkbuild/sandbox"
 )
 
@@ -73,20 +74,13 @@ func CheckPatches(ctx context.Context, t *Target, env Environment, events func(E
 	if err != nil {
 		return rep, err
 	}
-	for _, s := range p.Steps {
-		if s.Patch == "" {
-			continue
-		}
-		b.startPhase(string(s.Phase))
-		b.emit(Event{Kind: EventStep, Step: s.Name, Message: s.String()})
-		b.logf("step %s", s)
-		out, err := b.command(ctx, b.spec(d, false, false), s)
+	err = b.patch(ctx, d, func(s kernel.Step, out []byte, err error) error {
 		res := PatchResult{File: s.Patch, Applied: err == nil, Output: string(out)}
 		if err != nil {
 			var se *StepError
 			var exit *sandbox.ExitError
 			if !errors.As(err, &se) || se.Patch == "" || !errors.As(err, &exit) {
-				return rep, err
+				return err
 			}
 			res.Rejected, res.Output = se.Rejected, se.Output
 			// Already applied as a whole only: a patch with a rejected hunk
@@ -94,6 +88,10 @@ func CheckPatches(ctx context.Context, t *Target, env Environment, events func(E
 			res.Reversed = len(se.Rejected) == 0 && strings.Contains(se.Output, "Reversed (or previously applied) patch detected")
 		}
 		rep.Patches = append(rep.Patches, res)
+		return nil
+	})
+	if err != nil {
+		return rep, err
 	}
 	b.endPhase()
 	return rep, nil

@@ -22,16 +22,10 @@ func (b *build) zfsMirror() string {
 // zfsKeyring reads the keys that sign the OpenZFS release: the request's
 // ZFSKeysFile, else those of the kernel source.
 func (b *build) zfsKeyring() (*kernel.Keyring, error) {
-	file := b.t.Request.ZFSKeysFile
-	if file == "" {
+	if b.t.Request.ZFSKeysFile == "" {
 		return b.keyring()
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("OpenZFS signing keys: %w", err)
-	}
-	defer f.Close()
-	return kernel.ReadKeyring(file, f)
+	return readKeyring(b.t.Request.ZFSKeysFile, "OpenZFS signing keys")
 }
 
 // fetchZFS gets and verifies the OpenZFS release of a zfs-kmod build and
@@ -46,8 +40,8 @@ func (b *build) fetchZFS(ctx context.Context) error {
 		return err
 	}
 	mirror := b.zfsMirror()
-	tarball, signature := kernel.ZFSFiles("", z.Version)
-	a := kernelsrc.Archive{Name: "OpenZFS " + z.Version, Tarball: tarball[1:], Signature: signature[1:]}
+	tarball, signature := kernel.ZFSPaths(z.Version)
+	a := kernelsrc.Archive{Name: "OpenZFS " + z.Version, Tarball: tarball, Signature: signature}
 	err = b.fetchHeld(cachedir.KindSource, func() (string, string, error) {
 		b.zfs, err = b.deps.fetchArchive(ctx, kernelsrc.Options{
 			Mirror: mirror, Dir: b.env.Cache.Sources(), Keyring: keys, Offline: b.env.Offline,

@@ -44,11 +44,19 @@ type ZFS struct {
 	Dir string
 }
 
-// ZFSFiles are the release files of OpenZFS version v under mirror: the
-// tarball and its detached, armored signature (over the .tar.gz itself).
-func ZFSFiles(mirror, v string) (tarball, signature string) {
-	tarball = strings.TrimSuffix(mirror, "/") + "/zfs-" + v + "/zfs-" + v + ".tar.gz"
+// ZFSPaths are the release files of OpenZFS version v, relative to a
+// mirror: the tarball and its detached, armored signature (over the
+// .tar.gz itself).
+func ZFSPaths(v string) (tarball, signature string) {
+	tarball = "zfs-" + v + "/zfs-" + v + ".tar.gz"
 	return tarball, tarball + ".asc"
+}
+
+// ZFSFiles are ZFSPaths under mirror.
+func ZFSFiles(mirror, v string) (tarball, signature string) {
+	tarball, signature = ZFSPaths(v)
+	base := strings.TrimSuffix(mirror, "/") + "/"
+	return base + tarball, base + signature
 }
 
 // ZFSVersion is the OpenZFS release d builds: the VERSION its ZFS

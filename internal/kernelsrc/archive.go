@@ -130,8 +130,7 @@ func fetchArchive(ctx context.Context, o Options, a Archive) (Tree, error) {
 	if _, err := verifier.Verify(); err != nil {
 		return Tree{}, fmt.Errorf("%s: %w", loc, err)
 	}
-	tree.SHA256, tree.Tarball = sum, c.tarball(sum)
-	if dir, ok, err := c.findTree(sum); err != nil {
+	if _, ok, err := c.findTree(sum); err != nil {
 		return Tree{}, err
 	} else if !ok {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -140,8 +139,6 @@ func fetchArchive(ctx context.Context, o Options, a Archive) (Tree, error) {
 		if err := extractGzip(ctx, c, f, key, sum, loc); err != nil {
 			return Tree{}, err
 		}
-	} else {
-		tree.Dir = dir
 	}
 	if err := f.Sync(); err != nil {
 		return Tree{}, err
@@ -149,15 +146,14 @@ func fetchArchive(ctx context.Context, o Options, a Archive) (Tree, error) {
 	if err := os.Rename(f.Name(), c.tarball(sum)); err != nil {
 		return Tree{}, err
 	}
-	if tree.Dir == "" {
-		if tree.Dir, _, err = c.findTree(sum); err != nil {
-			return Tree{}, err
-		}
-	}
-	c.keep(c.archiveSignature(sum), sig.buf.Bytes())
-	if err := writeAtomic(record, []byte(sum+"\n")); err != nil {
+	tree.SHA256, tree.Tarball = sum, c.tarball(sum)
+	if tree.Dir, _, err = c.findTree(sum); err != nil {
 		return Tree{}, err
 	}
+	// What the next call needs to find the tree without a request; a
+	// failure to keep them costs it a download, as for the kernel's sums.
+	c.keep(c.archiveSignature(sum), sig.buf.Bytes())
+	c.keep(record, []byte(sum+"\n"))
 	return tree, nil
 }
 
@@ -250,27 +246,4 @@ func extractGzip(ctx context.Context, c cache, r io.Reader, key, sum, loc string
 		return err
 	}
 	return os.Rename(tmp, c.tree(sum))
-}
-
-// writeAtomic writes data to file by renaming a new file over it.
-func writeAtomic(file string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".record-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
 }

@@ -16,7 +16,7 @@ type cache struct{ dir string }
 // openCache creates the cache's folders if missing.
 func openCache(dir string) (cache, error) {
 	c := cache{dir: dir}
-	for _, d := range []string{"sha256", "trees", "tmp", "locks", "sums", "signatures"} {
+	for _, d := range []string{"sha256", "trees", "tmp", "locks", "sums", "signatures", "archives"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return cache{}, fmt.Errorf("source cache: %w", err)
 		}
