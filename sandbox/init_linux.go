@@ -19,9 +19,6 @@ import (
 // sets up the root filesystem, runs the command, reaps every process and
 // exits with the command's status.
 func initMain() int {
-	if len(os.Args) > 1 && os.Args[1] == awaitIDMap {
-		return awaitMapsAndReexec()
-	}
 	unix.CloseOnExec(configFD)
 	unix.CloseOnExec(reportFD)
 	report := os.NewFile(reportFD, "report")
@@ -29,6 +26,11 @@ func initMain() int {
 	fail := func(step string, err error) int {
 		enc.Encode(failReport(step, err))
 		return ExitSetupFailed
+	}
+	if len(os.Args) > 1 && os.Args[1] == awaitIDMap {
+		if err := awaitMaps(); err != nil {
+			return fail("wait for the id maps", err)
+		}
 	}
 	var cfg initConfig
 	if err := json.NewDecoder(os.NewFile(configFD, "config")).Decode(&cfg); err != nil {
@@ -73,20 +75,20 @@ func initMain() int {
 	return superviseChild(proc.Pid, sigs)
 }
 
-// awaitMapsAndReexec waits for the parent's go (after newuidmap and
-// newgidmap), then executes lkbuild again: this exec, with the maps in
-// place, makes us root with full capabilities in the namespace. The
-// config and report pipes (fds 3 and 4) stay open across it.
-func awaitMapsAndReexec() int {
+// awaitMaps waits for the parent's go, given once newuidmap and newgidmap
+// have written our maps: from then on we are root in the namespace, with
+// the capabilities the clone gave us (kept as ambient across our exec).
+func awaitMaps() error {
 	b := make([]byte, 1)
-	if n, err := unix.Read(goFD, b); n != 1 || err != nil {
-		return ExitSetupFailed // the parent gave up
-	}
+	n, err := unix.Read(goFD, b)
 	unix.Close(goFD)
-	err := unix.Exec("/proc/self/exe", []string{InitName}, os.Environ())
-	enc := json.NewEncoder(os.NewFile(reportFD, "report"))
-	enc.Encode(failReport("re-execute after id mapping", err))
-	return ExitSetupFailed
+	if n != 1 {
+		if err == nil {
+			err = io.ErrUnexpectedEOF // the parent gave up
+		}
+		return err
+	}
+	return nil
 }
 
 // superviseChild forwards signals to the command and reaps every process

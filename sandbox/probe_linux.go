@@ -46,8 +46,10 @@ func RemoveTree(dir string) error {
 
 // runInitOnce runs an init that does one thing (cfg.Probe) and reports.
 func runInitOnce(cfg initConfig) error {
-	ids := chooseIDMapping(os.Getuid(), os.Getgid())
-	cmd := initCommand(ids, false)
+	cmd, ids, err := newInit(false)
+	if err != nil {
+		return err
+	}
 	repR, err := launchInit(cmd, ids, cfg)
 	if err != nil {
 		return err

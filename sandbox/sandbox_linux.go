@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -115,8 +116,10 @@ func Run(ctx context.Context, spec Spec) error {
 		}
 	}
 
-	ids := chooseIDMapping(os.Getuid(), os.Getgid())
-	cmd := initCommand(ids, spec.HostNetwork)
+	cmd, ids, err := newInit(spec.HostNetwork)
+	if err != nil {
+		return err
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
 	var term *terminal
 	if spec.Terminal != nil {
@@ -229,14 +232,14 @@ func absOverlay(o Overlay) (Overlay, error) {
 }
 
 // awaitIDMap is the argument that tells a freshly cloned init to wait
-// until newuidmap/newgidmap have written its id maps, then re-execute
-// itself: only an exec after the maps exist grants it its capabilities.
+// until newuidmap/newgidmap have written its id maps before it goes on.
 const awaitIDMap = "await-id-map"
 
 // initCommand builds the command that re-executes lkbuild as the sandbox
-// init in new namespaces. It is a pure function of its inputs so that
-// tests can check the flags without running anything.
-func initCommand(m idMapping, hostNetwork bool) *exec.Cmd {
+// init in new namespaces. lastCap is the highest capability the kernel
+// knows (/proc/sys/kernel/cap_last_cap). It is a pure function of its
+// inputs so that tests can check the flags without running anything.
+func initCommand(m idMapping, hostNetwork bool, lastCap int) *exec.Cmd {
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if !hostNetwork {
 		flags |= unix.CLONE_NEWNET
@@ -254,9 +257,46 @@ func initCommand(m idMapping, hostNetwork bool) *exec.Cmd {
 		},
 	}
 	if m.helper() {
+		// The init is executed before newuidmap has written its maps,
+		// as an id that is not root in the namespace yet, and such an
+		// exec would clear the capabilities the clone gave it. Raised
+		// as ambient capabilities they survive that one exec, so the
+		// init need not execute itself again once it is mapped (a
+		// second start of this binary, ~15 ms). Its children lose them:
+		// the command starts in a user namespace of its own.
+		for c := 0; c <= lastCap; c++ {
+			cmd.SysProcAttr.AmbientCaps = append(cmd.SysProcAttr.AmbientCaps, uintptr(c))
+		}
 		cmd.Args = append(cmd.Args, awaitIDMap)
 	}
 	return cmd
+}
+
+// newInit chooses the caller's id mapping and builds the init's command.
+func newInit(hostNetwork bool) (*exec.Cmd, idMapping, error) {
+	ids := chooseIDMapping(os.Getuid(), os.Getgid())
+	last := unix.CAP_LAST_CAP
+	if ids.helper() {
+		var err error
+		if last, err = lastCap(); err != nil {
+			return nil, ids, &SetupError{Step: "read the kernel's capabilities", Err: err}
+		}
+	}
+	return initCommand(ids, hostNetwork, last), ids, nil
+}
+
+// lastCap reads the highest capability number the running kernel knows;
+// raising an unknown one as ambient would fail the init's start.
+func lastCap() (int, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 || n > 63 {
+		return 0, fmt.Errorf("cap_last_cap %q", b)
+	}
+	return n, nil
 }
 
 // launchInit starts the init, sends it cfg over fd 3 and returns the read

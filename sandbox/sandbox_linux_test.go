@@ -68,7 +68,7 @@ func TestInitCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := initCommand(tt.m, tt.hostNet)
+			cmd := initCommand(tt.m, tt.hostNet, 40)
 			a := cmd.SysProcAttr
 			if a.Cloneflags != tt.wantFlags {
 				t.Errorf("clone flags %#x, want %#x", a.Cloneflags, tt.wantFlags)
@@ -79,6 +79,16 @@ func TestInitCommand(t *testing.T) {
 			// Only real root's full map may allow setgroups(2).
 			if a.GidMappingsEnableSetgroups != (tt.name == "root") || a.Pdeathsig != syscall.SIGKILL {
 				t.Errorf("setgroups %v, pdeathsig %v", a.GidMappingsEnableSetgroups, a.Pdeathsig)
+			}
+			// Capabilities 0-40 kept across the exec before the maps, so
+			// the init needs no second one; none where no exec precedes
+			// the maps.
+			wantAmbient := 0
+			if tt.m.helper() {
+				wantAmbient = 41
+			}
+			if len(a.AmbientCaps) != wantAmbient || wantAmbient > 0 && a.AmbientCaps[40] != 40 {
+				t.Errorf("ambient capabilities %v, want 0 to %d", a.AmbientCaps, wantAmbient-1)
 			}
 			if cmd.Path != "/proc/self/exe" || strings.Join(cmd.Args, " ") != strings.Join(tt.wantArgs, " ") || len(cmd.Env) != 0 {
 				t.Errorf("cmd %s %q env %q", cmd.Path, cmd.Args, cmd.Env)
@@ -148,7 +158,11 @@ func TestSandboxIdentity(t *testing.T) {
 	t.Setenv("LKBUILD_TEST_LEAK", "leaked")
 	out := mustTool(t, Spec{Rootfs: tinyRootfs(t), Env: []string{"HOME=/root"}}, "uid", "gid", "hostname", "cmdline", "1", "env")
 	// The environment is exactly what the spec gives.
-	want := "uid=0\ngid=0\nhostname=lkbuild\ncmdline 1=" + InitName + "\nenv=" + testPath + " HOME=/root\n"
+	init := InitName
+	if chooseIDMapping(os.Getuid(), os.Getgid()).helper() {
+		init += " " + awaitIDMap // its only exec, made before the maps
+	}
+	want := "uid=0\ngid=0\nhostname=lkbuild\ncmdline 1=" + init + "\nenv=" + testPath + " HOME=/root\n"
 	if out != want {
 		t.Errorf("inside:\n%s\nwant uid 0, gid 0, hostname lkbuild, our init as pid 1 and only the spec's environment:\n%s", out, want)
 	}
