@@ -14,23 +14,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The command does not run in the namespaces the init set up, but in a
-// user and mount namespace nested in them, entered through execName:
+// How the command is started, and with which privileges:
 //
-//   - Mounts the init made (the read-only binds, the rootfs) are copied
-//     into a mount namespace owned by a less privileged user namespace,
-//     so the kernel locks their flags: `mount -o remount,rw` of a
-//     read-only bind fails with EPERM whatever capabilities the command
-//     holds, and none of them can be unmounted to show what is below.
-//   - execName then drops the capabilities a build step does not need
-//     from the bounding set (CAP_SYS_ADMIN above all: no new mounts, no
-//     namespaces of its own) and sets no_new_privs, so a setuid binary in
-//     the rootfs gains nothing, before executing the command.
+//   - A build step's command (the usual case) is started by the init
+//     itself, forked from a thread whose capability bounding set has lost
+//     what a build step does not need (CAP_SYS_ADMIN above all: no
+//     mounts, remounts or unmounts, no namespaces of its own with power
+//     over ours) and which has no_new_privs set, so a setuid binary or a
+//     file capability in the rootfs gains nothing. The child inherits
+//     both; its exec as root gives it only what the bounding set holds.
+//     Should it make a user namespace of its own (no capability needed),
+//     the mounts it sees there are locked by the kernel: a read-only bind
+//     stays read-only and cannot be unmounted to show what is below.
+//   - A writable rootfs (bootstrapping: debootstrap's second stage mounts
+//     /proc itself) keeps CAP_SYS_ADMIN, so its command runs in a user and
+//     mount namespace nested in the init's, entered through execName: the
+//     mounts copied into that mount namespace are locked, so
+//     `mount -o remount,rw` of a read-only bind fails with EPERM whatever
+//     the command holds. The shim drops the rest as above before it
+//     executes the command.
 //
 // Commands keep what package installs need (chown, setuid to a package
-// user, mknod). Spec.Writable (bootstrapping a rootfs: debootstrap's
-// second stage mounts /proc itself) keeps CAP_SYS_ADMIN; its mounts are
-// locked all the same.
+// user, mknod).
 
 // execName is argv[0] of the shim that starts the command.
 const execName = "lkbuild-sandbox-exec"
@@ -76,23 +81,50 @@ func execMain(args []string) int {
 		return fail(unix.EINVAL)
 	}
 	mode, path, argv := args[1], args[2], args[3:]
+	if err := dropPrivileges(mode == keepSysAdmin); err != nil {
+		return fail(err)
+	}
+	unix.CloseOnExec(execStatusFD)
+	return fail(unix.Exec(path, argv, os.Environ()))
+}
+
+// dropPrivileges clears the calling thread's inheritable and ambient
+// capabilities, drops droppedCaps (but CAP_SYS_ADMIN when keepSysAdmin)
+// from its bounding set, sets its no_new_privs and the
+// process's umask: the caller's umask (077 on a careful host) must not
+// change the modes of what a step writes, every command starts with 022.
+// Both privilege changes are per thread, inherited by what the thread
+// forks or executes.
+func dropPrivileges(keepSysAdmin bool) error {
+	// What an exec as root would add to the bounding set goes first: the
+	// inheritable and ambient capabilities (the init's, with subordinate
+	// ids, are all of them: ambient ones kept across its own exec).
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return err
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return err
+	}
 	for _, c := range droppedCaps() {
-		if c == unix.CAP_SYS_ADMIN && mode == keepSysAdmin {
+		if c == unix.CAP_SYS_ADMIN && keepSysAdmin {
 			continue
 		}
 		// EINVAL: a capability this kernel does not know.
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil && err != unix.EINVAL {
-			return fail(err)
+			return err
 		}
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fail(err)
+		return err
 	}
-	// The caller's umask (077 on a careful host) must not change the
-	// modes of what a step writes: every command starts with 022.
 	unix.Umask(0o022)
-	unix.CloseOnExec(execStatusFD)
-	return fail(unix.Exec(path, argv, os.Environ()))
+	return nil
 }
 
 // nestedAttr is how the init starts the shim: in a user namespace that
@@ -156,10 +188,45 @@ func parseIDMap(r io.Reader) ([]syscall.SysProcIDMap, error) {
 	return m, nil
 }
 
-// startCommand starts the command at path through the shim, in the
-// nested namespaces, and waits until it has been executed: an exec that
-// failed comes back as its errno.
+// startCommand starts the command at path and returns once it has been
+// executed: an exec that failed comes back as its error.
 func startCommand(path string, cfg *initConfig, env []string) (*os.Process, error) {
+	if cfg.Writable {
+		return startNested(path, cfg, env)
+	}
+	type started struct {
+		proc *os.Process
+		err  error
+	}
+	done := make(chan started, 1)
+	go func() {
+		// The privileges go on this thread only, and the thread with
+		// them: a goroutine that ends locked takes its thread along.
+		runtime.LockOSThread()
+		if err := dropPrivileges(false); err != nil {
+			done <- started{err: fmt.Errorf("drop privileges: %w", err)}
+			return
+		}
+		attr := &syscall.SysProcAttr{}
+		if cfg.Terminal {
+			attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
+		}
+		proc, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{
+			Dir:   cfg.Dir,
+			Env:   env,
+			Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+			Sys:   attr,
+		})
+		done <- started{proc, err}
+	}()
+	s := <-done
+	return s.proc, s.err
+}
+
+// startNested starts the command at path through the shim, in the nested
+// namespaces, and waits until it has been executed: an exec that failed
+// comes back as its errno.
+func startNested(path string, cfg *initConfig, env []string) (*os.Process, error) {
 	attr, err := nestedAttr()
 	if err != nil {
 		return nil, fmt.Errorf("id maps for the command: %w", err)
@@ -172,11 +239,7 @@ func startCommand(path string, cfg *initConfig, env []string) (*os.Process, erro
 	if cfg.Terminal {
 		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
 	}
-	mode := "drop"
-	if cfg.Writable {
-		mode = keepSysAdmin
-	}
-	proc, err := os.StartProcess("/proc/self/exe", append([]string{execName, mode, path}, cfg.Args...), &os.ProcAttr{
+	proc, err := os.StartProcess("/proc/self/exe", append([]string{execName, keepSysAdmin, path}, cfg.Args...), &os.ProcAttr{
 		Dir:   cfg.Dir,
 		Env:   env,
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, w},

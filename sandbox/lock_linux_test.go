@@ -11,8 +11,11 @@ import (
 // TestSandboxReadOnlyBindsAreLocked is the escape an adversarial run found:
 // a command that remounts a read-only bind read-write and writes through
 // it. The kernel must refuse: the mounts are locked (made in the init's
-// namespaces, used from the command's nested ones) and the command has no
-// CAP_SYS_ADMIN. Unmounting a bind to reach what is below fails too.
+// namespaces; a writable rootfs's command uses them from nested ones) and
+// a build step's command has no CAP_SYS_ADMIN, nor inheritable or ambient
+// capabilities an exec could pass on (the init, with subordinate ids,
+// holds all as ambient). Unmounting a bind to reach what is below fails
+// too.
 func TestSandboxReadOnlyBindsAreLocked(t *testing.T) {
 	root := tinyRootfs(t)
 	for _, tt := range []struct {
@@ -40,8 +43,8 @@ func TestSandboxReadOnlyBindsAreLocked(t *testing.T) {
 			out := mustTool(t, spec,
 				"remount-rw", "/ro", "write", "/ro/b", "z", "write", "/ro/a", "changed",
 				"umount", "/ro", "write", "/ro/c", "z",
-				"status", "CapEff", "status", "NoNewPrivs", "append", "/proc/1/fd/2", "x", "stat", "/proc/1/root/")
-			for _, want := range []string{"remount-rw /ro: EPERM", "write /ro/b: EROFS", "write /ro/a: EROFS", "write /ro/c: EROFS", "NoNewPrivs=1", "append /proc/1/fd/2: EACCES", "stat /proc/1/root/: EACCES"} {
+				"status", "CapEff", "status", "CapInh", "status", "CapAmb", "status", "NoNewPrivs", "append", "/proc/1/fd/2", "x", "stat", "/proc/1/root/")
+			for _, want := range []string{"remount-rw /ro: EPERM", "write /ro/b: EROFS", "write /ro/a: EROFS", "write /ro/c: EROFS", "NoNewPrivs=1", "CapInh=0000000000000000", "CapAmb=0000000000000000", "append /proc/1/fd/2: EACCES", "stat /proc/1/root/: EACCES"} {
 				if !strings.Contains(out, want+"\n") {
 					t.Errorf("want %q in:\n%s", want, out)
 				}
