@@ -25,10 +25,9 @@
 #           /bin/true: bubblewrap, the rootless sandbox users know, with
 #           every namespace lkbuild makes
 #   both:   lkbuild version: the CLI's own start and exit, no sandbox; a
-#           sandbox run starts the binary three times (the CLI, the init
-#           in the new namespaces, the command's shim; four for a user
-#           with subordinate ids, whose init executes itself again once
-#           newuidmap has written its maps), so this is the floor's unit
+#           sandbox run starts the binary twice (the CLI, and the init in
+#           the new namespaces: a Go process cannot enter a new user
+#           namespace in place), so twice this is the floor
 #
 # Targets: median of lkbuild's side < 50 ms, and <= 2x bubblewrap's, for
 # root and for the user. A

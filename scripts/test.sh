@@ -38,8 +38,8 @@ export PATH="/usr/local/go/bin:$PATH"
 PATH="$(go env GOPATH)/bin:$PATH"
 export LKBUILD_REQUIRE_ALL=1
 # Static test binaries, like lkbuild itself: the sandbox re-executes the
-# running binary inside the rootfs (its exec shim, the in-sandbox step
-# actions), where a foreign-arch rootfs has no host dynamic loader.
+# running binary inside the rootfs (the writable rootfs's exec shim, the
+# in-sandbox step actions), where a foreign-arch rootfs has no host dynamic loader.
 export CGO_ENABLED=0
 testuser=lktest
 began=$SECONDS
