@@ -10,11 +10,14 @@ import (
 
 // initConfig is what the parent sends the sandbox init over fd 3.
 type initConfig struct {
-	Lower       string    `json:"lower"`
-	Writable    bool      `json:"writable"`
-	NoOverlay   bool      `json:"noOverlay,omitempty"`
-	Probe       string    `json:"probe,omitempty"`
-	Upper       string    `json:"upper"`
+	Lower     string `json:"lower"`
+	Writable  bool   `json:"writable"`
+	NoOverlay bool   `json:"noOverlay,omitempty"`
+	Probe     string `json:"probe,omitempty"`
+	Upper     string `json:"upper"`
+	// Scratch, when set, is the per-run state dir, and Upper, Work and
+	// Root in it are the init's to make: on a tmpfs it mounts there.
+	Scratch     string    `json:"scratch,omitempty"`
 	Work        string    `json:"work"`
 	Root        string    `json:"root"`
 	Args        []string  `json:"args"`

@@ -162,6 +162,11 @@ func setupRoot(cfg *initConfig, note func(string)) (string, error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return "make mounts private", &os.PathError{Op: "mount", Path: "/", Err: err}
 	}
+	if cfg.Scratch != "" {
+		if err := scratchDirs(cfg); err != nil {
+			return "make the run's upper dir", err
+		}
+	}
 	if err := mountRootfs(cfg, note); err != nil {
 		return "mount root filesystem", err
 	}
@@ -216,6 +221,28 @@ func setupRoot(cfg *initConfig, note func(string)) (string, error) {
 		return "change to working directory", err
 	}
 	return "", nil
+}
+
+// scratchDirs makes the upper, work and root dirs of a run that keeps
+// nothing, on a tmpfs mounted over the state dir in our mount namespace:
+// no disk write, and nothing left to remove after. Where that tmpfs
+// cannot hold overlayfs's user.* xattrs (before Linux 6.6) the dirs go on
+// the disk, in the state dir, as the caller's upper dir would.
+func scratchDirs(cfg *initConfig) error {
+	if err := unix.Mount("tmpfs", cfg.Scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return &os.PathError{Op: "mount tmpfs", Path: cfg.Scratch, Err: err}
+	}
+	if err := unix.Setxattr(cfg.Scratch, "user.lkbuild", []byte{1}, 0); err != nil {
+		if err := unix.Unmount(cfg.Scratch, unix.MNT_DETACH); err != nil {
+			return &os.PathError{Op: "unmount tmpfs", Path: cfg.Scratch, Err: err}
+		}
+	}
+	for _, d := range []string{cfg.Upper, cfg.Work, cfg.Root} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mountRootfs mounts the overlay of the pristine rootfs and the upper dir

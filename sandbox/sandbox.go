@@ -93,7 +93,9 @@ type Spec struct {
 	Writable bool
 	// UpperDir, when set, receives every change the command makes to the
 	// root filesystem and is kept after the run (for builder-image). By
-	// default a temporary upper dir is used and removed.
+	// default the changes go to a tmpfs of the sandbox's own and are gone
+	// with it (so they take memory, as /tmp's do; where the kernel's
+	// tmpfs has no user.* xattrs, a temporary dir in StateDir instead).
 	UpperDir string
 	// StateDir holds the per-run directories (upper, work, merged root).
 	// It must be on a filesystem that supports overlay upper dirs. The

@@ -58,16 +58,22 @@ func Run(ctx context.Context, spec Spec) error {
 		}
 	}()
 	upper := filepath.Join(state, "upper")
+	scratch := ""
 	if spec.UpperDir != "" {
 		if upper, err = filepath.Abs(spec.UpperDir); err != nil {
 			return fmt.Errorf("sandbox: upper dir: %w", err)
 		}
+	} else {
+		// Nothing of the run is kept: the init makes its dirs on a
+		// tmpfs of its own at state, and the disk is not touched.
+		scratch = state
 	}
 	cfg := initConfig{
 		Lower:       lower,
 		Writable:    spec.Writable,
 		NoOverlay:   spec.noOverlay,
 		Upper:       upper,
+		Scratch:     scratch,
 		Work:        filepath.Join(state, "work"),
 		Root:        filepath.Join(state, "root"),
 		Args:        spec.Args,
@@ -111,6 +117,9 @@ func Run(ctx context.Context, spec Spec) error {
 		}
 	}
 	for _, d := range []string{cfg.Upper, cfg.Work, cfg.Root} {
+		if scratch != "" {
+			break
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}

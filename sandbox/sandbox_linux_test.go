@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -271,6 +272,66 @@ func TestSandboxKeepsRootfsPristine(t *testing.T) {
 				t.Errorf("unexpected notes: %q", notes)
 			}
 		})
+	}
+}
+
+// TestSandboxScratchUpperOffDisk checks that a run which keeps nothing
+// (no UpperDir) writes the command's changes to the rootfs to a tmpfs of
+// its own: while the command runs, having written a file into the
+// rootfs, the per-run state dir on the host is empty, and after the run
+// it is gone. A kernel whose tmpfs has no user.* xattrs (before 6.6) takes
+// the disk instead.
+func TestSandboxScratchUpperOffDisk(t *testing.T) {
+	shared, state := t.TempDir(), t.TempDir()
+	spec := Spec{Rootfs: tinyRootfs(t), StateDir: state, Mounts: []Mount{{Source: shared, Target: "/shared"}}}
+	type result struct {
+		out, stderr string
+		err         error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, stderr, err := tool(t, spec, "write", "/etc/lkbuild-scratch", "in the upper dir",
+			"write", "/shared/ready", "1", "wait-file", "/shared/go", "cat", "/etc/lkbuild-scratch")
+		done <- result{out, stderr, err}
+	}()
+	var r result
+	for ready := false; !ready; {
+		select {
+		case r = <-done:
+			t.Fatalf("the command ended first: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.out, r.stderr)
+		case <-time.After(50 * time.Millisecond):
+			_, err := os.Stat(filepath.Join(shared, "ready"))
+			ready = err == nil
+		}
+	}
+	var seen []string
+	filepath.WalkDir(state, func(p string, d os.DirEntry, err error) error {
+		if p != state {
+			rel, _ := filepath.Rel(state, p)
+			seen = append(seen, rel)
+		}
+		return nil
+	})
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+	if major > 6 || major == 6 && minor >= 6 {
+		if len(seen) != 1 || !strings.HasPrefix(seen[0], "lkbuild-run-") {
+			t.Errorf("the state dir on the host holds %q during the run, want only the run's empty dir", seen)
+		}
+	} else {
+		t.Logf("Linux %d.%d: no user xattrs on tmpfs, the run's dirs are on the disk: %q", major, minor, seen)
+	}
+	if err := os.WriteFile(filepath.Join(shared, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = <-done
+	if r.err != nil || !strings.Contains(r.out, "cat /etc/lkbuild-scratch: \"in the upper dir\"\n") {
+		t.Errorf("run: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.out, r.stderr)
+	}
+	if ents, err := os.ReadDir(state); err != nil || len(ents) != 0 {
+		t.Errorf("left in the state dir: %v, %v", ents, err)
 	}
 }
 

@@ -194,6 +194,16 @@ func toolActions() map[string]toolAction {
 			ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
 			return fmt.Sprintf("got %v size=%s", got, result(fmt.Sprintf("%dx%d", ws.Row, ws.Col), err))
 		}},
+		"wait-file": {1, func(a []string) string {
+			// Until the host makes file a[0] (at most a minute).
+			for i := 0; i < 600; i++ {
+				if _, err := os.Stat(a[0]); err == nil {
+					return "wait-file " + a[0] + ": ok"
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			return "wait-file " + a[0] + ": timed out"
+		}},
 		"ignore-term": {0, func([]string) string { signal.Ignore(syscall.SIGTERM); return "" }},
 		"sleep": {1, func(a []string) string {
 			s, err := strconv.Atoi(a[0])
