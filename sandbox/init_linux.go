@@ -62,7 +62,7 @@ func initMain() int {
 	// read our /proc/1/fd (the caller's streams and pipes). Set before the
 	// command starts; its own exec makes it dumpable again.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
-	proc, err := startCommand(path, &cfg, env)
+	pid, err := startCommand(path, &cfg, env)
 	if err != nil {
 		code := 126
 		if errors.Is(err, fs.ErrNotExist) {
@@ -72,7 +72,7 @@ func initMain() int {
 		return code
 	}
 	report.Close()
-	return superviseChild(proc.Pid, sigs)
+	return superviseChild(pid, sigs)
 }
 
 // awaitMaps waits for the parent's go, given once newuidmap and newgidmap
