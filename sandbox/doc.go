@@ -10,10 +10,13 @@
 // clone(2) before the Go runtime starts.
 //
 // Inside, the root is an overlay of a pristine rootfs (read-only lower) and
-// a per-run upper directory, with /proc, a minimal /dev, a tmpfs /tmp and
-// the caller's bind mounts, entered with pivot_root. The network namespace
-// holds only loopback. The init reaps every process, forwards signals, and
-// when the command ends, kills whatever is left.
+// a per-run upper directory (the caller's, or a tmpfs of the init's own
+// when nothing is kept), with /proc, a minimal /dev, a tmpfs /tmp and the
+// caller's bind mounts, entered with pivot_root. The network namespace
+// holds only loopback. The init starts the command with fewer privileges
+// than its own (exec_linux.go), reaps every process, forwards signals, and
+// when the command ends, kills whatever is left. A run starts the binary
+// twice: the caller, and the init.
 //
 // Probe tries one thing the sandbox needs (for lkbuild doctor), RemoveTree
 // removes a tree whose files belong to the sandbox's subordinate ids, and
