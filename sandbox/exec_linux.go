@@ -90,8 +90,8 @@ func execMain(args []string) int {
 
 // dropPrivileges clears the calling thread's inheritable and ambient
 // capabilities, drops droppedCaps (but CAP_SYS_ADMIN when keepSysAdmin)
-// from its bounding set, sets its no_new_privs and the
-// process's umask: the caller's umask (077 on a careful host) must not
+// from its bounding set, sets its no_new_privs and sets the process's
+// umask: the caller's umask (077 on a careful host) must not
 // change the modes of what a step writes, every command starts with 022.
 // Both privilege changes are per thread, inherited by what the thread
 // forks or executes.

@@ -116,12 +116,11 @@ func Run(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("sandbox: path %q contains ',' or ':', which overlayfs cannot take", p)
 		}
 	}
-	for _, d := range []string{cfg.Upper, cfg.Work, cfg.Root} {
-		if scratch != "" {
-			break
-		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("sandbox: %w", err)
+	if scratch == "" {
+		for _, d := range []string{cfg.Upper, cfg.Work, cfg.Root} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("sandbox: %w", err)
+			}
 		}
 	}
 
@@ -271,8 +270,9 @@ func initCommand(m idMapping, hostNetwork bool, lastCap int) *exec.Cmd {
 		// exec would clear the capabilities the clone gave it. Raised
 		// as ambient capabilities they survive that one exec, so the
 		// init need not execute itself again once it is mapped (a
-		// second start of this binary, ~15 ms). Its children lose them:
-		// the command starts in a user namespace of its own.
+		// second start of this binary). The command does not get them:
+		// the thread that forks it clears its ambient and inheritable
+		// sets first (dropPrivileges).
 		for c := 0; c <= lastCap; c++ {
 			cmd.SysProcAttr.AmbientCaps = append(cmd.SysProcAttr.AmbientCaps, uintptr(c))
 		}
