@@ -54,10 +54,8 @@ func droppedCaps() []uintptr {
 	}
 }
 
-// keepSysAdmin is the shim's first argument when CAP_SYS_ADMIN stays.
-const keepSysAdmin = "keep-sys-admin"
-
-// execMain is the shim: argv is [execName, mode, path, argv...].
+// execMain is the shim of a writable rootfs's command: argv is
+// [execName, path, argv...]. It keeps CAP_SYS_ADMIN (see above).
 func execMain(args []string) int {
 	// Capabilities and no_new_privs are per thread: do both on the thread
 	// that executes the command.
@@ -77,11 +75,11 @@ func execMain(args []string) int {
 		}
 		return 126
 	}
-	if len(args) < 4 {
+	if len(args) < 3 {
 		return fail(unix.EINVAL)
 	}
-	mode, path, argv := args[1], args[2], args[3:]
-	if err := dropPrivileges(mode == keepSysAdmin); err != nil {
+	path, argv := args[1], args[2:]
+	if err := dropPrivileges(true); err != nil {
 		return fail(err)
 	}
 	unix.CloseOnExec(execStatusFD)
@@ -245,7 +243,7 @@ func startNested(path string, cfg *initConfig, env []string) (int, error) {
 	if cfg.Terminal {
 		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", append([]string{execName, keepSysAdmin, path}, cfg.Args...), &syscall.ProcAttr{
+	pid, err := syscall.ForkExec("/proc/self/exe", append([]string{execName, path}, cfg.Args...), &syscall.ProcAttr{
 		Dir:   cfg.Dir,
 		Env:   env,
 		Files: []uintptr{0, 1, 2, w.Fd()},
