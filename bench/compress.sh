@@ -4,8 +4,9 @@
 # (scripts/fixtures/kernel-tar.sh).
 #
 # lkbuild's side is bench/cmd/compress: it streams the file through
-# (*oci.Store).WriteLayer into a fresh store, which gzips (klauspost, level 6)
-# and hashes the stream (diff ID and blob digest) as every built layer is.
+# (*oci.Store).WriteLayer into a fresh store, which gzips (klauspost level 6,
+# 1 MiB chunks on all cores) and hashes the stream (diff ID and blob digest)
+# as every built layer is.
 # gzip and pigz write to a file. All three are whole processes timed by GNU
 # time, write to tmpfs, read the same input (in the page cache after a
 # warm-up read) and take turns (the order rotates every round).

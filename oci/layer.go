@@ -16,12 +16,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
 )
 
 // DefaultGzipLevel is the gzip level of every layer lkbuild writes. It is
-// fixed, with the compressor, so that the same files give the same layer
-// digest on every machine.
+// fixed, with the compressor and its chunk size (chunkedGzip), so that the
+// same files give the same layer digest on every machine.
 const DefaultGzipLevel = 6
 
 // TarOptions controls WriteTar.
@@ -182,9 +181,9 @@ func (t *tarWriter) add(fsys fs.FS, name, tarName string, d fs.DirEntry) error {
 }
 
 // WriteLayer runs write to produce an uncompressed tar stream, compresses
-// it with gzip at DefaultGzipLevel straight into the store and returns the
-// layer. Nothing is held in memory but buffers; on error nothing is left in
-// the store.
+// it with gzip at DefaultGzipLevel, on all CPUs, straight into the store
+// and returns the layer. Nothing is held in memory but buffers; on error
+// nothing is left in the store.
 func (s *Store) WriteLayer(write func(io.Writer) error) (v1.Layer, error) {
 	bw, err := s.newBlobWriter()
 	if err != nil {
@@ -194,10 +193,11 @@ func (s *Store) WriteLayer(write func(io.Writer) error) (v1.Layer, error) {
 	// The compressor flushes ~256 bytes at a time: buffer its output so
 	// a layer costs a few hundred writes, not hundreds of thousands.
 	out := bufio.NewWriterSize(bw, 1<<20)
-	gz, err := gzip.NewWriterLevel(out, DefaultGzipLevel)
+	gz, err := newChunkedGzip(out, DefaultGzipLevel, 0)
 	if err != nil {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
+	defer gz.abort()
 	diff := sha256.New()
 	buf := bufio.NewWriterSize(io.MultiWriter(gz, diff), 1<<20)
 	if err := write(buf); err != nil {

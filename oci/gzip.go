@@ -1,0 +1,237 @@
+package oci
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+)
+
+// gzipChunk is how much of the uncompressed stream one compressor takes at
+// a time. It is a constant, not derived from the CPU count, so a layer's
+// bytes are the same on every machine whatever the parallelism.
+const gzipChunk = 1 << 20
+
+// gzipWindow is deflate's window: each chunk is compressed with the
+// previous chunk's last gzipWindow bytes as its dictionary, so matches may
+// reach back across a chunk boundary as in a serial stream.
+const gzipWindow = 32 << 10
+
+// maxGzipWorkers bounds the compressors of one stream, and with them its
+// memory (about three chunks in and out per worker).
+const maxGzipWorkers = 8
+
+// chunkedGzip writes one gzip member whose deflate stream is made of
+// independently compressed chunks, each ended by a sync flush (the last by
+// the final block), as pigz does. The chunks are compressed on up to
+// workers goroutines and written in order, so the output depends only on
+// the input and the level. Close finishes the stream; abort stops it
+// after a failure.
+type chunkedGzip struct {
+	w     io.Writer
+	level int
+
+	buf  []byte // the chunk being filled
+	dict []byte // the last gzipWindow bytes before buf
+	crc  uint32
+	size uint32 // ISIZE: the input length modulo 2^32
+
+	jobs  chan *gzipJob // to the compressors
+	queue chan *gzipJob // to the writer, in stream order
+	free  chan []byte   // chunk buffers for reuse
+	wg    sync.WaitGroup
+	done  chan struct{} // closed when the writer has stopped
+
+	mu     sync.Mutex
+	err    error // the first compression or write error
+	closed bool
+}
+
+// gzipJob is one chunk: its input, its dictionary and, once ready is
+// closed, its compressed form.
+type gzipJob struct {
+	in, dict []byte
+	last     bool
+	out      bytes.Buffer
+	err      error
+	ready    chan struct{}
+}
+
+// gzipHeader is the member header: deflate, no flags, MTIME 0 (RFC 1952:
+// no time stamp), no extra flags, OS unknown.
+var gzipHeader = [10]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
+
+// newChunkedGzip starts a stream into w at level on workers compressors
+// (1..maxGzipWorkers; 0 means one per CPU).
+func newChunkedGzip(w io.Writer, level, workers int) (*chunkedGzip, error) {
+	if _, err := flate.NewWriter(io.Discard, level); err != nil {
+		return nil, fmt.Errorf("gzip level %d: %w", level, err)
+	}
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, maxGzipWorkers)
+	if _, err := w.Write(gzipHeader[:]); err != nil {
+		return nil, err
+	}
+	z := &chunkedGzip{
+		w:     w,
+		level: level,
+		jobs:  make(chan *gzipJob),
+		queue: make(chan *gzipJob, 2*workers),
+		free:  make(chan []byte, 3*workers+1),
+		done:  make(chan struct{}),
+	}
+	z.buf = z.chunkBuf()
+	for range workers {
+		z.wg.Add(1)
+		go z.compress()
+	}
+	go z.write()
+	return z, nil
+}
+
+func (z *chunkedGzip) chunkBuf() []byte {
+	select {
+	case b := <-z.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, gzipChunk)
+	}
+}
+
+func (z *chunkedGzip) fail(err error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.err == nil {
+		z.err = err
+	}
+}
+
+func (z *chunkedGzip) failed() error {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.err
+}
+
+// compress is one compressor: it takes chunks until the jobs end.
+func (z *chunkedGzip) compress() {
+	defer z.wg.Done()
+	var fw *flate.Writer
+	for j := range z.jobs {
+		j.out.Grow(len(j.in)/2 + 64)
+		if fw == nil {
+			fw, j.err = flate.NewWriterDict(&j.out, z.level, j.dict)
+		} else {
+			fw.ResetDict(&j.out, j.dict)
+		}
+		if j.err == nil {
+			_, j.err = fw.Write(j.in)
+		}
+		if j.err == nil {
+			if j.last {
+				j.err = fw.Close()
+			} else {
+				j.err = fw.Flush()
+			}
+		}
+		close(j.ready)
+	}
+}
+
+// write writes the compressed chunks in order; after a failure it only
+// drains them.
+func (z *chunkedGzip) write() {
+	defer close(z.done)
+	for j := range z.queue {
+		<-j.ready
+		err := j.err
+		if err == nil && z.failed() == nil {
+			_, err = z.w.Write(j.out.Bytes())
+		}
+		if err != nil {
+			z.fail(err)
+		}
+		select {
+		case z.free <- j.in:
+		default:
+		}
+	}
+}
+
+// send hands the filled chunk to the compressors.
+func (z *chunkedGzip) send(last bool) {
+	j := &gzipJob{in: z.buf, dict: z.dict, last: last, ready: make(chan struct{})}
+	if !last {
+		// A full chunk is longer than the window: the next dictionary is
+		// its tail alone.
+		z.dict = bytes.Clone(z.buf[len(z.buf)-gzipWindow:])
+	}
+	z.queue <- j
+	z.jobs <- j
+	if !last {
+		z.buf = z.chunkBuf()
+	}
+}
+
+// Write compresses p.
+func (z *chunkedGzip) Write(p []byte) (int, error) {
+	if z.closed {
+		return 0, errors.New("write to a closed gzip stream")
+	}
+	if err := z.failed(); err != nil {
+		return 0, err
+	}
+	z.crc = crc32.Update(z.crc, crc32.IEEETable, p)
+	z.size += uint32(len(p))
+	n := len(p)
+	for len(p) > 0 {
+		k := copy(z.buf[len(z.buf):cap(z.buf)], p)
+		z.buf, p = z.buf[:len(z.buf)+k], p[k:]
+		if len(z.buf) == cap(z.buf) {
+			z.send(false)
+		}
+	}
+	return n, nil
+}
+
+// stop ends the compressors and the writer, after a last chunk if last.
+func (z *chunkedGzip) stop(last bool) error {
+	if z.closed {
+		return errors.New("gzip stream closed twice")
+	}
+	z.closed = true
+	if last {
+		z.send(true)
+	}
+	close(z.jobs)
+	close(z.queue)
+	z.wg.Wait()
+	<-z.done
+	return z.failed()
+}
+
+// Close compresses what is left and writes the member's trailer.
+func (z *chunkedGzip) Close() error {
+	if err := z.stop(true); err != nil {
+		return err
+	}
+	var trailer [8]byte
+	binary.LittleEndian.PutUint32(trailer[:4], z.crc)
+	binary.LittleEndian.PutUint32(trailer[4:], z.size)
+	_, err := z.w.Write(trailer[:])
+	return err
+}
+
+// abort stops the stream without finishing it; the output is incomplete.
+func (z *chunkedGzip) abort() {
+	if !z.closed {
+		_ = z.stop(false)
+	}
+}
