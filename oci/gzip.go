@@ -24,7 +24,7 @@ const gzipChunk = 1 << 20
 const gzipWindow = 32 << 10
 
 // maxGzipWorkers bounds the compressors of one stream, and with them its
-// memory (about three chunks in and out per worker).
+// memory (about one chunk in and one out per worker, reused).
 const maxGzipWorkers = 8
 
 // chunkedGzip writes one gzip member whose deflate stream is made of
@@ -44,7 +44,8 @@ type chunkedGzip struct {
 
 	jobs  chan *gzipJob // to the compressors
 	queue chan *gzipJob // to the writer, in stream order
-	free  chan []byte   // chunk buffers for reuse
+	free  chan []byte   // input chunk buffers for reuse
+	outs  chan []byte   // output buffers for reuse
 	wg    sync.WaitGroup
 	done  chan struct{} // closed when the writer has stopped
 
@@ -58,7 +59,7 @@ type chunkedGzip struct {
 type gzipJob struct {
 	in, dict []byte
 	last     bool
-	out      bytes.Buffer
+	out      *bytes.Buffer
 	err      error
 	ready    chan struct{}
 }
@@ -70,8 +71,8 @@ var gzipHeader = [10]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
 // newChunkedGzip starts a stream into w at level on workers compressors
 // (1..maxGzipWorkers; 0 means one per CPU).
 func newChunkedGzip(w io.Writer, level, workers int) (*chunkedGzip, error) {
-	if _, err := flate.NewWriter(io.Discard, level); err != nil {
-		return nil, fmt.Errorf("gzip level %d: %w", level, err)
+	if level < flate.HuffmanOnly || level > flate.BestCompression {
+		return nil, fmt.Errorf("gzip level %d: want %d to %d", level, flate.HuffmanOnly, flate.BestCompression)
 	}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -84,8 +85,9 @@ func newChunkedGzip(w io.Writer, level, workers int) (*chunkedGzip, error) {
 		w:     w,
 		level: level,
 		jobs:  make(chan *gzipJob),
-		queue: make(chan *gzipJob, 2*workers),
-		free:  make(chan []byte, 3*workers+1),
+		queue: make(chan *gzipJob, workers+1),
+		free:  make(chan []byte, workers+2),
+		outs:  make(chan []byte, workers+2),
 		done:  make(chan struct{}),
 	}
 	z.buf = z.chunkBuf()
@@ -125,11 +127,11 @@ func (z *chunkedGzip) compress() {
 	defer z.wg.Done()
 	var fw *flate.Writer
 	for j := range z.jobs {
-		j.out.Grow(len(j.in)/2 + 64)
+		j.out = bytes.NewBuffer(z.outBuf(len(j.in)))
 		if fw == nil {
-			fw, j.err = flate.NewWriterDict(&j.out, z.level, j.dict)
+			fw, j.err = flate.NewWriterDict(j.out, z.level, j.dict)
 		} else {
-			fw.ResetDict(&j.out, j.dict)
+			fw.ResetDict(j.out, j.dict)
 		}
 		if j.err == nil {
 			_, j.err = fw.Write(j.in)
@@ -162,7 +164,25 @@ func (z *chunkedGzip) write() {
 		case z.free <- j.in:
 		default:
 		}
+		select {
+		case z.outs <- j.out.Bytes()[:0]:
+		default:
+		}
 	}
+}
+
+// outBuf returns an empty buffer with room for the compressed form of n
+// bytes even when they do not compress (stored blocks: 5 bytes per 64 KiB).
+func (z *chunkedGzip) outBuf(n int) []byte {
+	want := n + n>>10 + 1024
+	select {
+	case b := <-z.outs:
+		if cap(b) >= want {
+			return b
+		}
+	default:
+	}
+	return make([]byte, 0, want)
 }
 
 // send hands the filled chunk to the compressors.
