@@ -24,7 +24,7 @@ const gzipChunk = 1 << 20
 const gzipWindow = 32 << 10
 
 // maxGzipWorkers bounds the compressors of one stream, and with them its
-// memory (about one chunk in and one out per worker, reused).
+// memory: up to workers+3 chunks in and as many out, reused.
 const maxGzipWorkers = 8
 
 // chunkedGzip writes one gzip member whose deflate stream is made of
@@ -66,7 +66,10 @@ type gzipJob struct {
 
 // gzipHeader is the member header: deflate, no flags, MTIME 0 (RFC 1952:
 // no time stamp), no extra flags, OS unknown.
-var gzipHeader = [10]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
+const gzipHeader = "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+// errGzipAborted stops the writer of an aborted stream from writing.
+var errGzipAborted = errors.New("gzip stream aborted")
 
 // newChunkedGzip starts a stream into w at level on workers compressors
 // (1..maxGzipWorkers; 0 means one per CPU).
@@ -78,8 +81,8 @@ func newChunkedGzip(w io.Writer, level, workers int) (*chunkedGzip, error) {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, maxGzipWorkers)
-	if _, err := w.Write(gzipHeader[:]); err != nil {
-		return nil, err
+	if _, err := io.WriteString(w, gzipHeader); err != nil {
+		return nil, fmt.Errorf("write gzip header: %w", err)
 	}
 	z := &chunkedGzip{
 		w:     w,
@@ -99,6 +102,7 @@ func newChunkedGzip(w io.Writer, level, workers int) (*chunkedGzip, error) {
 	return z, nil
 }
 
+// chunkBuf returns an empty input buffer of gzipChunk bytes' room.
 func (z *chunkedGzip) chunkBuf() []byte {
 	select {
 	case b := <-z.free:
@@ -108,6 +112,7 @@ func (z *chunkedGzip) chunkBuf() []byte {
 	}
 }
 
+// fail records err unless an error is already recorded.
 func (z *chunkedGzip) fail(err error) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
@@ -116,6 +121,7 @@ func (z *chunkedGzip) fail(err error) {
 	}
 }
 
+// failed returns the first error recorded.
 func (z *chunkedGzip) failed() error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
@@ -153,20 +159,22 @@ func (z *chunkedGzip) write() {
 	defer close(z.done)
 	for j := range z.queue {
 		<-j.ready
-		err := j.err
-		if err == nil && z.failed() == nil {
-			_, err = z.w.Write(j.out.Bytes())
-		}
-		if err != nil {
-			z.fail(err)
+		if j.err != nil {
+			z.fail(fmt.Errorf("compress chunk: %w", j.err))
+		} else if z.failed() == nil {
+			if _, err := z.w.Write(j.out.Bytes()); err != nil {
+				z.fail(fmt.Errorf("write gzip chunk: %w", err))
+			}
 		}
 		select {
 		case z.free <- j.in:
 		default:
 		}
-		select {
-		case z.outs <- j.out.Bytes()[:0]:
-		default:
+		if j.out != nil {
+			select {
+			case z.outs <- j.out.Bytes()[:0]:
+			default:
+			}
 		}
 	}
 }
@@ -212,9 +220,9 @@ func (z *chunkedGzip) Write(p []byte) (int, error) {
 	z.size += uint32(len(p))
 	n := len(p)
 	for len(p) > 0 {
-		k := copy(z.buf[len(z.buf):cap(z.buf)], p)
+		k := copy(z.buf[len(z.buf):gzipChunk], p)
 		z.buf, p = z.buf[:len(z.buf)+k], p[k:]
-		if len(z.buf) == cap(z.buf) {
+		if len(z.buf) == gzipChunk {
 			z.send(false)
 		}
 	}
@@ -224,7 +232,7 @@ func (z *chunkedGzip) Write(p []byte) (int, error) {
 // stop ends the compressors and the writer, after a last chunk if last.
 func (z *chunkedGzip) stop(last bool) error {
 	if z.closed {
-		return errors.New("gzip stream closed twice")
+		return errors.New("gzip stream already closed")
 	}
 	z.closed = true
 	if last {
@@ -245,13 +253,17 @@ func (z *chunkedGzip) Close() error {
 	var trailer [8]byte
 	binary.LittleEndian.PutUint32(trailer[:4], z.crc)
 	binary.LittleEndian.PutUint32(trailer[4:], z.size)
-	_, err := z.w.Write(trailer[:])
-	return err
+	if _, err := z.w.Write(trailer[:]); err != nil {
+		return fmt.Errorf("write gzip trailer: %w", err)
+	}
+	return nil
 }
 
-// abort stops the stream without finishing it; the output is incomplete.
+// abort stops the stream without finishing it: chunks in flight are
+// dropped, not written, and the output is incomplete.
 func (z *chunkedGzip) abort() {
 	if !z.closed {
+		z.fail(errGzipAborted)
 		_ = z.stop(false)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/flate"
+
+	"github.com/lkbuild/lkbuild/internal/testenv"
 )
 
 // textLike returns n bytes of words from a small vocabulary, which
@@ -78,7 +80,7 @@ func TestChunkedGzipSameBytesAnyWorkers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := chunked(t, tt.in, 1, 1<<20)
-			for _, c := range []struct{ workers, step int }{{2, 7777}, {5, 1 << 16}, {8, 3}} {
+			for _, c := range []struct{ workers, step int }{{2, 7777}, {5, 1 << 16}, {8, 1 << 16}, {8, 3}} {
 				if c.step == 3 && len(tt.in) > gzipChunk+1 {
 					continue // byte-sized writes of megabytes prove nothing more
 				}
@@ -109,10 +111,7 @@ func TestChunkedGzipSameBytesAnyWorkers(t *testing.T) {
 // TestChunkedGzipSystemGzip: GNU gzip, another decoder, accepts the
 // stream and gives the input back.
 func TestChunkedGzipSystemGzip(t *testing.T) {
-	gz, err := exec.LookPath("gzip")
-	if err != nil {
-		t.Fatalf("gzip is missing (Debian package gzip): %v", err)
-	}
+	gz := testenv.LookPath(t, "gzip", "gzip")
 	in := append(textLike(2*gzipChunk+99, 7), randomBytes(gzipChunk/2, 8)...)
 	cmd := exec.Command(gz, "-dc")
 	cmd.Stdin = bytes.NewReader(chunked(t, in, 2, 1<<16))
@@ -127,26 +126,18 @@ func TestChunkedGzipSystemGzip(t *testing.T) {
 	}
 }
 
-// TestChunkedGzipDictionary: each chunk sees the previous one's tail, so
-// a chunk that repeats it compresses as in a serial stream. Without the
-// dictionary the second chunk would start with 16 KiB of literals.
+// TestChunkedGzipDictionary: each chunk is primed with exactly the 32 KiB
+// before it, so a second chunk that repeats the first one's tail costs a
+// few bytes. Without the dictionary, or with any other 32 KiB of the
+// random first chunk, it would cost its 32 KiB again. (The copy is one
+// byte short of the window: klauspost matches up to 32,767 bytes back.)
 func TestChunkedGzipDictionary(t *testing.T) {
-	block := randomBytes(gzipWindow/2, 9)
-	in := bytes.Repeat(block, 2*gzipChunk/len(block))
-	var serial bytes.Buffer
-	fw, err := flate.NewWriter(&serial, DefaultGzipLevel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fw.Write(in); err != nil {
-		t.Fatal(err)
-	}
-	if err := fw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	out := chunked(t, in, 2, 1<<20)
-	if max := serial.Len() + 1<<10; len(out) > max {
-		t.Fatalf("%d compressed bytes for a %d-byte block repeated over two chunks, want at most %d (a serial deflate stream's %d and 1 KiB)", len(out), len(block), max, serial.Len())
+	first := randomBytes(gzipChunk, 9)
+	one := chunked(t, first, 1, gzipChunk)
+	in := append(bytes.Clone(first), first[len(first)-gzipWindow+1:]...)
+	out := chunked(t, in, 2, 1<<16)
+	if limit := len(one) + 1<<10; len(out) > limit {
+		t.Fatalf("%d compressed bytes for a random chunk and a copy of its last %d bytes, want at most %d (the chunk alone: %d)", len(out), gzipWindow-1, limit, len(one))
 	}
 }
 
@@ -183,15 +174,14 @@ func TestChunkedGzipFailures(t *testing.T) {
 	in := randomBytes(4*gzipChunk, 10)
 	total := len(chunked(t, in, 1, len(in)))
 	tests := []struct {
-		name     string
-		limit    func(total int) int // bytes the destination takes before failing, of total
-		abortAt  int                 // abort after writing this much (0: write all, Close)
-		wantFail bool                // the error must be errDiskFull
+		name    string
+		limit   func(total int) int // bytes the destination takes before failing errDiskFull, of total
+		abortAt int                 // abort after writing this much (0: write all, Close)
 	}{
-		{"header fails", func(int) int { return 0 }, 0, true},
-		{"body fails", func(int) int { return gzipChunk }, 0, true},
-		{"trailer fails", func(total int) int { return total - 4 }, 0, true},
-		{"aborted midway", func(total int) int { return total }, 2*gzipChunk + 5, false},
+		{"header fails", func(int) int { return 0 }, 0},
+		{"body fails", func(int) int { return gzipChunk }, 0},
+		{"trailer fails", func(total int) int { return total - 4 }, 0},
+		{"aborted midway", func(total int) int { return total }, 2*gzipChunk + 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,7 +189,7 @@ func TestChunkedGzipFailures(t *testing.T) {
 			w := &failingWriter{n: tt.limit(total)}
 			z, err := newChunkedGzip(w, DefaultGzipLevel, 3)
 			if err != nil {
-				if tt.wantFail && errors.Is(err, errDiskFull) {
+				if errors.Is(err, errDiskFull) && tt.abortAt == 0 {
 					return
 				}
 				t.Fatal(err)
@@ -230,9 +220,74 @@ func TestChunkedGzipFailures(t *testing.T) {
 	}
 }
 
-func TestChunkedGzipBadLevel(t *testing.T) {
-	if _, err := newChunkedGzip(io.Discard, 42, 1); err == nil {
-		t.Fatal("level 42 accepted")
+// TestWriteLayerFailingWrite: a tar writer that fails after several
+// chunks gets its error back, and WriteLayer leaves neither a blob nor a
+// compressor behind.
+func TestWriteLayerFailingWrite(t *testing.T) {
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := runtime.NumGoroutine()
+	errTar := errors.New("tar went wrong")
+	_, err = store.WriteLayer(func(w io.Writer) error {
+		if _, err := w.Write(randomBytes(3*gzipChunk+99, 13)); err != nil {
+			return err
+		}
+		return errTar
+	})
+	if !errors.Is(err, errTar) {
+		t.Fatalf("WriteLayer: %v, want %v", err, errTar)
+	}
+	settled(t, base)
+	assertNoTempFiles(t, store)
+}
+
+func TestChunkedGzipLevels(t *testing.T) {
+	for _, tt := range []struct {
+		level int
+		ok    bool
+	}{{-3, false}, {flate.HuffmanOnly, true}, {0, true}, {9, true}, {10, false}, {42, false}} {
+		z, err := newChunkedGzip(io.Discard, tt.level, 1)
+		if (err == nil) != tt.ok {
+			t.Errorf("level %d: error %v, want ok %v", tt.level, err, tt.ok)
+		}
+		if err == nil {
+			if err := z.Close(); err != nil {
+				t.Errorf("level %d: %v", tt.level, err)
+			}
+		}
+	}
+}
+
+// TestChunkedGzipMisuse: the stream refuses use after Close or abort.
+func TestChunkedGzipMisuse(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		end  func(z *chunkedGzip) error
+	}{
+		{"closed", (*chunkedGzip).Close},
+		{"aborted", func(z *chunkedGzip) error { z.abort(); return nil }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			z, err := newChunkedGzip(io.Discard, DefaultGzipLevel, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := z.Write([]byte("data")); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.end(z); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := z.Write([]byte("more")); err == nil {
+				t.Error("Write succeeded after the end")
+			}
+			if err := z.Close(); err == nil {
+				t.Error("Close succeeded after the end")
+			}
+			z.abort() // harmless
+		})
 	}
 }
 

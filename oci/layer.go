@@ -181,19 +181,17 @@ func (t *tarWriter) add(fsys fs.FS, name, tarName string, d fs.DirEntry) error {
 }
 
 // WriteLayer runs write to produce an uncompressed tar stream, compresses
-// it with gzip at DefaultGzipLevel, on all CPUs, straight into the store
-// and returns the layer. Nothing is held in memory but buffers; on error
-// nothing is left in the store.
+// it with gzip at DefaultGzipLevel, on up to maxGzipWorkers CPUs, straight
+// into the store and returns the layer. Nothing is held in memory but
+// buffers; on error nothing is left in the store.
 func (s *Store) WriteLayer(write func(io.Writer) error) (v1.Layer, error) {
 	bw, err := s.newBlobWriter()
 	if err != nil {
 		return nil, err
 	}
 	defer bw.abort()
-	// The compressor flushes ~256 bytes at a time: buffer its output so
-	// a layer costs a few hundred writes, not hundreds of thousands.
-	out := bufio.NewWriterSize(bw, 1<<20)
-	gz, err := newChunkedGzip(out, DefaultGzipLevel, 0)
+	// The compressor writes whole compressed chunks: no buffer between.
+	gz, err := newChunkedGzip(bw, DefaultGzipLevel, 0)
 	if err != nil {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
@@ -207,9 +205,6 @@ func (s *Store) WriteLayer(write func(io.Writer) error) (v1.Layer, error) {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
 	if err := gz.Close(); err != nil {
-		return nil, fmt.Errorf("write layer: %w", err)
-	}
-	if err := out.Flush(); err != nil {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
 	size := bw.n
