@@ -196,14 +196,13 @@ func (z *chunkedGzip) outBuf(n int) []byte {
 // send hands the filled chunk to the compressors.
 func (z *chunkedGzip) send(last bool) {
 	j := &gzipJob{in: z.buf, dict: z.dict, last: last, ready: make(chan struct{})}
-	if !last {
-		// A full chunk is longer than the window: the next dictionary is
-		// its tail alone.
-		z.dict = bytes.Clone(z.buf[len(z.buf)-gzipWindow:])
-	}
 	z.queue <- j
 	z.jobs <- j
 	if !last {
+		// A full chunk is longer than the window: the next dictionary is
+		// its tail alone. (The compressor only reads the chunk, and only
+		// this goroutine takes it back from z.free for reuse.)
+		z.dict = bytes.Clone(z.buf[len(z.buf)-gzipWindow:])
 		z.buf = z.chunkBuf()
 	}
 }

@@ -40,7 +40,7 @@ func randomBytes(n int, seed uint64) []byte {
 
 // chunked compresses in with workers compressors, writing it step bytes at
 // a time.
-func chunked(t *testing.T, in []byte, workers, step int) []byte {
+func chunked(t testing.TB, in []byte, workers, step int) []byte {
 	t.Helper()
 	var out bytes.Buffer
 	z, err := newChunkedGzip(&out, DefaultGzipLevel, workers)
@@ -297,16 +297,7 @@ func BenchmarkChunkedGzip(b *testing.B) {
 		b.Run(fmt.Sprint(workers, " workers"), func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			for b.Loop() {
-				z, err := newChunkedGzip(io.Discard, DefaultGzipLevel, workers)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := z.Write(in); err != nil {
-					b.Fatal(err)
-				}
-				if err := z.Close(); err != nil {
-					b.Fatal(err)
-				}
+				chunked(b, in, workers, len(in))
 			}
 		})
 	}
