@@ -331,8 +331,19 @@ fi
 # VmHWM (KiB) of PID and of any other process running our lkbuild binary
 # (the sandbox's re-executed lkbuild), as "MAIN OTHERS" in OUT; and a
 # cpu_jiffies line per sample in OUT.cpu.
+# read_hwm VAR FILE: the VmHWM (kB) of a /proc/PID/status FILE into VAR, 0
+# when there is none; builtins only.
+# shellcheck disable=SC2034 # hwm_var is a nameref to the caller's VAR
+read_hwm() {
+	local -n hwm_var=$1
+	local k v
+	hwm_var=0
+	while read -r k v _; do
+		[[ $k == VmHWM: ]] && { hwm_var=$v; break; }
+	done 2>/dev/null <"$2" || true
+}
 sample_rss() {
-	local pid=$1 out=$2 main=0 others=0 d k v hwm tick=0 nap
+	local pid=$1 out=$2 main=0 others=0 d hwm tick=0 nap
 	: >"$out.cpu"
 	# The sampler runs during lkbuild's sides only, so it must cost next
 	# to nothing: bash builtins every sample, no fork (a grep and a sleep
@@ -344,17 +355,13 @@ sample_rss() {
 	exec {nap}<> <(:)
 	while [[ -d /proc/$pid ]]; do
 		cpu_jiffies >>"$out.cpu"
-		while read -r k v _; do
-			[[ $k == VmHWM: ]] && { ((v > main)) && main=$v; break; }
-		done 2>/dev/null <"/proc/$pid/status" || true
+		read_hwm hwm "/proc/$pid/status"
+		((hwm > main)) && main=$hwm
 		if ((tick++ % 8 == 0)); then
 			for d in /proc/[0-9]*; do
 				[[ ${d#/proc/} == "$pid" ]] && continue
 				[[ $d/exe -ef $bin/lkbuild ]] 2>/dev/null || continue
-				hwm=0
-				while read -r k v _; do
-					[[ $k == VmHWM: ]] && { hwm=$v; break; }
-				done 2>/dev/null <"$d/status" || true
+				read_hwm hwm "$d/status"
 				((hwm > others)) && others=$hwm
 			done
 		fi
